@@ -1,0 +1,5 @@
+"""Conditioner networks."""
+
+from flowforge.nn.mlp import MLP
+
+__all__ = ["MLP"]

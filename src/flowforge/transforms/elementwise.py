@@ -1,0 +1,125 @@
+r"""Element-wise transforms with their own parameters: affine, diagonal scaling, logit, sigmoid.
+
+All act on each entry of ``(batch, *event)`` independently, so their Jacobian is diagonal and
+the log-determinant is the sum of the element-wise log-derivatives. Learned parameters have the
+shape of dimension 1 (features, or channels of an image) and broadcast over the rest.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from flowforge.transforms.base import Inverse, Transform
+
+__all__ = ["DiagonalScaling", "ElementwiseAffine", "Logit", "Sigmoid"]
+
+
+def _channel_view(p: Tensor, x: Tensor) -> Tensor:
+    """Reshapes a per-feature parameter ``(C,)`` to broadcast over ``x`` of shape ``(B, C, *)``."""
+    return p.reshape(1, -1, *([1] * (x.dim() - 2)))
+
+
+def _positions(x: Tensor) -> int:
+    """How many positions share one per-feature parameter (``H * W`` for images, 1 for vectors)."""
+    return math.prod(x.shape[2:])
+
+
+class ElementwiseAffine(Transform):
+    r"""A learned element-wise affine map over dimension 1.
+
+    .. math:: z = x \, e^{s} + t, \qquad \log|\det J| = \textstyle\sum_i s_i
+
+    Arguments:
+        features: size of dimension 1 (vector features or image channels).
+        shift: learn the shift ``t`` (otherwise ``t = 0``).
+    """
+
+    def __init__(self, features: int, shift: bool = True) -> None:
+        super().__init__()
+        if features < 1:
+            raise ValueError(f"'features' should be positive, got {features}")
+        self.log_scale = nn.Parameter(torch.zeros(features))
+        self.shift = nn.Parameter(torch.zeros(features)) if shift else None
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        s = _channel_view(self.log_scale, x)
+        z = x * torch.exp(s)
+        if self.shift is not None:
+            z = z + _channel_view(self.shift, x)
+        ladj = self.log_scale.sum() * _positions(x)
+        return z, ladj.expand(x.shape[0])
+
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        if self.shift is not None:
+            z = z - _channel_view(self.shift, z)
+        x = z * torch.exp(-_channel_view(self.log_scale, z))
+        ladj = -self.log_scale.sum() * _positions(z)
+        return x, ladj.expand(z.shape[0])
+
+    def extra_repr(self) -> str:
+        return f"features={self.log_scale.numel()}, shift={self.shift is not None}"
+
+
+class DiagonalScaling(ElementwiseAffine):
+    r"""NICE's last layer: a learned diagonal scaling :math:`z = e^{s} \odot x`, the only volume
+    change of a NICE model (Dinh et al. 2014, https://arxiv.org/abs/1410.8516, section 3.3)."""
+
+    def __init__(self, features: int) -> None:
+        super().__init__(features, shift=False)
+
+
+class Logit(Transform):
+    r"""The logit map from the unit interval to the real line, with RealNVP's ``alpha``.
+
+    .. math::
+        s = \alpha + (1 - 2\alpha) x, \qquad z = \log s - \log(1 - s), \qquad
+        \log \frac{dz}{dx} = \log(1 - 2\alpha) - \log s - \log(1 - s)
+
+    (Dinh et al. 2016, https://arxiv.org/abs/1605.08803, section 4.1.) With ``alpha > 0`` the
+    end points 0 and 1 map to finite values; with ``alpha = 0`` they are outside the domain.
+
+    Arguments:
+        alpha: the squeeze ``alpha`` in ``[0, 0.5)``.
+    """
+
+    def __init__(self, alpha: float = 0.0) -> None:
+        super().__init__()
+        if not 0.0 <= alpha < 0.5:
+            raise ValueError(f"'alpha' should be in [0, 0.5), got {alpha}")
+        self.alpha = float(alpha)
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        lo_ok = x >= 0 if self.alpha > 0 else x > 0
+        hi_ok = x <= 1 if self.alpha > 0 else x < 1
+        if not bool((lo_ok & hi_ok).all()):
+            bad = x[~(lo_ok & hi_ok)]
+            interval = "[0, 1]" if self.alpha > 0 else "(0, 1) (alpha = 0)"
+            raise ValueError(
+                f"Logit: input 'x' should lie in {interval}; got {bad.numel()} values outside, "
+                f"e.g. {bad.flatten()[:3].tolist()}"
+            )
+        s = self.alpha + (1 - 2 * self.alpha) * x
+        log_s, log_1ms = torch.log(s), torch.log1p(-s)
+        ladj = math.log1p(-2 * self.alpha) - log_s - log_1ms
+        return log_s - log_1ms, ladj.reshape(x.shape[0], -1).sum(1)
+
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        s = torch.sigmoid(z)
+        x = (s - self.alpha) / (1 - 2 * self.alpha)
+        # log ds/dz = log s + log(1 - s) = -softplus(-z) - softplus(z), stable for large |z|
+        ladj = -nn.functional.softplus(-z) - nn.functional.softplus(z) - math.log1p(-2 * self.alpha)
+        return x, ladj.reshape(z.shape[0], -1).sum(1)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}"
+
+
+class Sigmoid(Inverse):
+    """The logistic sigmoid from the real line to the unit interval: the inverse of :class:`Logit`
+    with ``alpha = 0``."""
+
+    def __init__(self) -> None:
+        super().__init__(Logit(alpha=0.0))
