@@ -1,0 +1,5 @@
+"""Data sets and preprocessing. Loaders register in :mod:`flowforge.data.registry`."""
+
+from flowforge.data.registry import DATASETS, Splits, load_dataset, register_dataset
+
+__all__ = ["DATASETS", "Splits", "load_dataset", "register_dataset"]

@@ -1,6 +1,19 @@
-"""Paper recipes: functions that assemble transforms into flows, with the papers' defaults."""
+"""Paper recipes: functions that assemble transforms into flows, with the papers' defaults.
 
+:data:`RECIPES` maps the names used in configs (``model.name``) to recipes. A recipe takes the
+data's feature count (vectors) or event shape (images) first, then ``context_features`` and
+its own keyword options, which configs pass through and validate against its signature.
+"""
+
+from collections.abc import Callable
+
+from flowforge.flows import Flow
 from flowforge.models.nice import nice
 from flowforge.models.realnvp import realnvp
 
-__all__ = ["nice", "realnvp"]
+RECIPES: dict[str, Callable[..., Flow]] = {
+    "nice": nice,
+    "realnvp": realnvp,
+}
+
+__all__ = ["RECIPES", "nice", "realnvp"]
