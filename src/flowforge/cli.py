@@ -1,0 +1,199 @@
+"""The ``flowforge`` command.
+
+::
+
+    flowforge train [CONFIG.yaml] [--set key=value ...] [--device cpu|cuda] [--resume RUN_DIR]
+    flowforge eval RUN_DIR [--split test|val|train]
+    flowforge sample RUN_DIR [-n 1000] [--temperature 1.0] [--out samples.npy]
+    flowforge check [PATTERN]
+    flowforge list
+
+User errors (bad configs, missing files, corrupt checkpoints, diverged runs) print one line
+starting with ``error:`` and exit with status 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+
+from flowforge.config import ConfigError, apply_overrides, load_config, parse_config
+
+__all__ = ["main"]
+
+
+def _train(args: argparse.Namespace) -> int:
+    from flowforge.train.loop import train_run
+
+    overrides = list(args.set or [])
+    if args.device:
+        overrides.append(f"device={args.device}")
+    if args.resume:
+        run_dir = Path(args.resume)
+        config_path = run_dir / "config.yaml"
+        if args.config is not None:
+            raise ConfigError("give either CONFIG or --resume RUN_DIR, not both")
+        if not config_path.is_file():
+            raise ConfigError(f"--resume: not a run directory (no config.yaml): {run_dir}")
+        cfg = parse_config(apply_overrides(yaml.safe_load(config_path.read_text()), overrides))
+    else:
+        cfg = load_config(args.config, overrides)
+    result = train_run(
+        cfg, resume=Path(args.resume) if args.resume else None, progress=not args.quiet
+    )
+    _print_summary(result.run_dir, result.summary)
+    return 0
+
+
+def _print_summary(run_dir: Path, s: dict) -> None:
+    line = f"test NLL {s['test_nll']:.4f} ± {s['test_stderr']:.4f} nats"
+    if "test_bpd" in s:
+        line = f"test {s['test_bpd']:.4f} ± {s['test_bpd_stderr']:.4f} bits/dim ({line})"
+    if "entropy" in s:
+        line += f"; true entropy {s['entropy']:.4f}, gap {s['gap']:+.4f}"
+    print(
+        f"{s['name']}: {s['model']} on {s['data']}, {s['steps']} steps in "
+        f"{s['train_seconds']:.1f} s: {line}"
+    )
+    print(f"wrote {run_dir}/")
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from flowforge.train.loop import load_run
+    from flowforge.train.metrics import bits_per_dim, evaluate_nll
+
+    cfg, splits, flow = load_run(args.run)
+    x, c = getattr(splits, args.split), getattr(splits, f"{args.split}_context")
+    nll, se = evaluate_nll(flow, x, c, cfg.train.eval_batch_size)
+    out = {"run": str(args.run), "split": args.split, "nll": nll, "stderr": se, "n": len(x)}
+    if splits.unit == "bits/dim":
+        dims = int(x[0].numel())
+        out.update(bpd=bits_per_dim(nll, dims), bpd_stderr=bits_per_dim(se, dims))
+    if splits.entropy is not None:
+        out.update(entropy=splits.entropy, gap=nll - splits.entropy)
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+def _sample(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from flowforge.train.loop import load_run
+
+    if args.n < 1:
+        raise ConfigError(f"-n: should be positive, got {args.n}")
+    if not args.temperature > 0:
+        raise ConfigError(f"--temperature: should be positive, got {args.temperature}")
+    _, splits, flow = load_run(args.run)
+    torch.manual_seed(args.seed)
+    context = None
+    if splits.test_context is not None:
+        context = splits.test_context[torch.randint(len(splits.test_context), (args.n,))]
+    x = flow.sample(args.n, context, temperature=args.temperature).cpu().numpy()
+    out = Path(args.out) if args.out else Path(args.run) / "samples.npy"
+    np.save(out, x)
+    print(f"wrote {args.n} samples of shape {tuple(x.shape[1:])} to {out}")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from flowforge.testing import check_transform
+    from flowforge.testing.registry import all_cases
+
+    cases = {k: v for k, v in all_cases().items() if not args.pattern or args.pattern in k}
+    if not cases:
+        print(f"no conformance case matches {args.pattern!r}")
+        return 1
+    names = ["round_trip", "log_det", "inverse_log_det", "gradients", "state_dict", "repr"]
+    width = max(len(k) for k in cases)
+    print(f"{'case':<{width}}  " + "  ".join(f"{n:<15}" for n in names))
+    failures = 0
+    for name, case in sorted(cases.items()):
+        x, c = case.inputs()
+        results = {
+            r.name: r for r in check_transform(case.make_transform, x, c, case.atol, case.rtol)
+        }
+        cells = []
+        for n in names:
+            r = results[n]
+            mark = "ok" if r.passed else "FAIL"
+            if r.detail.startswith("skipped"):
+                mark = "skipped"
+            cells.append(f"{mark:<15}")
+            failures += not r.passed
+        print(f"{name:<{width}}  " + "  ".join(cells))
+    print(f"{len(cases)} cases, {failures} failed checks")
+    return 1 if failures else 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from flowforge.data.registry import DATASETS
+    from flowforge.models import RECIPES
+
+    print("models:    " + ", ".join(sorted(RECIPES)))
+    print("data sets: " + ", ".join(sorted(DATASETS)))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flowforge", description="Normalizing flows in PyTorch.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a flow by maximum likelihood")
+    p.add_argument("config", nargs="?", help="YAML config (default: RealNVP on the parabola)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
+    p.add_argument("--device", help="cpu, cuda, cuda:N or auto (overrides the config)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("eval", help="evaluate a run's best model")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--split", choices=["test", "val", "train"], default="test")
+    p.set_defaults(func=_eval)
+
+    p = sub.add_parser("sample", help="draw samples from a run's best model")
+    p.add_argument("run", help="run directory")
+    p.add_argument("-n", type=int, default=1000, help="number of samples")
+    p.add_argument("--temperature", type=float, default=1.0, help="base noise scale")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="output .npy (default RUN/samples.npy)")
+    p.set_defaults(func=_sample)
+
+    p = sub.add_parser("check", help="run the conformance kit over every registered transform")
+    p.add_argument("pattern", nargs="?", help="only cases whose name contains this")
+    p.set_defaults(func=_check)
+
+    p = sub.add_parser("list", help="list models and data sets")
+    p.set_defaults(func=_list)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from flowforge.train.checkpoint import CheckpointError
+    from flowforge.train.loop import TrainingDiverged, TrainingInterrupted
+
+    user_errors = (ConfigError, CheckpointError, TrainingDiverged, FileNotFoundError)
+    try:
+        return args.func(args)
+    except TrainingInterrupted as e:
+        print(str(e), file=sys.stderr)
+        return 130
+    except user_errors as e:
+        if args.debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,300 @@
+"""Run configurations: YAML files validated up front, with errors that name the field.
+
+A config has four sections beside ``name``, ``seed``, ``device`` and ``output_dir``::
+
+    name: realnvp-parabola
+    seed: 0
+    data:  {name: parabola, n_train: 20000, n_val: 5000, n_test: 20000}   # + loader options
+    model: {name: realnvp, couplings: 5, hidden: [32, 32]}                # + recipe options
+    train: {steps: 3000, batch_size: 512, lr: 0.001}
+
+``data`` and ``model`` options beyond the fixed keys are checked against the registered
+loader's and recipe's signatures, so a typo fails before any work starts. ``--set a.b=value``
+overrides any key (the value is parsed as YAML).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = [
+    "ConfigError",
+    "DataConfig",
+    "ModelConfig",
+    "RunConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "load_config",
+    "parse_config",
+]
+
+
+class ConfigError(ValueError):
+    """A config that cannot run: the message names the field and what is allowed."""
+
+
+@dataclass
+class DataConfig:
+    """``data:`` section. ``options`` are the loader's own keyword arguments."""
+
+    name: str = "parabola"
+    n_train: int = 20000
+    n_val: int = 5000
+    n_test: int = 20000
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ModelConfig:
+    """``model:`` section. ``options`` are the recipe's keyword arguments."""
+
+    name: str = "realnvp"
+    options: dict[str, Any] = field(default_factory=lambda: {"couplings": 5, "hidden": [32, 32]})
+
+
+@dataclass
+class TrainConfig:
+    """``train:`` section: maximum likelihood with Adam.
+
+    Attributes:
+        steps: optimisation steps.
+        batch_size: examples per step.
+        lr: peak learning rate.
+        weight_decay: Adam(W) weight decay.
+        schedule: ``"constant"`` or ``"cosine"`` (to zero at the last step).
+        warmup: linear warm-up steps.
+        grad_clip: max gradient norm (0 disables clipping).
+        eval_every: steps between validation evaluations (and checkpoints).
+        patience: evaluations without validation improvement before stopping (0: never).
+        eval_batch_size: batch size of evaluation passes.
+        max_bad_steps: consecutive non-finite losses or gradients before rolling back.
+        max_rollbacks: rollbacks (each halving the learning rate) before giving up.
+    """
+
+    steps: int = 3000
+    batch_size: int = 512
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    schedule: str = "cosine"
+    warmup: int = 0
+    grad_clip: float = 5.0
+    eval_every: int = 250
+    patience: int = 0
+    eval_batch_size: int = 4096
+    max_bad_steps: int = 10
+    max_rollbacks: int = 3
+
+
+@dataclass
+class RunConfig:
+    """A whole run. The default is the classic RealNVP toy experiment on the parabola."""
+
+    name: str = "realnvp-parabola"
+    seed: int = 0
+    device: str = "cpu"
+    output_dir: str = "runs"
+    deterministic: bool = False
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as the YAML layout (options flattened into their sections)."""
+        d = dataclasses.asdict(self)
+        for section in ("data", "model"):
+            options = d[section].pop("options")
+            d[section].update(options)
+        return d
+
+
+_POSITIVE = {
+    "data.n_train",
+    "data.n_val",
+    "data.n_test",
+    "train.steps",
+    "train.batch_size",
+    "train.lr",
+    "train.eval_every",
+    "train.eval_batch_size",
+    "train.max_bad_steps",
+}
+_NON_NEGATIVE = {
+    "train.weight_decay",
+    "train.warmup",
+    "train.grad_clip",
+    "train.patience",
+    "train.max_rollbacks",
+}
+_CHOICES = {"train.schedule": ("constant", "cosine")}
+
+
+def _type_ok(value: Any, annotation: Any) -> bool:
+    """Whether ``value`` fits a simple annotation (int, float, str, bool, dict, sequences)."""
+    if isinstance(annotation, str):
+        annotation = {"int": int, "float": float, "str": str, "bool": bool}.get(annotation, Any)
+    if annotation is Any or annotation is inspect.Parameter.empty:
+        return True
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, a) for a in typing.get_args(annotation))
+    if annotation is type(None):
+        return value is None
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is str:
+        return isinstance(value, str)
+    if origin in (list, tuple, typing.Sequence) or getattr(origin, "__name__", "") == "Sequence":
+        args = typing.get_args(annotation)
+        return (
+            isinstance(value, (list, tuple)) and all(_type_ok(v, args[0]) for v in value)
+            if args
+            else isinstance(value, (list, tuple))
+        )
+    if origin is dict or annotation is dict:
+        return isinstance(value, dict)
+    return True
+
+
+def _describe(annotation: Any) -> str:
+    if typing.get_origin(annotation) is not None:
+        return str(annotation).replace("typing.", "").replace("collections.abc.", "")
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _fill(cls: type, raw: Any, where: str) -> Any:
+    """Builds dataclass ``cls`` from a mapping, rejecting unknown keys and wrong types."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where or 'config'}: should be a mapping, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls) if f.name != "options"}
+    has_options = "options" in hints
+    kwargs: dict[str, Any] = {}
+    options: dict[str, Any] = {}
+    for key, value in raw.items():
+        path = f"{where}.{key}" if where else str(key)
+        if key in fields:
+            if dataclasses.is_dataclass(hints[key]):
+                kwargs[key] = _fill(hints[key], value if value is not None else {}, path)
+                continue
+            if not _type_ok(value, hints[key]):
+                raise ConfigError(f"{path}: should be {_describe(hints[key])}, got {value!r}")
+            kwargs[key] = float(value) if hints[key] is float else value
+        elif has_options:
+            options[key] = value
+        else:
+            raise ConfigError(f"{path}: unknown key; allowed keys: {sorted(fields)}")
+    obj = cls(**kwargs)
+    if has_options:
+        obj.options = {**(obj.options if "name" not in raw else {}), **options}
+    return obj
+
+
+def _check_values(cfg: RunConfig) -> None:
+    for path in _POSITIVE | _NON_NEGATIVE | set(_CHOICES):
+        section, key = path.split(".")
+        value = getattr(getattr(cfg, section), key)
+        if path in _POSITIVE and not value > 0:
+            raise ConfigError(f"{path}: should be positive, got {value}")
+        if path in _NON_NEGATIVE and value < 0:
+            raise ConfigError(f"{path}: should be >= 0, got {value}")
+        if path in _CHOICES and value not in _CHOICES[path]:
+            raise ConfigError(f"{path}: should be one of {list(_CHOICES[path])}, got {value!r}")
+    if not cfg.name or "/" in cfg.name or cfg.name.startswith("."):
+        raise ConfigError(f"name: should be a plain directory name, got {cfg.name!r}")
+    if not (cfg.device in ("cpu", "auto") or cfg.device.startswith(("cuda", "mps"))):
+        raise ConfigError(
+            f"device: should be 'cpu', 'auto', 'cuda[:N]' or 'mps', got {cfg.device!r}"
+        )
+    _check_options("data", cfg.data.name, cfg.data.options)
+    _check_options("model", cfg.model.name, cfg.model.options)
+
+
+def _check_options(section: str, name: str, options: dict[str, Any]) -> None:
+    """Checks ``options`` against the registered loader's or recipe's signature."""
+    from flowforge.data.registry import DATASETS, dataset_options
+    from flowforge.models import RECIPES
+
+    registry = DATASETS if section == "data" else RECIPES
+    if name not in registry:
+        what = "data set" if section == "data" else "model"
+        raise ConfigError(
+            f"{section}.name: unknown {what} {name!r}; choose one of {sorted(registry)}"
+        )
+    fn = registry[name]
+    if section == "data":
+        params = dataset_options(name)
+    else:  # the first argument (features or shape) and the context size come from the data
+        params = dict(list(inspect.signature(fn).parameters.items())[1:])
+        params.pop("context_features", None)
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # unresolvable annotations: check names only
+        hints = {}
+    for key, value in options.items():
+        if key not in params:
+            raise ConfigError(
+                f"{section}.{key}: unknown option for {section} {name!r}; allowed: {sorted(params)}"
+            )
+        annotation = hints.get(key, params[key].annotation)
+        if not _type_ok(value, annotation):
+            raise ConfigError(f"{section}.{key}: should be {_describe(annotation)}, got {value!r}")
+
+
+def parse_config(raw: dict[str, Any] | None) -> RunConfig:
+    """Validates a raw mapping (from YAML) into a :class:`RunConfig`."""
+    cfg = _fill(RunConfig, raw or {}, "")
+    _check_values(cfg)
+    return cfg
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Applies ``key.sub=value`` overrides (values parsed as YAML) to a raw config mapping."""
+    raw = yaml.safe_load(yaml.safe_dump(raw))  # deep copy of plain data
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: should look like key=value, e.g. train.lr=3e-4")
+        path, text = item.split("=", 1)
+        keys = path.strip().split(".")
+        if not all(keys):
+            raise ConfigError(f"--set {item!r}: empty key in {path!r}")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"--set {item!r}: value is not valid YAML ({e})") from None
+        node = raw
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: {k!r} is not a section")
+        node[keys[-1]] = value
+    return raw
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
+    """Reads, overrides and validates a config; ``path=None`` starts from the defaults."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(
+                f"{path}: should hold a mapping of sections, got {type(raw).__name__}"
+            )
+    return parse_config(apply_overrides(raw, overrides or []))
