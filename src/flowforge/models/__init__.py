@@ -9,11 +9,14 @@ from collections.abc import Callable
 
 from flowforge.flows import Flow
 from flowforge.models.nice import nice
+from flowforge.models.planar_radial import planar, radial
 from flowforge.models.realnvp import realnvp
 
 RECIPES: dict[str, Callable[..., Flow]] = {
     "nice": nice,
     "realnvp": realnvp,
+    "planar": planar,
+    "radial": radial,
 }
 
 __all__ = ["RECIPES", "nice", "realnvp"]

@@ -36,3 +36,7 @@ __all__ = [
     "alternating_mask",
     "half_mask",
 ]
+from flowforge.transforms.planar import Planar  # noqa: E402
+from flowforge.transforms.radial import Radial  # noqa: E402
+
+__all__ += ["Planar", "Radial"]
