@@ -1,5 +1,6 @@
 """Data sets and preprocessing. Loaders register in :mod:`flowforge.data.registry`."""
 
+from flowforge.data import images  # noqa: F401  (registers the image data sets)
 from flowforge.data.registry import DATASETS, Splits, load_dataset, register_dataset
 
 __all__ = ["DATASETS", "Splits", "load_dataset", "register_dataset"]

@@ -1,5 +1,6 @@
 """Invertible transforms, one family per module (see ``docs/design.md``)."""
 
+from flowforge.transforms.autoregressive import MaskedAutoregressive, SlowDirectionWarning
 from flowforge.transforms.base import (
     Compose,
     Inverse,
@@ -12,6 +13,8 @@ from flowforge.transforms.elementwise import DiagonalScaling, ElementwiseAffine,
 from flowforge.transforms.linear import LULinear
 from flowforge.transforms.normalization import BatchNorm
 from flowforge.transforms.permutation import Permutation, RandomPermutation, ReversePermutation
+from flowforge.transforms.polynomial import SumOfSquaresPolynomial
+from flowforge.transforms.spline import RationalQuadraticSpline
 from flowforge.transforms.univariate import Additive, Affine, Transformer
 
 __all__ = [
@@ -27,10 +30,14 @@ __all__ = [
     "InverseNotAvailable",
     "LULinear",
     "Logit",
+    "MaskedAutoregressive",
     "Permutation",
     "RandomPermutation",
+    "RationalQuadraticSpline",
     "ReversePermutation",
     "Sigmoid",
+    "SlowDirectionWarning",
+    "SumOfSquaresPolynomial",
     "Transform",
     "Transformer",
     "alternating_mask",
@@ -40,3 +47,23 @@ from flowforge.transforms.planar import Planar  # noqa: E402
 from flowforge.transforms.radial import Radial  # noqa: E402
 
 __all__ += ["Planar", "Radial"]
+from flowforge.transforms.coupling import MaskedCoupling, checkerboard_mask  # noqa: E402
+from flowforge.transforms.dequantization import (  # noqa: E402
+    UniformDequantization,
+    VariationalDequantization,
+    quantize,
+)
+from flowforge.transforms.linear import InvertibleConv1x1  # noqa: E402
+from flowforge.transforms.normalization import ActNorm  # noqa: E402
+from flowforge.transforms.prior import ContextAffine  # noqa: E402
+from flowforge.transforms.reshape import (  # noqa: E402
+    FactorOut,
+    Flatten,
+    MultiScale,
+    Squeeze,
+    Unsqueeze,
+)
+
+__all__ += ["ActNorm", "ContextAffine", "FactorOut", "Flatten", "InvertibleConv1x1"]
+__all__ += ["MaskedCoupling", "MultiScale", "Squeeze", "UniformDequantization", "Unsqueeze"]
+__all__ += ["VariationalDequantization", "checkerboard_mask", "quantize"]
