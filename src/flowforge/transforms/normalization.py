@@ -78,3 +78,62 @@ class BatchNorm(Transform):
 
     def extra_repr(self) -> str:
         return f"features={self.log_gamma.numel()}, momentum={self.momentum}, eps={self.eps}"
+
+
+class ActNorm(Transform):
+    r"""Activation normalisation with data-dependent initialisation (Glow, section 3.1).
+
+    .. math::
+        z = (x + b) \, e^{s}, \qquad \log|\det J| = n_{pos} \textstyle\sum_i s_i
+
+    per feature of dimension 1 (channels of an image, shared by the ``n_pos = H W`` pixels).
+    The first forward pass in training mode sets ``b = -mean`` and ``s = -log(std + eps)`` of
+    the batch, so that the output has zero mean and unit variance per channel (Kingma and
+    Dhariwal 2018, https://arxiv.org/abs/1807.03039); after that ``b`` and ``s`` are ordinary
+    parameters. The flag lives in the buffer ``initialized``, so a loaded model does not
+    re-initialise. Before initialisation the map is the identity.
+
+    Arguments:
+        features: size of dimension 1.
+        eps: added to the standard deviation at initialisation.
+    """
+
+    def __init__(self, features: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        if features < 1:
+            raise ValueError(f"'features' should be positive, got {features}")
+        if not eps > 0:
+            raise ValueError(f"'eps' should be positive, got {eps}")
+        self.eps = float(eps)
+        self.bias = nn.Parameter(torch.zeros(features))
+        self.log_scale = nn.Parameter(torch.zeros(features))
+        self.register_buffer("initialized", torch.tensor(False))
+
+    def _view(self, p: Tensor, x: Tensor) -> Tensor:
+        return p.reshape(1, -1, *([1] * (x.dim() - 2)))
+
+    def _ladj(self, x: Tensor) -> Tensor:
+        return (self.log_scale.sum() * math.prod(x.shape[2:])).expand(x.shape[0])
+
+    @torch.no_grad()
+    def initialize(self, x: Tensor) -> None:
+        """Sets ``b`` and ``s`` from the statistics of the batch ``x`` ``(B, C, *)``."""
+        if x.shape[0] * math.prod(x.shape[2:]) < 2:
+            raise ValueError("ActNorm initialisation needs more than one value per feature")
+        dims = [0, *range(2, x.dim())]
+        self.bias.copy_(-x.mean(dim=dims))
+        self.log_scale.copy_(-torch.log(x.std(dim=dims, unbiased=False) + self.eps))
+        self.initialized.fill_(True)
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        if self.training and not bool(self.initialized):
+            self.initialize(x)
+        z = (x + self._view(self.bias, x)) * self._view(torch.exp(self.log_scale), x)
+        return z, self._ladj(x)
+
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        x = z * self._view(torch.exp(-self.log_scale), z) - self._view(self.bias, z)
+        return x, -self._ladj(z)
+
+    def extra_repr(self) -> str:
+        return f"features={self.bias.numel()}, initialized={bool(self.initialized)}"

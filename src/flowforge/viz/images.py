@@ -1,0 +1,65 @@
+"""Image grids written as PNG files, with no dependency beyond numpy (zlib is in the stdlib)."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["image_grid", "save_image_grid", "write_png"]
+
+
+def image_grid(images: Tensor, nrow: int = 8, padding: int = 2, levels: int = 256) -> np.ndarray:
+    """Tiles ``images`` ``(N, C, H, W)`` of values in ``[0, levels - 1]`` into one uint8 array
+    ``(rows * (H + p) + p, nrow * (W + p) + p, C)`` with a black border of ``padding``."""
+    if images.dim() != 4 or images.shape[1] not in (1, 3):
+        raise ValueError(f"'images' should be (N, 1 or 3, H, W), got {tuple(images.shape)}")
+    if nrow < 1:
+        raise ValueError(f"'nrow' should be positive, got {nrow}")
+    n, c, h, w = images.shape
+    x = images.detach().float().cpu().clamp(0, levels - 1) * (255.0 / (levels - 1))
+    x = x.round().to(torch.uint8).permute(0, 2, 3, 1).numpy()  # (N, H, W, C)
+    rows = -(-n // nrow)
+    grid = np.zeros((rows * (h + padding) + padding, nrow * (w + padding) + padding, c), np.uint8)
+    for i in range(n):
+        r, col = divmod(i, nrow)
+        top, left = padding + r * (h + padding), padding + col * (w + padding)
+        grid[top : top + h, left : left + w] = x[i]
+    return grid
+
+
+def write_png(array: np.ndarray, path: str | Path) -> Path:
+    """Writes a uint8 array ``(H, W)``, ``(H, W, 1)`` or ``(H, W, 3)`` as an 8-bit PNG."""
+    a = np.asarray(array)
+    if a.dtype != np.uint8:
+        raise ValueError(f"'array' should be uint8, got {a.dtype}")
+    if a.ndim == 2:
+        a = a[:, :, None]
+    if a.ndim != 3 or a.shape[2] not in (1, 3):
+        raise ValueError(f"'array' should be (H, W), (H, W, 1) or (H, W, 3), got {a.shape}")
+    h, w, c = a.shape
+    color_type = 0 if c == 1 else 2  # grayscale or RGB
+    raw = b"".join(b"\x00" + a[i].tobytes() for i in range(h))  # filter type 0 per row
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", w, h, 8, color_type, 0, 0, 0)
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+    png += chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b"")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(png)
+    return path
+
+
+def save_image_grid(
+    images: Tensor, path: str | Path, nrow: int = 8, padding: int = 2, levels: int = 256
+) -> Path:
+    """Tiles ``images`` ``(N, C, H, W)`` (raw values ``0..levels-1``) and writes a PNG."""
+    return write_png(image_grid(images, nrow, padding, levels), path)
