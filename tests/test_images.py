@@ -247,7 +247,7 @@ def test_glow_temperature_and_class_conditional_sampling():
 @pytest.fixture(scope="module")
 def digits_flow():
     torch.manual_seed(0)
-    splits = load_dataset("digits", n_train=64, n_val=8, n_test=32)
+    splits = load_dataset("digits-image", n_train=64, n_val=8, n_test=32)
     flow = glow((1, 8, 8), scales=2, depth=2, hidden_channels=8, levels=17, alpha=0.05)
     flow.train()
     flow.log_prob(splits.train)
@@ -404,7 +404,7 @@ def test_cifar10_loader_on_generated_pickles(tmp_path):
 
 
 def test_digits_loader():
-    s = load_dataset("digits", 100, 20, 30, classes=[3], conditional=True)
+    s = load_dataset("digits-image", 100, 20, 30, classes=[3], conditional=True)
     assert s.train.shape == (100, 1, 8, 8) and s.info["levels"] == 17
     assert s.train.max() <= 16 and (s.info["labels"]["test"] == 3).all()
     assert torch.equal(s.train_context, torch.eye(10)[[3] * 100])

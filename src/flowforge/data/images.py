@@ -360,7 +360,7 @@ def cifar10(
     return _splits(arrays, n_train, n_val, n_test, seed, classes, conditional, 10, 256, "CIFAR-10")
 
 
-@register_dataset("digits")
+@register_dataset("digits-image")
 def digits(
     n_train: int = 1200,
     n_val: int = 197,

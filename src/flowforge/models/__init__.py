@@ -9,15 +9,23 @@ from collections.abc import Callable
 
 from flowforge.flows import Flow
 from flowforge.models.glow import glow
+from flowforge.models.iaf import iaf
+from flowforge.models.maf import maf
 from flowforge.models.nice import nice
 from flowforge.models.nice_image import nice_image
+from flowforge.models.nsf import nsf
 from flowforge.models.planar_radial import planar, radial
 from flowforge.models.realnvp import realnvp
 from flowforge.models.realnvp_image import realnvp_image, realnvp_multiscale
+from flowforge.models.sos import sos
 
 RECIPES: dict[str, Callable[..., Flow]] = {
     "nice": nice,
     "realnvp": realnvp,
+    "maf": maf,
+    "iaf": iaf,
+    "nsf": nsf,
+    "sos": sos,
     "planar": planar,
     "radial": radial,
     "nice_image": nice_image,
@@ -27,4 +35,5 @@ RECIPES: dict[str, Callable[..., Flow]] = {
 }
 
 __all__ = ["RECIPES", "nice", "realnvp"]
+__all__ += ["iaf", "maf", "nsf", "sos"]
 __all__ += ["glow", "nice_image", "realnvp_image", "realnvp_multiscale"]

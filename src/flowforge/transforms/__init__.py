@@ -1,5 +1,6 @@
 """Invertible transforms, one family per module (see ``docs/design.md``)."""
 
+from flowforge.transforms.autoregressive import MaskedAutoregressive, SlowDirectionWarning
 from flowforge.transforms.base import (
     Compose,
     Inverse,
@@ -12,6 +13,8 @@ from flowforge.transforms.elementwise import DiagonalScaling, ElementwiseAffine,
 from flowforge.transforms.linear import LULinear
 from flowforge.transforms.normalization import BatchNorm
 from flowforge.transforms.permutation import Permutation, RandomPermutation, ReversePermutation
+from flowforge.transforms.polynomial import SumOfSquaresPolynomial
+from flowforge.transforms.spline import RationalQuadraticSpline
 from flowforge.transforms.univariate import Additive, Affine, Transformer
 
 __all__ = [
@@ -27,10 +30,14 @@ __all__ = [
     "InverseNotAvailable",
     "LULinear",
     "Logit",
+    "MaskedAutoregressive",
     "Permutation",
     "RandomPermutation",
+    "RationalQuadraticSpline",
     "ReversePermutation",
     "Sigmoid",
+    "SlowDirectionWarning",
+    "SumOfSquaresPolynomial",
     "Transform",
     "Transformer",
     "alternating_mask",

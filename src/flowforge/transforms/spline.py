@@ -1,0 +1,162 @@
+r"""Rational-quadratic spline transformer with linear tails (neural spline flows).
+
+Durkan, Bekasov, Murray and Papamakarios 2019, "Neural Spline Flows",
+https://arxiv.org/abs/1906.04032, section 3.1 and Appendix A.
+
+On ``[-B, B]`` the map is a monotone rational-quadratic spline through ``K + 1`` knots
+:math:`(x^{(k)}, y^{(k)})` with positive derivatives :math:`\delta^{(k)}`; in bin ``k``, with
+:math:`s_k = (y^{(k+1)} - y^{(k)}) / (x^{(k+1)} - x^{(k)})` and
+:math:`\xi = (x - x^{(k)}) / (x^{(k+1)} - x^{(k)})`,
+
+.. math::
+    y = y^{(k)} + \frac{(y^{(k+1)} - y^{(k)}) \left(s_k \xi^2 + \delta^{(k)} \xi (1 - \xi)
+    \right)}{s_k + (\delta^{(k+1)} + \delta^{(k)} - 2 s_k) \xi (1 - \xi)}, \qquad
+    \frac{dy}{dx} = \frac{s_k^2 \left(\delta^{(k+1)} \xi^2 + 2 s_k \xi (1 - \xi) + \delta^{(k)}
+    (1 - \xi)^2\right)}{\left(s_k + (\delta^{(k+1)} + \delta^{(k)} - 2 s_k) \xi (1 - \xi)
+    \right)^2}.
+
+The end knots are ``(-B, -B)`` and ``(B, B)`` with derivative 1, so outside the interval the
+map continues as the identity (the paper's linear tails) with log-derivative 0. Inputs out of
+bounds, on the bounds, or huge are clamped before the spline is evaluated and then replaced by
+the identity with :func:`torch.where`, so neither the value nor any gradient sees a NaN or an
+infinity from the unused branch.
+
+Parameters per dimension: ``K`` bin widths, ``K`` bin heights (softmax-normalised, each at
+least ``min_bin_width`` / ``min_bin_height`` of the interval) and ``K - 1`` interior
+derivatives (``min_derivative + softplus``), shifted so that **all-zero parameters give equal
+bins and unit derivatives: the identity**.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+from flowforge.transforms.univariate import Transformer
+
+__all__ = ["RationalQuadraticSpline"]
+
+
+class RationalQuadraticSpline(Transformer):
+    """Monotone rational-quadratic spline on ``[-bound, bound]``, identity outside.
+
+    Arguments:
+        bins: number of bins ``K``.
+        bound: half-width ``B`` of the spline's interval (NSF uses 3 on tabular data).
+        min_bin_width: smallest bin width, as a fraction of the interval.
+        min_bin_height: smallest bin height, as a fraction of the interval.
+        min_derivative: smallest derivative at a knot.
+    """
+
+    def __init__(
+        self,
+        bins: int = 8,
+        bound: float = 3.0,
+        min_bin_width: float = 1e-3,
+        min_bin_height: float = 1e-3,
+        min_derivative: float = 1e-3,
+    ) -> None:
+        super().__init__()
+        if bins < 1:
+            raise ValueError(f"'bins' should be positive, got {bins}")
+        if not bound > 0:
+            raise ValueError(f"'bound' should be positive, got {bound}")
+        for name, value in (("min_bin_width", min_bin_width), ("min_bin_height", min_bin_height)):
+            if not 0 <= value * bins < 1:
+                raise ValueError(f"'{name}' should be in [0, 1 / bins), got {value}")
+        if not 0 <= min_derivative < 1:
+            raise ValueError(f"'min_derivative' should be in [0, 1), got {min_derivative}")
+        self.bins, self.bound = bins, float(bound)
+        self.min_bin_width, self.min_bin_height = float(min_bin_width), float(min_bin_height)
+        self.min_derivative = float(min_derivative)
+        # softplus(shift) + min_derivative = 1: zero parameters give unit derivatives
+        self._derivative_shift = math.log(math.expm1(1 - min_derivative))
+        self.params_per_dim = 3 * bins - 1
+
+    def _knots(self, raw: Tensor, minimum: Tensor | float) -> Tensor:
+        """Knot positions ``(*, K + 1)`` from unnormalised bin sizes ``(*, K)``."""
+        sizes = minimum + (1 - minimum * self.bins) * torch.softmax(raw, dim=-1)
+        knots = F.pad(torch.cumsum(sizes, dim=-1), (1, 0))
+        knots = 2 * self.bound * knots - self.bound
+        # exact end points, whatever the rounding of the cumulative sum
+        return torch.cat(
+            [
+                knots.new_full(knots.shape[:-1] + (1,), -self.bound),
+                knots[..., 1:-1],
+                knots.new_full(knots.shape[:-1] + (1,), self.bound),
+            ],
+            dim=-1,
+        )
+
+    def _spline(self, params: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Knots ``xs``, ``ys`` and derivatives ``ds``, each ``(*, K + 1)``."""
+        k = self.bins
+        if params.shape[-1] != self.params_per_dim:
+            raise ValueError(
+                f"'params' should have {self.params_per_dim} entries in its last dimension "
+                f"(3 * bins - 1), got {params.shape[-1]}"
+            )
+        xs = self._knots(params[..., :k], self.min_bin_width)
+        ys = self._knots(params[..., k : 2 * k], self.min_bin_height)
+        inner = self.min_derivative + F.softplus(params[..., 2 * k :] + self._derivative_shift)
+        ds = F.pad(inner, (1, 1), value=1.0)
+        return xs, ys, ds
+
+    @staticmethod
+    def _bin(knots: Tensor, v: Tensor) -> Tensor:
+        """Index ``(*, 1)`` of the bin of ``v`` (``(*,)``, inside the interval) among ``knots``."""
+        return (v[..., None] >= knots[..., 1:-1]).sum(-1, keepdim=True)
+
+    @staticmethod
+    def _log_derivative(s: Tensor, d0: Tensor, d1: Tensor, xi: Tensor) -> Tensor:
+        one_minus = 1 - xi
+        denom = s + (d1 + d0 - 2 * s) * xi * one_minus
+        numer = d1 * xi**2 + 2 * s * xi * one_minus + d0 * one_minus**2
+        return 2 * torch.log(s) + torch.log(numer) - 2 * torch.log(denom)
+
+    def _gather(
+        self, xs: Tensor, ys: Tensor, ds: Tensor, idx: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """Left knot, width, height and end derivatives of the bins ``idx``, each ``(*,)``."""
+
+        def at(t: Tensor, offset: int) -> Tensor:
+            return t.gather(-1, idx + offset)[..., 0]
+
+        x0, y0 = at(xs, 0), at(ys, 0)
+        return x0, at(xs, 1) - x0, y0, at(ys, 1) - y0, at(ds, 0), at(ds, 1)
+
+    def forward(self, x: Tensor, params: Tensor) -> tuple[Tensor, Tensor]:
+        xs, ys, ds = self._spline(params)
+        inside = (x >= -self.bound) & (x <= self.bound)
+        xc = x.clamp(-self.bound, self.bound)
+        x0, w, y0, h, d0, d1 = self._gather(xs, ys, ds, self._bin(xs, xc))
+        s = h / w
+        xi = ((xc - x0) / w).clamp(0, 1)
+        one_minus = 1 - xi
+        y = y0 + h * (s * xi**2 + d0 * xi * one_minus) / (s + (d1 + d0 - 2 * s) * xi * one_minus)
+        logd = self._log_derivative(s, d0, d1, xi)
+        return torch.where(inside, y, x), torch.where(inside, logd, torch.zeros_like(logd))
+
+    def inverse(self, y: Tensor, params: Tensor) -> tuple[Tensor, Tensor]:
+        xs, ys, ds = self._spline(params)
+        inside = (y >= -self.bound) & (y <= self.bound)
+        yc = y.clamp(-self.bound, self.bound)
+        x0, w, y0, h, d0, d1 = self._gather(xs, ys, ds, self._bin(ys, yc))
+        s = h / w
+        dy = yc - y0
+        curv = d1 + d0 - 2 * s
+        a = h * (s - d0) + dy * curv
+        b = h * d0 - dy * curv
+        c = -s * dy
+        disc = (b**2 - 4 * a * c).clamp_min(0)
+        # the root in [0, 1], in the form that is stable when a is near 0
+        xi = (2 * c / (-b - torch.sqrt(disc))).clamp(0, 1)
+        x = x0 + xi * w
+        logd = -self._log_derivative(s, d0, d1, xi)
+        return torch.where(inside, x, y), torch.where(inside, logd, torch.zeros_like(logd))
+
+    def extra_repr(self) -> str:
+        return f"bins={self.bins}, bound={self.bound}"
