@@ -167,6 +167,16 @@ def _type_ok(value: Any, annotation: Any) -> bool:
     return True
 
 
+def _coerce(value: Any, annotation: Any) -> Any:
+    """YAML 1.1 reads ``3e-4`` as a string: accept numeric strings where a float is expected."""
+    if isinstance(value, str) and annotation in (float, "float"):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
 def _describe(annotation: Any) -> str:
     if typing.get_origin(annotation) is not None:
         return str(annotation).replace("typing.", "").replace("collections.abc.", "")
@@ -188,6 +198,7 @@ def _fill(cls: type, raw: Any, where: str) -> Any:
             if dataclasses.is_dataclass(hints[key]):
                 kwargs[key] = _fill(hints[key], value if value is not None else {}, path)
                 continue
+            value = _coerce(value, hints[key])
             if not _type_ok(value, hints[key]):
                 raise ConfigError(f"{path}: should be {_describe(hints[key])}, got {value!r}")
             kwargs[key] = float(value) if hints[key] is float else value
@@ -248,6 +259,7 @@ def _check_options(section: str, name: str, options: dict[str, Any]) -> None:
                 f"{section}.{key}: unknown option for {section} {name!r}; allowed: {sorted(params)}"
             )
         annotation = hints.get(key, params[key].annotation)
+        options[key] = value = _coerce(value, annotation)
         if not _type_ok(value, annotation):
             raise ConfigError(f"{section}.{key}: should be {_describe(annotation)}, got {value!r}")
 
