@@ -26,7 +26,15 @@ from flowforge.data.images import (
 )
 from flowforge.distributions import BaseDistribution, StandardLogistic
 from flowforge.flows import Flow
-from flowforge.latent import attribute_direction, decode, encode, interpolate, manipulate
+from flowforge.latent import (
+    attribute_direction,
+    decode,
+    encode,
+    interpolate,
+    manipulate,
+    stroke_thickness,
+    thickness_groups,
+)
 from flowforge.models import RECIPES
 from flowforge.models.glow import glow
 from flowforge.testing.cases.images import _tiny_multiscale
@@ -42,7 +50,14 @@ from flowforge.transforms.linear import InvertibleConv1x1
 from flowforge.transforms.normalization import ActNorm
 from flowforge.transforms.reshape import MultiScale, squeeze, unsqueeze
 from flowforge.transforms.univariate import Affine
-from flowforge.viz.images import image_grid, save_image_grid, write_png
+from flowforge.viz.images import (
+    image_grid,
+    interpolation_grid,
+    manipulation_grid,
+    sample_grid,
+    save_image_grid,
+    write_png,
+)
 
 
 class UnitCubeUniform(BaseDistribution):
@@ -79,6 +94,7 @@ def test_logit_preprocessing_is_counted_so_uniform_model_still_gives_8_bits():
     # so the logit's log-determinant must cancel the logistic density exactly
     x = raw_images(n=8, shape=(2, 3, 3))
     flow = Flow(Compose([UniformDequantization(), Logit(alpha=0.0)]), StandardLogistic((2, 3, 3)))
+    flow = flow.double()
     bpd = -flow.log_prob(x.double()) / (18 * math.log(2))
     assert torch.allclose(bpd, torch.full_like(bpd, 8.0), atol=1e-9)
 
@@ -283,6 +299,29 @@ def test_attribute_direction_and_manipulation(digits_flow):
     assert out.shape == (3, 2, 1, 8, 8)
     assert torch.equal(out[:, 0], splits.test[:3])
     assert not torch.equal(out[:, 1], out[:, 0])
+
+
+def test_thickness_groups_and_grid_writers(digits_flow, tmp_path):
+    flow, splits = digits_flow
+    thin, thick = thickness_groups(splits.train, fraction=0.25, levels=17)
+    assert thin.shape == thick.shape == (16, 1, 8, 8)
+    assert stroke_thickness(thin, levels=17).max() <= stroke_thickness(thick, levels=17).min()
+    d = attribute_direction(flow, thin, thick)
+    png = manipulation_grid(flow, splits.test[:2], d, tmp_path / "m.png", scales=(-1.0, 0.0, 1.0))
+    grid = _read_png(png)
+    assert grid.shape == (2 * 10 + 2, 3 * 10 + 2, 1)
+    # the middle column (scale 0) is the images themselves, rescaled from 17 levels
+    expected = np.round(splits.test[0, 0].numpy() * 255 / 16)
+    assert np.array_equal(grid[2:10, 12:20, 0], expected)
+    pairs = splits.test[:4].reshape(2, 2, 1, 8, 8)
+    assert _read_png(interpolation_grid(flow, pairs, tmp_path / "i.png", steps=4)).shape == (
+        22,
+        42,
+        1,
+    )
+    assert _read_png(sample_grid(flow, tmp_path / "s.png", n=6, nrow=3)).shape == (22, 32, 1)
+    with pytest.raises(ValueError, match="'n'"):
+        sample_grid(flow, tmp_path / "x.png", n=0)
 
 
 # -- PNG grids -------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ __all__ = [
     "levels_of",
     "manipulate",
     "stroke_thickness",
+    "thickness_groups",
 ]
 
 
@@ -123,3 +124,13 @@ def stroke_thickness(x: Tensor, threshold: float = 0.5, levels: int = 256) -> Te
     """Fraction of ink pixels (above ``threshold`` of the range) per image ``(n,)``: a simple
     thickness measure to split MNIST into thin and thick strokes."""
     return (x > threshold * (levels - 1)).reshape(x.shape[0], -1).float().mean(1)
+
+
+def thickness_groups(x: Tensor, fraction: float = 0.2, levels: int = 256) -> tuple[Tensor, Tensor]:
+    """The thinnest and the thickest ``fraction`` of the images ``x`` by
+    :func:`stroke_thickness`: ``(thin, thick)``, each ``(k, C, H, W)``."""
+    if not 0 < fraction <= 0.5:
+        raise ValueError(f"'fraction' should be in (0, 0.5], got {fraction}")
+    k = max(1, int(fraction * x.shape[0]))
+    order = torch.argsort(stroke_thickness(x, levels=levels))
+    return x[order[:k]], x[order[-k:]]

@@ -1,4 +1,8 @@
-"""Image grids written as PNG files, with no dependency beyond numpy (zlib is in the stdlib)."""
+"""Image grids written as PNG files, with no dependency beyond numpy (zlib is in the stdlib).
+
+The ``*_grid`` functions are what ``flowforge sample``, ``interpolate`` and ``manipulate`` call
+on a trained image flow: each writes one PNG and returns its path.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["image_grid", "save_image_grid", "write_png"]
+from flowforge.flows import Flow
+from flowforge.latent import interpolate, levels_of, manipulate
+
+__all__ = [
+    "image_grid",
+    "interpolation_grid",
+    "manipulation_grid",
+    "sample_grid",
+    "save_image_grid",
+    "write_png",
+]
 
 
 def image_grid(images: Tensor, nrow: int = 8, padding: int = 2, levels: int = 256) -> np.ndarray:
@@ -63,3 +77,64 @@ def save_image_grid(
 ) -> Path:
     """Tiles ``images`` ``(N, C, H, W)`` (raw values ``0..levels-1``) and writes a PNG."""
     return write_png(image_grid(images, nrow, padding, levels), path)
+
+
+def _class_context(label: int | None, n: int, n_classes: int) -> Tensor | None:
+    if label is None:
+        return None
+    if not 0 <= label < n_classes:
+        raise ValueError(f"'label' should be in [0, {n_classes}), got {label}")
+    return torch.nn.functional.one_hot(torch.full((n,), label), n_classes).float()
+
+
+@torch.no_grad()
+def sample_grid(
+    flow: Flow,
+    path: str | Path,
+    n: int = 64,
+    temperature: float = 0.7,
+    label: int | None = None,
+    n_classes: int = 10,
+    nrow: int = 8,
+) -> Path:
+    """Draws ``n`` images at ``temperature`` (of class ``label`` for a class-conditional flow,
+    one-hot over ``n_classes``) and writes them as a grid."""
+    if n < 1:
+        raise ValueError(f"'n' should be positive, got {n}")
+    flow.eval()
+    levels = levels_of(flow)
+    x = flow.sample(n, _class_context(label, n, n_classes), temperature)
+    x = torch.floor(x + 0.5).clamp(0, levels - 1)
+    return save_image_grid(x, path, nrow=nrow, levels=levels)
+
+
+def interpolation_grid(
+    flow: Flow,
+    pairs: Tensor,
+    path: str | Path,
+    steps: int = 8,
+    context: Tensor | None = None,
+) -> Path:
+    """One row per pair of images (``pairs`` ``(k, 2, C, H, W)``): the latent-space path from the
+    first to the second in ``steps`` images. ``context`` is ``(k, context_features)`` or None."""
+    rows = [
+        interpolate(flow, a, b, steps, None if context is None else context[i])
+        for i, (a, b) in enumerate(pairs)
+    ]
+    return save_image_grid(torch.cat(rows), path, nrow=steps, levels=levels_of(flow))
+
+
+def manipulation_grid(
+    flow: Flow,
+    x: Tensor,
+    direction: Tensor,
+    path: str | Path,
+    scales: tuple[float, ...] = (-1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5),
+    context: Tensor | None = None,
+) -> Path:
+    """One row per image of ``x``: ``decode(encode(x) + s * direction)`` for each scale ``s``
+    (the column of scale 0 is the image itself)."""
+    out = manipulate(flow, x, direction, scales, context)  # (n, S, C, H, W)
+    return save_image_grid(
+        out.reshape(-1, *x.shape[1:]), path, nrow=len(scales), levels=levels_of(flow)
+    )

@@ -1,0 +1,77 @@
+"""Test bits/dim against wall-clock for a running (or resumed) image training run.
+
+Watches RUN_DIR/checkpoints/last.pt; each time it changes, evaluates it on the first N test
+images and appends {step, elapsed (training wall-clock, s), test_bpd, stderr, peak RSS of
+the training process} to RUN_DIR/test_curve.jsonl. Stops when RUN_DIR/summary.json appears
+or the training process (--pid) has exited.
+
+    nice -n 15 python scripts/image_curve.py runs/glow-mnist --pid 1234 --n-test 2000
+"""
+
+import argparse
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from flowforge.train.checkpoint import load_checkpoint, load_model_state
+from flowforge.train.loop import load_run
+from flowforge.train.metrics import bits_per_dim, evaluate_nll
+
+
+def peak_rss_mb(pid):
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--pid", type=int, help="training process to follow (and measure)")
+    p.add_argument("--n-test", type=int, default=2000)
+    p.add_argument("--poll", type=float, default=30.0, help="seconds between checks")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    ckpt = args.run_dir / "checkpoints" / "last.pt"
+    cfg, splits, flow = load_run(args.run_dir, "last.pt")
+    x = splits.test[: args.n_test]
+    c = None if splits.test_context is None else splits.test_context[: args.n_test]
+    dims = math.prod(splits.event_shape)
+    out = args.run_dir / "test_curve.jsonl"
+    seen = None
+    while True:
+        if ckpt.is_file() and ckpt.stat().st_mtime != seen:
+            seen = ckpt.stat().st_mtime
+            time.sleep(2)  # let an atomic replace settle
+            payload = load_checkpoint(ckpt)
+            load_model_state(ckpt, flow, payload)
+            nll, se = evaluate_nll(flow, x, c, cfg.train.eval_batch_size)
+            record = {
+                "step": int(payload["step"]),
+                "elapsed": round(float(payload["elapsed"]), 1),
+                "test_bpd": bits_per_dim(nll, dims),
+                "test_bpd_stderr": bits_per_dim(se, dims),
+                "n_test": int(x.shape[0]),
+                "peak_rss_mb": peak_rss_mb(args.pid) if args.pid else None,
+            }
+            with out.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+            print(json.dumps(record), flush=True)
+        if (args.run_dir / "summary.json").exists():
+            break
+        if args.pid and not os.path.exists(f"/proc/{args.pid}"):
+            break
+        time.sleep(args.poll)
+
+
+if __name__ == "__main__":
+    main()
