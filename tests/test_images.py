@@ -413,6 +413,11 @@ def test_download_with_checksums_from_a_local_http_server(tmp_path):
         dest = tmp_path / "dl"
         arrays = load_mnist_arrays(dest, download=True, files=md5, mirrors=[url])
         assert arrays["x_train"].shape == (30, 28, 28)
+        cached = load_mnist_arrays(
+            None, True, md5, [url], default_dirs=[tmp_path / "none"], cache_dir=tmp_path / "c"
+        )
+        assert np.array_equal(cached["y_test"], arrays["y_test"])
+        assert sorted(p.name for p in (tmp_path / "c").iterdir()) == sorted(md5)
         bad = dict(md5, **{"t10k-labels-idx1-ubyte.gz": "0" * 32})
         with pytest.raises(ValueError, match="checksum mismatch"):
             download_file(url + "t10k-labels-idx1-ubyte.gz", tmp_path / "x.gz", "0" * 32)

@@ -80,6 +80,7 @@ CIFAR10_ARCHIVE = (
     "c58f30108f718f92721af3b95e74349a",
 )
 
+_CACHE = Path.home() / ".cache" / "flowforge"
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
@@ -187,20 +188,29 @@ def load_mnist_arrays(
     files: dict[str, str] = MNIST_FILES,
     mirrors: Sequence[str] = MNIST_MIRRORS,
     default_dirs: Sequence[Path] | None = None,
+    cache_dir: Path | None = None,
 ) -> dict[str, np.ndarray]:
     """``x_train (60000, 28, 28), y_train, x_test (10000, 28, 28), y_test`` as uint8 arrays.
 
-    Looks in ``data_dir`` (or ``default_dirs``) for ``mnist.npz`` or the IDX files; with
-    ``download=True`` and nothing found, downloads the IDX files into ``data_dir`` (default
-    ``~/.cache/flowforge/mnist``) with checksum verification.
+    Looks for ``mnist.npz`` or the IDX files in ``data_dir`` if given, else in
+    ``default_dirs`` (default: ``$FLOWFORGE_DATA_DIR``, ``../shared/data``) and ``cache_dir``.
+    With ``download=True`` and nothing found, downloads the IDX files ``{name: md5}`` into
+    ``data_dir`` (or ``cache_dir``, default ``~/.cache/flowforge/mnist``) with checksum
+    verification. Fashion-MNIST uses the same
+    function with its own files, mirrors and directories.
     """
-    dirs = [Path(data_dir)] if data_dir is not None else list(default_dirs or _default_mnist_dirs())
+    cache_dir = Path(cache_dir) if cache_dir is not None else _CACHE / "mnist"
+    if data_dir is not None:
+        dirs = [Path(data_dir)]
+    else:
+        defaults = _default_mnist_dirs() if default_dirs is None else list(default_dirs)
+        dirs = [*defaults, cache_dir]
     for root in dirs:
         found = _load_from(root)
         if found is not None:
             return found
     if download:
-        root = Path(data_dir) if data_dir is not None else Path.home() / ".cache/flowforge/mnist"
+        root = Path(data_dir) if data_dir is not None else cache_dir
         loaded = _load_idx_dir(download_idx(root, files, mirrors))
         if loaded is not None:
             return loaded
@@ -328,12 +338,15 @@ def fashion_mnist(
     download: bool = False,
 ) -> Splits:
     """Fashion-MNIST, 1x28x28, 256 levels, from ``/usr/share/datasets/fashion-mnist`` (Debian's
-    ``dataset-fashion-mnist``) unless ``data_dir`` is given."""
-    root = FASHION_MNIST_DEBIAN_DIR if data_dir is None else Path(data_dir)
-    if data_dir is None and download:
-        root = Path.home() / ".cache/flowforge/fashion-mnist"
+    ``dataset-fashion-mnist``) unless ``data_dir`` is given; ``download=True`` fetches it into
+    ``~/.cache/flowforge/fashion-mnist`` when it is found nowhere."""
     arrays = load_mnist_arrays(
-        root, download, FASHION_MNIST_FILES, FASHION_MNIST_MIRRORS, default_dirs=[root]
+        data_dir,
+        download,
+        FASHION_MNIST_FILES,
+        FASHION_MNIST_MIRRORS,
+        default_dirs=[FASHION_MNIST_DEBIAN_DIR],
+        cache_dir=_CACHE / "fashion-mnist",
     )
     return _splits(
         arrays, n_train, n_val, n_test, seed, classes, conditional, 10, 256, "Fashion-MNIST"
