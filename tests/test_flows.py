@@ -95,3 +95,11 @@ def test_untrained_flow_is_the_base():
     x = torch.randn(10, 2)
     expected = -0.5 * x.pow(2).sum(1) - math.log(2 * math.pi)
     assert torch.allclose(flow.log_prob(x), expected, atol=1e-6)
+
+
+def test_wrong_dtype_and_device_are_named():
+    flow = realnvp(2, couplings=2)
+    with pytest.raises(ValueError, match=r"'x' has dtype torch.float64 but the flow has torch.float32"):
+        flow.log_prob(torch.randn(3, 2, dtype=torch.float64))
+    with pytest.raises(ValueError, match="'x' is on meta"):
+        flow.log_prob(torch.randn(3, 2, device="meta"))

@@ -33,13 +33,7 @@ def test_shape_dtype_finite(name, n):
     assert np.isfinite(x).all()
 
 
-SPIRALS_BUG = pytest.mark.xfail(strict=True, reason="toy.two_spirals returns 0 rows for n = 1")
-
-
-@pytest.mark.parametrize(
-    "name",
-    [pytest.param(n, marks=SPIRALS_BUG) if n == "2spirals" else n for n in sorted(toy.DATASETS)],
-)
+@pytest.mark.parametrize("name", sorted(toy.DATASETS))
 def test_one_point(name):
     assert toy.sample(name, 1).shape == (1, 2)
 

@@ -51,6 +51,17 @@ class Flow(nn.Module):
                 f"'context' should have shape ({x.shape[0]}, context_features), "
                 f"got {tuple(context.shape)}"
             )
+        anchor = self.base._anchor  # the flow's device and floating dtype
+        for name, t in (("x", x), ("context", context)):
+            if t is None:
+                continue
+            if t.device != anchor.device:
+                raise ValueError(f"'{name}' is on {t.device} but the flow is on {anchor.device}")
+            if t.dtype != anchor.dtype:
+                raise ValueError(
+                    f"'{name}' has dtype {t.dtype} but the flow has {anchor.dtype}; "
+                    f"convert with .to({anchor.dtype})"
+                )
 
     def _sample_context(self, n: int, context: Tensor | None) -> Tensor | None:
         if context is None:

@@ -7,8 +7,9 @@ Figure 1 (Papamakarios et al. 2017), which is also the data of the classic RealN
 experiment. ``sample(name, n, seed)`` returns ``(n, 2)`` float32.
 
 A data set's entropy :math:`H = -\mathbb{E}_p[\log p(x)]` is the best test NLL (nats per
-point) any model can reach. Exact values come from closed forms; the others are Monte-Carlo
-estimates made by ``scripts/toy_entropy.py`` (value and standard error in :data:`ENTROPY`).
+point) any model can reach. Two have closed forms; the others are computed by
+``scripts/toy_entropy.py`` from each generator's exact density (quadrature over its latent,
+checked against a Monte-Carlo average), with their numerical error in :data:`ENTROPY`.
 """
 
 from __future__ import annotations
@@ -104,14 +105,11 @@ def pinwheel(n: int, rng: np.random.Generator) -> np.ndarray:
 
 def two_spirals(n: int, rng: np.random.Generator) -> np.ndarray:
     """Two interleaved spirals with uniform jitter 0.5, / 3, plus Gaussian noise 0.1."""
-    m = n // 2
+    m = (n + 1) // 2  # points per spiral; one extra is dropped when n is odd
     t = np.sqrt(rng.random((m, 1))) * 540 * (2 * np.pi) / 360
-    d1 = np.hstack(
-        [-np.cos(t) * t + rng.random((m, 1)) * 0.5, np.sin(t) * t + rng.random((m, 1)) * 0.5]
-    )
-    x = np.vstack([d1, -d1]) / 3
-    if n > 2 * m:  # odd n: one more point from the first spiral
-        x = np.vstack([x, x[:1]])
+    jitter_x, jitter_y = rng.random((m, 1)) * 0.5, rng.random((m, 1)) * 0.5
+    d1 = np.hstack([-np.cos(t) * t + jitter_x, np.sin(t) * t + jitter_y])
+    x = (np.vstack([d1, -d1]) / 3)[:n]
     return _shuffle(x + rng.normal(size=x.shape) * 0.1, rng)
 
 
