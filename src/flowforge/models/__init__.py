@@ -8,8 +8,10 @@ its own keyword options, which configs pass through and validate against its sig
 from collections.abc import Callable
 
 from flowforge.flows import Flow
+from flowforge.models.ffjord import ffjord
 from flowforge.models.glow import glow
 from flowforge.models.iaf import iaf
+from flowforge.models.iresnet import iresnet
 from flowforge.models.maf import maf
 from flowforge.models.nice import nice
 from flowforge.models.nice_image import nice_image
@@ -17,11 +19,15 @@ from flowforge.models.nsf import nsf
 from flowforge.models.planar_radial import planar, radial
 from flowforge.models.realnvp import realnvp
 from flowforge.models.realnvp_image import realnvp_image, realnvp_multiscale
+from flowforge.models.resflow import resflow
 from flowforge.models.sos import sos
 
 RECIPES: dict[str, Callable[..., Flow]] = {
     "nice": nice,
     "realnvp": realnvp,
+    "resflow": resflow,
+    "iresnet": iresnet,
+    "ffjord": ffjord,
     "maf": maf,
     "iaf": iaf,
     "nsf": nsf,
@@ -37,3 +43,4 @@ RECIPES: dict[str, Callable[..., Flow]] = {
 __all__ = ["RECIPES", "nice", "realnvp"]
 __all__ += ["iaf", "maf", "nsf", "sos"]
 __all__ += ["glow", "nice_image", "realnvp_image", "realnvp_multiscale"]
+__all__ += ["ffjord", "iresnet", "resflow"]

@@ -8,12 +8,21 @@ from flowforge.transforms.base import (
     InverseNotAvailable,
     Transform,
 )
+from flowforge.transforms.continuous import CNF, ConcatSquashMLP, ExactTrace, HutchinsonTrace
 from flowforge.transforms.coupling import Coupling, alternating_mask, half_mask
 from flowforge.transforms.elementwise import DiagonalScaling, ElementwiseAffine, Logit, Sigmoid
 from flowforge.transforms.linear import LULinear
+from flowforge.transforms.logdet import (
+    BackwardInForward,
+    ExactLogDet,
+    NeumannLogDet,
+    PowerSeriesLogDet,
+    RouletteLogDet,
+)
 from flowforge.transforms.normalization import BatchNorm
 from flowforge.transforms.permutation import Permutation, RandomPermutation, ReversePermutation
 from flowforge.transforms.polynomial import SumOfSquaresPolynomial
+from flowforge.transforms.residual import LipschitzConvNet, LipschitzMLP, ResidualBlock
 from flowforge.transforms.spline import RationalQuadraticSpline
 from flowforge.transforms.univariate import Additive, Affine, Transformer
 
@@ -67,3 +76,6 @@ from flowforge.transforms.reshape import (  # noqa: E402
 __all__ += ["ActNorm", "ContextAffine", "FactorOut", "Flatten", "InvertibleConv1x1"]
 __all__ += ["MaskedCoupling", "MultiScale", "Squeeze", "UniformDequantization", "Unsqueeze"]
 __all__ += ["VariationalDequantization", "checkerboard_mask", "quantize"]
+__all__ += ["BackwardInForward", "CNF", "ConcatSquashMLP", "ExactLogDet", "ExactTrace"]
+__all__ += ["HutchinsonTrace", "LipschitzConvNet", "LipschitzMLP", "NeumannLogDet"]
+__all__ += ["PowerSeriesLogDet", "ResidualBlock", "RouletteLogDet"]
