@@ -278,3 +278,11 @@ def test_known_splits_report_the_true_nll_of_the_test_set():
     assert m.context_features == 2 and m.test_context.sum(1).eq(1).all()
     # the test set does not depend on the train size
     assert torch.equal(load_dataset("gmm8", 7, 3, 2000, seed=0).test, s.test)
+
+
+@pytest.mark.parametrize("name", ["gmm8", "gmm32", "funnel10", "teacher8", "moons_conditional"])
+def test_true_log_prob_gives_each_tasks_reported_entropy(name):
+    s = load_dataset(name, 10, 10, 300, seed=2)
+    c = None if s.test_context is None else s.test_context.double().numpy()
+    lp = known.true_log_prob(name, s.test.double().numpy(), c)
+    assert lp.shape == (300,) and math.isclose(-lp.mean(), s.entropy, rel_tol=1e-9)

@@ -32,12 +32,14 @@ from flowforge.flows import Flow
 from flowforge.models.realnvp import realnvp
 
 __all__ = [
+    "TRUE_LOG_PROB",
     "GaussianMixture",
     "funnel_log_prob",
     "funnel_sample",
     "moons_conditional_log_prob",
     "random_mixture",
     "teacher_flow",
+    "true_log_prob",
 ]
 
 TASK_SEED = 20190605  # fixes every task's density; the loaders' ``seed`` only draws data
@@ -150,6 +152,13 @@ def moons_conditional_log_prob(x: np.ndarray, label: np.ndarray) -> np.ndarray:
     return out
 
 
+def true_log_prob(name: str, x: np.ndarray, context: np.ndarray | None = None) -> np.ndarray:
+    """The true ``log p(x)`` (or ``log p(x | context)``) of the known-density task ``name``."""
+    if name not in TRUE_LOG_PROB:
+        raise ValueError(f"'name' should be one of {sorted(TRUE_LOG_PROB)}, got {name!r}")
+    return TRUE_LOG_PROB[name](x, context)
+
+
 def _entropy(neg_log_p: np.ndarray) -> tuple[float, float]:
     return float(neg_log_p.mean()), float(neg_log_p.std(ddof=1) / math.sqrt(len(neg_log_p)))
 
@@ -176,15 +185,20 @@ def _known_loader(
     register_dataset(name)(load)
 
 
+# name -> log p(x, context) of every known-density task, for paired evaluations of the gap
+TRUE_LOG_PROB: dict[str, Callable[[np.ndarray, np.ndarray | None], np.ndarray]] = {}
+
 for _dim in (8, 32):
     _mix = random_mixture(_dim)
     _known_loader(
         f"gmm{_dim}", _mix.sample, _mix.log_prob, f"fixed random 5-component mixture, {_dim}-D"
     )
+    TRUE_LOG_PROB[f"gmm{_dim}"] = lambda x, c, m=_mix: m.log_prob(x)
 
 _known_loader(
     "funnel10", lambda n, rng: funnel_sample(n, rng, 10), funnel_log_prob, "Neal's funnel, 10-D"
 )
+TRUE_LOG_PROB["funnel10"] = lambda x, c: funnel_log_prob(x)
 
 
 def _teacher_sample(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -199,6 +213,8 @@ def _teacher_log_prob(x: np.ndarray) -> np.ndarray:
 
 
 _known_loader("teacher8", _teacher_sample, _teacher_log_prob, "fixed random RealNVP teacher, 8-D")
+TRUE_LOG_PROB["teacher8"] = lambda x, c: _teacher_log_prob(x)
+TRUE_LOG_PROB["moons_conditional"] = lambda x, c: moons_conditional_log_prob(x, c.argmax(1))
 
 
 @register_dataset("moons_conditional")
