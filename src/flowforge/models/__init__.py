@@ -8,6 +8,7 @@ its own keyword options, which configs pass through and validate against its sig
 from collections.abc import Callable
 
 from flowforge.flows import Flow
+from flowforge.models.glow import glow
 from flowforge.models.ffjord import ffjord
 from flowforge.models.glow import glow
 from flowforge.models.iaf import iaf

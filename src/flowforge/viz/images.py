@@ -27,13 +27,17 @@ __all__ = [
 ]
 
 
-def image_grid(images: Tensor, nrow: int = 8, padding: int = 2, levels: int = 256) -> np.ndarray:
+def image_grid(
+    images: Tensor, nrow: int = 8, padding: int = 2, levels: int = 256, scale: int = 1
+) -> np.ndarray:
     """Tiles ``images`` ``(N, C, H, W)`` of values in ``[0, levels - 1]`` into one uint8 array
-    ``(rows * (H + p) + p, nrow * (W + p) + p, C)`` with a black border of ``padding``."""
+    ``(rows * (H + p) + p, nrow * (W + p) + p, C)`` with a black border of ``padding``; each
+    pixel is first repeated ``scale`` times in both directions (``H, W <- H s, W s``)."""
     if images.dim() != 4 or images.shape[1] not in (1, 3):
         raise ValueError(f"'images' should be (N, 1 or 3, H, W), got {tuple(images.shape)}")
-    if nrow < 1:
-        raise ValueError(f"'nrow' should be positive, got {nrow}")
+    if nrow < 1 or scale < 1:
+        raise ValueError(f"'nrow' and 'scale' should be positive, got {nrow} and {scale}")
+    images = images.repeat_interleave(scale, dim=2).repeat_interleave(scale, dim=3)
     n, c, h, w = images.shape
     x = images.detach().float().cpu().clamp(0, levels - 1) * (255.0 / (levels - 1))
     x = x.round().to(torch.uint8).permute(0, 2, 3, 1).numpy()  # (N, H, W, C)
@@ -73,10 +77,15 @@ def write_png(array: np.ndarray, path: str | Path) -> Path:
 
 
 def save_image_grid(
-    images: Tensor, path: str | Path, nrow: int = 8, padding: int = 2, levels: int = 256
+    images: Tensor,
+    path: str | Path,
+    nrow: int = 8,
+    padding: int = 2,
+    levels: int = 256,
+    scale: int = 1,
 ) -> Path:
     """Tiles ``images`` ``(N, C, H, W)`` (raw values ``0..levels-1``) and writes a PNG."""
-    return write_png(image_grid(images, nrow, padding, levels), path)
+    return write_png(image_grid(images, nrow, padding, levels, scale), path)
 
 
 def _class_context(label: int | None, n: int, n_classes: int) -> Tensor | None:
@@ -96,16 +105,17 @@ def sample_grid(
     label: int | None = None,
     n_classes: int = 10,
     nrow: int = 8,
+    scale: int = 1,
 ) -> Path:
     """Draws ``n`` images at ``temperature`` (of class ``label`` for a class-conditional flow,
-    one-hot over ``n_classes``) and writes them as a grid."""
+    one-hot over ``n_classes``) and writes them as a grid (pixels enlarged ``scale`` times)."""
     if n < 1:
         raise ValueError(f"'n' should be positive, got {n}")
     flow.eval()
     levels = levels_of(flow)
     x = flow.sample(n, _class_context(label, n, n_classes), temperature)
     x = torch.floor(x + 0.5).clamp(0, levels - 1)
-    return save_image_grid(x, path, nrow=nrow, levels=levels)
+    return save_image_grid(x, path, nrow=nrow, levels=levels, scale=scale)
 
 
 def interpolation_grid(
@@ -114,6 +124,7 @@ def interpolation_grid(
     path: str | Path,
     steps: int = 8,
     context: Tensor | None = None,
+    scale: int = 1,
 ) -> Path:
     """One row per pair of images (``pairs`` ``(k, 2, C, H, W)``): the latent-space path from the
     first to the second in ``steps`` images. ``context`` is ``(k, context_features)`` or None."""
@@ -121,7 +132,7 @@ def interpolation_grid(
         interpolate(flow, a, b, steps, None if context is None else context[i])
         for i, (a, b) in enumerate(pairs)
     ]
-    return save_image_grid(torch.cat(rows), path, nrow=steps, levels=levels_of(flow))
+    return save_image_grid(torch.cat(rows), path, steps, levels=levels_of(flow), scale=scale)
 
 
 def manipulation_grid(
@@ -131,10 +142,10 @@ def manipulation_grid(
     path: str | Path,
     scales: tuple[float, ...] = (-1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5),
     context: Tensor | None = None,
+    scale: int = 1,
 ) -> Path:
     """One row per image of ``x``: ``decode(encode(x) + s * direction)`` for each scale ``s``
     (the column of scale 0 is the image itself)."""
     out = manipulate(flow, x, direction, scales, context)  # (n, S, C, H, W)
-    return save_image_grid(
-        out.reshape(-1, *x.shape[1:]), path, nrow=len(scales), levels=levels_of(flow)
-    )
+    images = out.reshape(-1, *x.shape[1:])
+    return save_image_grid(images, path, len(scales), levels=levels_of(flow), scale=scale)
