@@ -72,7 +72,8 @@ def plot_2d_run(flow: Flow, splits: Splits, run_dir: Path) -> list[Path]:
     fig, axes = plt.subplots(1, 2, figsize=(10, 5))
     axes[0].hist2d(data[:, 0].numpy(), data[:, 1].numpy(), bins=150, range=[box[:2], box[2:]])
     axes[0].set_title("data (test)")
-    plot_density(flow, box, axes[1])
+    # a conditional flow is drawn at the context of the first test point
+    plot_density(flow, box, axes[1], context=None if context is None else context[0])
     axes[1].set_title("learned density")
 
     def save(fig: plt.Figure, name: str) -> None:
