@@ -1,0 +1,65 @@
+"""Smoke test of the peer benchmark harness: 2 steps of flowforge and ref (no timings asserted)."""
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+HARNESS = Path(__file__).resolve().parents[1] / "benchmarks" / "peers.py"
+
+
+@pytest.fixture(scope="module")
+def peers():
+    spec = importlib.util.spec_from_file_location("peers", HARNESS)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["peers"] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def run(peers, tasks: str, libs: str, *extra: str) -> dict:
+    argv = ["--tasks", tasks, "--libs", libs, "--warmup", "0", "--rounds", "2", "--grid", "161"]
+    argv += [
+        "--steps-per-round",
+        "1",
+        "--eval-rounds",
+        "1",
+        "--eval-batch",
+        "64",
+        "--threads",
+        "1",
+        *extra,
+    ]
+    return peers.main(argv)
+
+
+def test_flowforge_and_ref_two_steps(peers):
+    report = run(peers, "realnvp2,maf8", "ref,flowforge")
+    for task in ("realnvp2", "maf8"):
+        rows = report["tasks"][task]["libraries"]
+        assert set(rows) == {"ref", "flowforge"}
+        assert report["tasks"][task]["steps"] == 2
+        assert rows["ref"]["ratio_ref"]["median"] == pytest.approx(1.0)
+        assert math.isfinite(rows["flowforge"]["test_nll"])
+        assert rows["flowforge"]["peak_mem_mb"] > 0
+        assert rows["flowforge"]["log_prob_per_s"]["median"] > 0
+    # a 2-D density integrates to 1, even after 2 steps
+    assert report["tasks"]["realnvp2"]["libraries"]["flowforge"]["grid_mass"] == pytest.approx(
+        1.0, abs=0.01
+    )
+
+
+@pytest.mark.parametrize("lib", ["zuko", "nflows", "normflows", "torchflows"])
+def test_peer_builds_and_integrates(peers, lib):
+    pytest.importorskip(lib, reason=f"{lib} is not installed (pip install -e '.[bench]')")
+    report = run(peers, "realnvp2", lib, "--no-memory")
+    row = report["tasks"]["realnvp2"]["libraries"][lib]
+    assert math.isfinite(row["test_nll"])
+    assert row["grid_mass"] == pytest.approx(1.0, abs=0.03)
+
+
+def test_unknown_task_is_named(peers):
+    with pytest.raises(SystemExit):
+        peers.main(["--tasks", "nope", "--libs", "ref"])
