@@ -68,6 +68,7 @@ def resflow(
     blocks: int = 10,
     hidden: Sequence[int] = (128, 128, 128),
     coeff: float = 0.98,
+    activation: str = "lipswish",
     n_exact_terms: int = 2,
     p: float = 0.5,
     backward_in_forward: bool = True,
@@ -85,6 +86,8 @@ def resflow(
         blocks: number of residual blocks.
         hidden: hidden sizes of each block's MLP.
         coeff: spectral-norm bound of every linear layer (< 1).
+        activation: a 1-Lipschitz activation: ``"lipswish"`` (the paper) or ``"elu"``, which
+            trains much faster on CPU budgets (``docs/residual-and-continuous.md``).
         n_exact_terms, p: the roulette: terms always computed, geometric parameter.
         backward_in_forward: take the log-det gradients during the forward pass (memory).
         exact_eval: exact log-det in eval mode (``None``: when ``features <= 32``).
@@ -97,5 +100,5 @@ def resflow(
         return BackwardInForward(neumann) if backward_in_forward else neumann
 
     return residual_flow(
-        features, blocks, hidden, coeff, "lipswish", estimator, exact_eval, affine, context_features
+        features, blocks, hidden, coeff, activation, estimator, exact_eval, affine, context_features
     )
