@@ -279,7 +279,10 @@ class CNF(Transform):
         return self._solve(z, context, self.end_time, 0.0)
 
     def pop_penalty(self) -> Tensor | None:
-        """The RNODE penalty of the last training-mode solve (then cleared), or ``None``."""
+        """The RNODE penalty of the last training-mode solve (then cleared), or ``None``.
+
+        The stored penalty holds its graph until popped: call :func:`regularization` every
+        step when the weights are positive (a module holding one cannot be deep-copied)."""
         penalty, self.penalty = self.penalty, None
         return penalty
 
