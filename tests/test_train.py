@@ -119,39 +119,71 @@ def _metrics(run_dir: Path):
     return [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
-def test_killed_run_resumes_bit_identical(tmp_path, sig):
-    overrides = [
-        "--quiet",
-        "--set",
-        "data.n_train=4096",
-        "--set",
-        "train.steps=400",
-        "--set",
-        "train.eval_every=20",
-        "--set",
-        "model.hidden=[32, 32]",
-        "--set",
-        "train.batch_size=256",
-        "--set",
-        "data.n_test=500",
-    ]
-    full = _cli("train", *overrides, "--set", "name=full", cwd=tmp_path)
-    assert full.wait(timeout=300) == 0, full.stderr.read()
-    cut = _cli("train", *overrides, "--set", "name=cut", cwd=tmp_path)
-    run_dir = tmp_path / "runs" / "cut"
-    while not (run_dir / "metrics.jsonl").exists() or len(_metrics(run_dir)) < 3:
-        assert cut.poll() is None, cut.stderr.read()
-        time.sleep(0.05)
-    cut.send_signal(sig)
-    code = cut.wait(timeout=60)
-    if sig == signal.SIGTERM:
-        assert code == 130
-        assert "Resume with: flowforge train --resume" in cut.stderr.read()
-    resumed = _cli("train", "--quiet", "--resume", str(run_dir), cwd=tmp_path)
-    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
-    a, b = _final_params(tmp_path / "runs" / "full"), _final_params(run_dir)
+def _kill_after(proc, run_dir, evaluations, sig):
+    """Sends ``sig`` once the run has logged ``evaluations`` records (or ended by itself)."""
+    while not (run_dir / "metrics.jsonl").exists() or len(_metrics(run_dir)) < evaluations:
+        if proc.poll() is not None:
+            return proc.returncode
+        time.sleep(0.02)
+    proc.send_signal(sig)
+    return proc.wait(timeout=60)
+
+
+OVERRIDES = [
+    "--quiet",
+    "--set",
+    "data.n_train=4096",
+    "--set",
+    "train.steps=400",
+    "--set",
+    "train.eval_every=20",
+    "--set",
+    "model.hidden=[32, 32]",
+    "--set",
+    "train.batch_size=256",
+    "--set",
+    "data.n_test=500",
+]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    root = tmp_path_factory.mktemp("full")
+    full = _cli("train", *OVERRIDES, "--set", "name=full", cwd=root)
+    assert full.wait(timeout=600) == 0, full.stderr.read()
+    return root / "runs" / "full"
+
+
+def _assert_identical(run_dir, reference):
+    a, b = _final_params(reference), _final_params(run_dir)
     assert all(torch.equal(a[k], b[k]) for k in a)
     strip = lambda rs: [{k: v for k, v in r.items() if k != "elapsed"} for r in rs]  # noqa: E731
-    assert strip(_metrics(run_dir)) == strip(_metrics(tmp_path / "runs" / "full"))
+    assert strip(_metrics(run_dir)) == strip(_metrics(reference))
+
+
+@pytest.mark.slow
+def test_run_killed_at_random_points_resumes_bit_identical(tmp_path, uninterrupted):
+    """SIGKILL at three random moments, resuming after each: the end state is bit-identical."""
+    import random
+
+    rng = random.Random(1234)
+    run_dir = tmp_path / "runs" / "cut"
+    proc = _cli("train", *OVERRIDES, "--set", "name=cut", cwd=tmp_path)
+    evaluations = 0
+    for _ in range(3):
+        evaluations += rng.randint(1, 5)
+        _kill_after(proc, run_dir, evaluations, signal.SIGKILL)
+        proc = _cli("train", "--quiet", "--resume", str(run_dir), cwd=tmp_path)
+    assert proc.wait(timeout=600) == 0, proc.stderr.read()
+    _assert_identical(run_dir, uninterrupted)
+
+
+@pytest.mark.slow
+def test_sigterm_saves_and_prints_how_to_resume(tmp_path, uninterrupted):
+    run_dir = tmp_path / "runs" / "cut"
+    proc = _cli("train", *OVERRIDES, "--set", "name=cut", cwd=tmp_path)
+    assert _kill_after(proc, run_dir, 3, signal.SIGTERM) == 130
+    assert "Resume with: flowforge train --resume" in proc.stderr.read()
+    resumed = _cli("train", "--quiet", "--resume", str(run_dir), cwd=tmp_path)
+    assert resumed.wait(timeout=600) == 0, resumed.stderr.read()
+    _assert_identical(run_dir, uninterrupted)
