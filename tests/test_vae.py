@@ -40,7 +40,9 @@ def _exact_log_px(vae: VAE, x: torch.Tensor) -> torch.Tensor:
     return MultivariateNormal(lin.bias, cov).log_prob(x)
 
 
-@pytest.mark.parametrize("posterior, layers", [("gaussian", 0), ("planar", 3), ("radial", 2)])
+@pytest.mark.parametrize(
+    "posterior, layers", [("gaussian", 0), ("planar", 3), ("radial", 2), ("iaf", 2)]
+)
 def test_importance_weights_are_unbiased_for_p_of_x(posterior, layers):
     # E_q[p(x, z) / q(z | x)] = p(x) holds only if log q (with the flow's log-det) is right
     vae = _linear_gaussian(posterior, layers)

@@ -11,7 +11,9 @@ https://arxiv.org/abs/1505.05770; Kingma et al. 2016, https://arxiv.org/abs/1606
     \log q(z_K \mid x) = \log q_0(z_0 \mid x) - \sum_k \log|\det J_{f_k}|.
 
 Posteriors: ``"gaussian"`` (``K = 0``), ``"planar"``, ``"radial"`` (each layer's parameters a
-zero-initialised linear function of ``h``, see :mod:`flowforge.transforms.amortized`). The
+zero-initialised linear function of ``h``, see :mod:`flowforge.transforms.amortized`), and
+``"iaf"`` (``K`` IAF steps, each a MADE with two hidden layers of ``4 * latent`` units that also
+reads ``h``, the ordering reversed between steps, as in Kingma et al. 2016, section 4). The
 layers sit in the sampling direction (``Inverse(layer)``), so drawing ``z`` and its density is
 one pass.
 
@@ -30,6 +32,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from flowforge.models.iaf import iaf
 from flowforge.nn.mlp import MLP, make_activation
 from flowforge.train.objectives import elbo, iwae_bound
 from flowforge.transforms import Compose, Inverse, Planar, Radial, Transform
@@ -44,6 +47,7 @@ POSTERIORS: dict[str, Callable[[int, int, int], Transform] | None] = {
     "gaussian": None,
     "planar": lambda d, k, c: Compose([Inverse(Planar(d, c)) for _ in range(k)]),
     "radial": lambda d, k, c: Compose([Inverse(Radial(d, c)) for _ in range(k)]),
+    "iaf": lambda d, k, c: iaf(d, k, hidden=(4 * d, 4 * d), context_features=c).transform,
 }
 
 
@@ -62,7 +66,7 @@ class VAE(nn.Module):
         hidden: hidden sizes of the encoder (the decoder mirrors them); ``()`` gives a linear
             decoder and an encoder that reads ``x`` directly.
         activation: MLP activation.
-        posterior: ``"gaussian"``, ``"planar"`` or ``"radial"`` (see :data:`POSTERIORS`).
+        posterior: ``"gaussian"``, ``"planar"``, ``"radial"`` or ``"iaf"`` (:data:`POSTERIORS`).
         flow_layers: number of flow layers ``K`` (0 for ``"gaussian"``, positive otherwise).
         likelihood: ``"bernoulli"`` (binary data) or ``"gaussian"`` (fixed scale).
         obs_log_scale: log standard deviation of the Gaussian likelihood.

@@ -7,7 +7,7 @@ from YAML, or a :class:`VAEConfig`)::
 
     name: vae_planar10
     seed: 0
-    data: {name: binarized_mnist, n_train: 50000, n_val: 1000, n_test: 10000}
+    data: {name: binarized_mnist, n_train: 50000, n_val: 1000, n_test: 10000, seed: 0}
     model: {name: vae, latent: 40, hidden: [300, 300], activation: relu,
             posterior: {name: planar, layers: 10}}
     train: {steps: 20000, batch_size: 100, lr: 0.001, objective: elbo, k: 1}
@@ -49,6 +49,7 @@ class VAEConfig:
     n_val: int = 1000
     n_test: int = 10000
     data_path: str | None = None
+    data_seed: int = 0
     latent: int = 40
     hidden: tuple[int, ...] = (300, 300)
     activation: str = "relu"
@@ -70,6 +71,7 @@ class VAEConfig:
             "n_val": "n_val",
             "n_test": "n_test",
             "path": "data_path",
+            "seed": "data_seed",
         },
         "model": {
             "latent": "latent",
@@ -149,7 +151,8 @@ def train_vae(
     if cfg.objective not in ("elbo", "iwae"):
         raise ValueError(f"'objective' should be 'elbo' or 'iwae', got {cfg.objective!r}")
     options = {} if cfg.data_path is None else {"path": cfg.data_path}
-    splits = load_dataset(cfg.data, cfg.n_train, cfg.n_val, cfg.n_test, cfg.seed, **options)
+    # the data seed fixes the test binarization, the same for every training seed
+    splits = load_dataset(cfg.data, cfg.n_train, cfg.n_val, cfg.n_test, cfg.data_seed, **options)
     torch.manual_seed(cfg.seed)
     model = build_vae(cfg, splits.train.shape[1])
     run_dir = None
