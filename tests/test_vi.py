@@ -7,10 +7,12 @@ import torch
 
 from flowforge.distributions import DiagonalNormal
 from flowforge.flows import Flow
+from flowforge.models import iaf, maf
 from flowforge.models.planar_radial import planar
 from flowforge.targets import Target, banana, energy, funnel, grid_log_z, make_target
+from flowforge.testing import perturb_parameters
 from flowforge.train.objectives import anneal_beta, elbo, iwae_bound, reverse_kl
-from flowforge.train.variational import estimate_kl, fit_target
+from flowforge.train.variational import distill, estimate_kl, fit_target
 from flowforge.transforms import Compose
 
 
@@ -99,3 +101,19 @@ def test_fit_target_accepts_a_plain_function_and_validates():
         fit_target(q, make_target("U1"), steps=1)
     with pytest.raises(ValueError, match="unknown"):
         make_target("U9")
+
+
+@pytest.mark.slow
+def test_distillation_moves_the_student_towards_a_frozen_teacher():
+    torch.manual_seed(0)
+    teacher = maf(2, layers=2, hidden=(8, 8), batch_norm=False)
+    perturb_parameters(teacher, scale=0.5)
+    before = [p.detach().clone() for p in teacher.parameters()]
+    student = iaf(2, layers=2, hidden=(16, 16))
+    teacher_target = Target("teacher", lambda x: teacher.log_prob(x), 2, 0.0)
+    kl_start = estimate_kl(student, teacher_target, n=5000)[2]
+    result = distill(student, teacher, steps=300, batch_size=128, lr=1e-2, seed=0)
+    assert result.kl < 0.5 * kl_start, (result.kl, kl_start)
+    assert all(torch.equal(a, b) for a, b in zip(before, teacher.parameters(), strict=True))
+    with pytest.raises(ValueError, match="event shape"):
+        distill(iaf(3, layers=1), teacher, steps=1)

@@ -18,7 +18,8 @@ into the flow's parameters (Kingma and Welling 2014, https://arxiv.org/abs/1312.
 
 - Probability density distillation (van den Oord et al. 2018, https://arxiv.org/abs/1711.10433):
   the reverse KL from a student ``q`` (cheap to sample, e.g. IAF) to a teacher density ``p``
-  (cheap to evaluate, e.g. MAF), :math:`\mathbb{E}_q[\log q(x) - \log p(x)]`.
+  (cheap to evaluate, e.g. MAF), :math:`\mathbb{E}_q[\log q(x) - \log p(x)]`: :func:`reverse_kl`
+  with the teacher's ``log_prob`` as the target (see :func:`flowforge.train.variational.distill`).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from torch import Tensor
 
 from flowforge.flows import Flow
 
-__all__ = ["anneal_beta", "distillation_kl", "elbo", "iwae_bound", "reverse_kl"]
+__all__ = ["anneal_beta", "elbo", "iwae_bound", "reverse_kl"]
 
 
 def anneal_beta(step: int, start: float = 0.01, length: int = 10000) -> float:
@@ -63,13 +64,6 @@ def reverse_kl(
         raise ValueError(f"'n' should be positive, got {n}")
     x, log_q = flow.sample_and_log_prob(n, context)
     return (log_q - beta * log_p(x)).mean()
-
-
-def distillation_kl(student: Flow, teacher: Flow, n: int, context: Tensor | None = None) -> Tensor:
-    r"""Monte-Carlo :math:`\mathrm{KL}(q_{\text{student}} \| p_{\text{teacher}})` on ``n``
-    student samples: one sampling pass of the student, one density pass of the teacher. Freeze
-    the teacher's parameters; the gradient still flows through the samples."""
-    return reverse_kl(student, lambda x: teacher.log_prob(x, context), n, 1.0, context)
 
 
 def _check_log_w(log_w: Tensor) -> None:

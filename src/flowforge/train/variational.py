@@ -9,6 +9,11 @@ reports
 with the target's ``log Z`` (exact or from grid integration) on fresh samples, with its
 Monte-Carlo standard error. Adam with a cosine learning-rate decay; optional annealing of the
 target (Rezende and Mohamed 2015, https://arxiv.org/abs/1505.05770).
+
+:func:`distill` is the same loop with a trained flow as the (normalised, ``log Z = 0``) target:
+probability density distillation of a teacher that is cheap to evaluate (MAF) into a student
+that is cheap to sample (IAF), :math:`\mathrm{KL}(q \| p) = \mathbb{E}_q[\log q - \log p]` on
+student samples (van den Oord et al. 2018, https://arxiv.org/abs/1711.10433).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from flowforge.flows import Flow
 from flowforge.targets import Target
 from flowforge.train.objectives import anneal_beta, reverse_kl
 
-__all__ = ["FitResult", "estimate_kl", "fit_target"]
+__all__ = ["FitResult", "distill", "estimate_kl", "fit_target"]
 
 
 @dataclass
@@ -140,3 +145,19 @@ def fit_target(
     flow.eval()
     loss_value, stderr, kl = estimate_kl(flow, target, eval_samples)
     return FitResult(loss_value, stderr, kl, steps, skipped, seconds, history)
+
+
+def distill(student: Flow, teacher: Flow, steps: int, **options: object) -> FitResult:
+    """Trains ``student`` to minimise ``KL(student || teacher)`` on its own samples; the
+    teacher is frozen (its parameters get no gradient, the samples' gradient flows through its
+    density) and in eval mode. ``options`` go to :func:`fit_target`; the result's ``kl`` is the
+    final ``KL(q || p)`` (``log Z = 0``).
+    """
+    if tuple(student.event_shape) != tuple(teacher.event_shape):
+        raise ValueError(
+            f"the student's event shape {tuple(student.event_shape)} differs from the "
+            f"teacher's {tuple(teacher.event_shape)}"
+        )
+    teacher.eval().requires_grad_(False)
+    target = Target("teacher", lambda x: teacher.log_prob(x), int(teacher.event_shape.numel()), 0.0)
+    return fit_target(student, target, steps, **options)  # type: ignore[arg-type]
