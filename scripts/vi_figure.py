@@ -5,7 +5,7 @@
 e.g. ``python scripts/vi_figure.py 3000 U1,U2,U3,U4 planar2,planar8,planar32,radial,iaf,realnvp``.
 Fits each flow to each target by reverse KL (Adam, cosine decay, batch 256, annealing
 beta_t = min(1, 0.01 + t / (STEPS / 2)), seed 0), prints one JSON line per fit with
-KL(q || p) (log Z by grid integration) and writes ``docs/figures/vi_figure3_<targets>.png`` and
+KL(q || p) (log Z by grid integration) and writes ``docs/img/vi-figure3-<targets>.png`` and
 ``runs/vi/results_<targets>.json``.
 """
 
@@ -67,5 +67,5 @@ out = ROOT / "runs" / "vi"
 out.mkdir(parents=True, exist_ok=True)
 tag = "-".join(t.name for t in targets)
 (out / f"results_{tag}.json").write_text(json.dumps(rows, indent=1))
-figure = ROOT / "docs" / "figures" / f"vi_figure3_{tag}.png"
+figure = ROOT / "docs" / "img" / f"vi-figure3-{tag}.png"
 print(plot_vi_grid(targets, fitted, columns, figure, kls))
