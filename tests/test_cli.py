@@ -79,3 +79,132 @@ def test_check_and_list(capsys):
     assert "round_trip" in out and "0 failed checks" in out
     assert main(["list"]) == 0
     assert "realnvp" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def image_run(tmp_path_factory):
+    pytest.importorskip("sklearn", reason="the 8x8 digits come with scikit-learn")
+    root = tmp_path_factory.mktemp("cli-img")
+    args = [
+        "train",
+        "configs/images/glow-digits.yaml",
+        "--quiet",
+        "--set",
+        f"output_dir={root}",
+        "--set",
+        "train.steps=4",
+        "--set",
+        "train.eval_every=2",
+        "--set",
+        "model.depth=1",
+        "--set",
+        "model.hidden_channels=8",
+        "--set",
+        "data.n_train=64",
+        "--set",
+        "data.n_val=16",
+        "--set",
+        "data.n_test=32",
+    ]
+    import os
+    from pathlib import Path
+
+    old = os.getcwd()
+    os.chdir(Path(__file__).parents[1])
+    try:
+        assert main(args) == 0
+    finally:
+        os.chdir(old)
+    return root / "glow-digits"
+
+
+def _png_size(path):
+    import struct
+
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", data[16:24])  # width, height
+
+
+def test_image_sample_interpolate_manipulate_write_pngs(image_run, tmp_path):
+    assert (
+        main(
+            [
+                "sample",
+                str(image_run),
+                "-n",
+                "16",
+                "--temperature",
+                "0.7",
+                "--out",
+                str(tmp_path / "s.png"),
+            ]
+        )
+        == 0
+    )
+    assert _png_size(tmp_path / "s.png")[0] > 8
+    assert (
+        main(
+            [
+                "interpolate",
+                str(image_run),
+                "--pairs",
+                "3",
+                "--steps",
+                "5",
+                "--out",
+                str(tmp_path / "i.png"),
+            ]
+        )
+        == 0
+    )
+    w, h = _png_size(tmp_path / "i.png")
+    assert w > h  # 5 images per row, 3 rows
+    assert (
+        main(
+            [
+                "manipulate",
+                str(image_run),
+                "-n",
+                "2",
+                "--reference",
+                "50",
+                "--out",
+                str(tmp_path / "m.png"),
+            ]
+        )
+        == 0
+    )
+    assert (tmp_path / "m.png").is_file()
+    assert main(["sample", str(image_run), "--class", "3"]) == 2  # unconditional run
+
+
+def test_interpolate_refuses_vector_runs(run_dir, capsys):
+    assert main(["interpolate", str(run_dir)]) == 2
+    assert "not an image run" in capsys.readouterr().err
+
+
+def test_fit_target_writes_summary_and_plot(tmp_path, capsys):
+    out = tmp_path / "vi"
+    assert (
+        main(
+            [
+                "fit-target",
+                "U1",
+                "--model",
+                "planar",
+                "--set",
+                "layers=2",
+                "--steps",
+                "20",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["kl"] is not None and np.isfinite(summary["kl"])
+    assert (out / "fit.png").is_file()
+    assert main(["fit-target", "U9"]) == 2
+    assert "unknown" in capsys.readouterr().err
