@@ -208,3 +208,43 @@ def test_fit_target_writes_summary_and_plot(tmp_path, capsys):
     assert (out / "fit.png").is_file()
     assert main(["fit-target", "U9"]) == 2
     assert "unknown" in capsys.readouterr().err
+
+
+def test_vae_config_trains_through_train_command(tmp_path, shared_data, capsys):
+    args = [
+        "train",
+        "configs/variational/vae-planar10.yaml",
+        "--quiet",
+        "--set",
+        f"output_dir={tmp_path}",
+        "--set",
+        "data.n_train=200",
+        "--set",
+        "data.n_val=50",
+        "--set",
+        "data.n_test=50",
+        "--set",
+        "train.steps=3",
+        "--set",
+        "train.eval_every=3",
+        "--set",
+        "eval.k=2",
+        "--set",
+        "eval.n=20",
+        "--set",
+        "model.hidden=[16]",
+        "--set",
+        "model.latent=4",
+    ]
+    import os
+    from pathlib import Path
+
+    old = os.getcwd()
+    os.chdir(Path(__file__).parents[1])
+    try:
+        assert main(args) == 0
+    finally:
+        os.chdir(old)
+    summary = json.loads(capsys.readouterr().out)
+    assert np.isfinite(summary["test_nll"]) and np.isfinite(summary["test_elbo"])
+    assert main(["train", "configs/variational/vae-planar10.yaml", "--set", "model.bogus=1"]) == 2
