@@ -561,14 +561,16 @@ def test_nll(model: Model, test: Tensor, chunk: int = 4096) -> float:
     return float(-torch.cat(lps).mean())
 
 
-def grid_mass(model: Model, lim: float = 6.0, n: int = 481) -> float:
-    """``sum exp(log_prob) dA`` on ``[-lim, lim]^2`` (midpoint rule)."""
+def grid_mass(model: Model, lim: float = 6.0, n: int = 481) -> tuple[float, int]:
+    """``sum exp(log_prob) dA`` on ``[-lim, lim]^2`` (midpoint rule) over the finite values, and
+    the number of grid points whose log_prob is not finite (a density must have none)."""
     h = 2 * lim / n
     u = -lim + h / 2 + h * torch.arange(n, dtype=torch.float32)
     pts = torch.cartesian_prod(u, u)
     with torch.no_grad():
         lp = torch.cat([model.log_prob(pts[i : i + 8192]) for i in range(0, len(pts), 8192)])
-    return float(torch.exp(lp.double()).sum() * h * h)
+    finite = torch.isfinite(lp)
+    return float(torch.exp(lp[finite].double()).sum() * h * h), int((~finite).sum())
 
 
 def run_task(task_name: str, libs: list[str], args: argparse.Namespace) -> dict:
@@ -637,7 +639,7 @@ def run_task(task_name: str, libs: list[str], args: argparse.Namespace) -> dict:
         row = result["libraries"][lib]
         row["test_nll"] = test_nll(models[lib], test)
         if len(task.event_shape) == 1 and task.event_shape[0] == 2:
-            row["grid_mass"] = grid_mass(models[lib], n=args.grid)
+            row["grid_mass"], row["grid_nonfinite"] = grid_mass(models[lib], n=args.grid)
     eval_x = test[: args.eval_batch]
     lp_rate: dict[str, list[float]] = {lib: [] for lib in flows}
     smp_rate: dict[str, list[float]] = {lib: [] for lib in flows}
@@ -777,8 +779,8 @@ def format_task(name: str, res: dict) -> str:
         f"## {name}: {ARCHITECTURE[name]} ({res['steps']} steps; other processes used "
         f"{100 * res['other_cpu']['median']:.0f}% of the CPU, median per block)",
         "| library | step ms | x ref | x best peer | log_prob/s | x best peer | sample/s "
-        "| x best peer | peak MiB | test NLL | grid mass |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| x best peer | peak MiB | test NLL | grid mass | non-finite |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for lib, row in res["libraries"].items():
         lines.append(
@@ -786,7 +788,8 @@ def format_task(name: str, res: dict) -> str:
             f"| {_fmt(row, 'ratio_best_peer', '.2f')} | {_fmt(row, 'log_prob_per_s', '.3g')} "
             f"| {_fmt(row, 'log_prob_vs_best_peer', '.2f')} | {_fmt(row, 'sample_per_s', '.3g')} "
             f"| {_fmt(row, 'sample_vs_best_peer', '.2f')} | {_fmt(row, 'peak_mem_mb', '.1f')} "
-            f"| {_fmt(row, 'test_nll', '.3f')} | {_fmt(row, 'grid_mass', '.4f')} |"
+            f"| {_fmt(row, 'test_nll', '.3f')} | {_fmt(row, 'grid_mass', '.4f')} "
+            f"| {_fmt(row, 'grid_nonfinite', 'd')} |"
         )
     return "\n".join(lines)
 
