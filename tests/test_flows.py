@@ -99,7 +99,8 @@ def test_untrained_flow_is_the_base():
 
 def test_wrong_dtype_and_device_are_named():
     flow = realnvp(2, couplings=2)
-    with pytest.raises(ValueError, match=r"'x' has dtype torch.float64 but the flow has torch.float32"):
+    message = r"'x' has dtype torch.float64 but the flow has torch.float32"
+    with pytest.raises(ValueError, match=message):
         flow.log_prob(torch.randn(3, 2, dtype=torch.float64))
     with pytest.raises(ValueError, match="'x' is on meta"):
         flow.log_prob(torch.randn(3, 2, device="meta"))
