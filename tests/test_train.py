@@ -187,3 +187,24 @@ def test_sigterm_saves_and_prints_how_to_resume(tmp_path, uninterrupted):
     resumed = _cli("train", "--quiet", "--resume", str(run_dir), cwd=tmp_path)
     assert resumed.wait(timeout=600) == 0, resumed.stderr.read()
     _assert_identical(run_dir, uninterrupted)
+
+
+def test_rnode_penalty_enters_the_training_loss(tmp_path, monkeypatch):
+    """With kinetic-energy regularisation on, the loop adds the CNF's penalty to the loss."""
+    import flowforge.train.loop as loop
+
+    seen = []
+    original = loop.regularization
+
+    def spy(module):
+        penalty = original(module)
+        seen.append(penalty)
+        return penalty
+
+    monkeypatch.setattr(loop, "regularization", spy)
+    cfg = tiny(tmp_path, steps=2, eval_every=2)
+    cfg.model.name = "ffjord"
+    cfg.model.options = {"hidden": [8], "kinetic_energy": 0.1, "method": "rk4", "step_size": 0.25}
+    train_run(cfg, progress=False, plots=False)
+    assert seen and all(p is not None for p in seen)
+    assert seen[-1].item() > 0  # zero at the identity start, positive once the field moves

@@ -46,6 +46,7 @@ from flowforge.train.checkpoint import (
     save_checkpoint,
 )
 from flowforge.train.metrics import bits_per_dim, evaluate_nll
+from flowforge.transforms.continuous import regularization
 
 __all__ = ["RunResult", "TrainingDiverged", "TrainingInterrupted", "build_model", "train_run"]
 
@@ -248,6 +249,9 @@ class _Run:
             group["lr"] = learning_rate(self.cfg, self.step) * self.lr_scale
         self.optimizer.zero_grad(set_to_none=True)
         loss = -self.flow.log_prob(x, c).mean()
+        penalty = regularization(self.flow)  # RNODE terms of continuous flows, if any
+        if penalty is not None:
+            loss = loss + penalty
         if not torch.isfinite(loss):
             return loss.item(), "loss"
         loss.backward()

@@ -224,6 +224,10 @@ class CNF(Transform):
     def _solve(
         self, x: Tensor, context: Tensor | None, t0: float, t1: float
     ) -> tuple[Tensor, Tensor]:
+        if not bool(torch.isfinite(x).all()):
+            # an adaptive solver would shrink its step to zero on NaN or inf and fail obscurely
+            bad = int((~torch.isfinite(x)).sum())
+            raise ValueError(f"CNF: the input holds {bad} NaN or infinite values")
         estimator = self.estimator if self.training else self.eval_estimator
         regularize = (
             self.training
