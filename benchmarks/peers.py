@@ -381,9 +381,9 @@ def build_torchflows(task: str) -> Model:
     from torchflows.flows import Flow
 
     d = TASKS[task].event_shape[0]
-    # its MADE counts linear layers (3 = 2 hidden layers); its coupling MLP counts hidden ones
+    # its MADE and its coupling MLP both count linear layers: 3 = 2 hidden layers
     made = {"n_hidden": HIDDEN, "n_layers": 3}
-    mlp = {"n_hidden": HIDDEN, "n_layers": 2}
+    mlp = {"n_hidden": HIDDEN, "n_layers": 3}
     if task == "maf8":
         bij = arch.MAF(d, n_layers=5, conditioner_kwargs=made)
     elif task in ("realnvp2", "realnvp8"):
@@ -614,6 +614,7 @@ def run_task(task_name: str, libs: list[str], args: argparse.Namespace) -> dict:
     peers = [lib for lib in libs if lib in PEERS]
     for lib in libs:
         row: dict = {"step_ms": summary(step_ms[lib])}
+        row["params"] = sum(p.numel() for p in models[lib].module.parameters())
         if "ref" in libs:
             ratios = [a / b for a, b in zip(step_ms[lib], step_ms["ref"], strict=True)]
             row["ratio_ref"] = summary(ratios)
@@ -778,13 +779,14 @@ def format_task(name: str, res: dict) -> str:
     lines = [
         f"## {name}: {ARCHITECTURE[name]} ({res['steps']} steps; other processes used "
         f"{100 * res['other_cpu']['median']:.0f}% of the CPU, median per block)",
-        "| library | step ms | x ref | x best peer | log_prob/s | x best peer | sample/s "
+        "| library | params | step ms | x ref | x best peer | log_prob/s | x best peer | sample/s "
         "| x best peer | peak MiB | test NLL | grid mass | non-finite |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for lib, row in res["libraries"].items():
         lines.append(
-            f"| {lib} | {_fmt(row, 'step_ms', '.2f')} | {_fmt(row, 'ratio_ref', '.2f')} "
+            f"| {lib} | {_fmt(row, 'params', 'd')} | {_fmt(row, 'step_ms', '.2f')} "
+            f"| {_fmt(row, 'ratio_ref', '.2f')} "
             f"| {_fmt(row, 'ratio_best_peer', '.2f')} | {_fmt(row, 'log_prob_per_s', '.3g')} "
             f"| {_fmt(row, 'log_prob_vs_best_peer', '.2f')} | {_fmt(row, 'sample_per_s', '.3g')} "
             f"| {_fmt(row, 'sample_vs_best_peer', '.2f')} | {_fmt(row, 'peak_mem_mb', '.1f')} "
