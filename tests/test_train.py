@@ -208,3 +208,17 @@ def test_rnode_penalty_enters_the_training_loss(tmp_path, monkeypatch):
     train_run(cfg, progress=False, plots=False)
     assert seen and all(p is not None for p in seen)
     assert seen[-1].item() > 0  # zero at the identity start, positive once the field moves
+
+
+def test_nan_gradient_is_detected_and_named(tmp_path):
+    from flowforge.train.loop import _Run, prepare
+
+    cfg = tiny(tmp_path)
+    splits, flow, _ = prepare(cfg)
+    name, param = next(iter(flow.named_parameters()))
+    param.register_hook(lambda g: g * float("nan"))
+    run = _Run(cfg, splits, flow, tmp_path)
+    before = {k: v.clone() for k, v in flow.state_dict().items()}
+    loss, diverged = run.train_step(torch.arange(16))
+    assert diverged == f"gradient of {name}"
+    assert all(torch.equal(before[k], v) for k, v in flow.state_dict().items())  # step skipped

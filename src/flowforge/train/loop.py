@@ -255,11 +255,19 @@ class _Run:
         if not torch.isfinite(loss):
             return loss.item(), "loss"
         loss.backward()
-        for name, p in self.flow.named_parameters():
-            if p.grad is not None and not bool(torch.isfinite(p.grad).all()):
-                return loss.item(), f"gradient of {name}"
-        if self.cfg.train.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.flow.parameters(), self.cfg.train.grad_clip)
+        # one fused norm over all gradients: it clips and detects NaN/inf in a single pass
+        max_norm = self.cfg.train.grad_clip if self.cfg.train.grad_clip > 0 else math.inf
+        total = torch.nn.utils.clip_grad_norm_(self.flow.parameters(), max_norm)
+        if not torch.isfinite(total):
+            bad = next(
+                (
+                    name
+                    for name, p in self.flow.named_parameters()
+                    if p.grad is not None and not bool(torch.isfinite(p.grad).all())
+                ),
+                "all parameters (norm overflow)",
+            )
+            return loss.item(), f"gradient of {bad}"
         self.optimizer.step()
         return loss.item(), None
 
