@@ -8,7 +8,6 @@ its own keyword options, which configs pass through and validate against its sig
 from collections.abc import Callable
 
 from flowforge.flows import Flow
-from flowforge.models.glow import glow
 from flowforge.models.ffjord import ffjord
 from flowforge.models.glow import glow
 from flowforge.models.iaf import iaf
@@ -41,7 +40,21 @@ RECIPES: dict[str, Callable[..., Flow]] = {
     "glow": glow,
 }
 
-__all__ = ["RECIPES", "nice", "realnvp"]
-__all__ += ["iaf", "maf", "nsf", "sos"]
-__all__ += ["glow", "nice_image", "realnvp_image", "realnvp_multiscale"]
-__all__ += ["ffjord", "iresnet", "resflow"]
+__all__ = [
+    "RECIPES",
+    "ffjord",
+    "glow",
+    "iaf",
+    "iresnet",
+    "maf",
+    "nice",
+    "nice_image",
+    "nsf",
+    "planar",
+    "radial",
+    "realnvp",
+    "realnvp_image",
+    "realnvp_multiscale",
+    "resflow",
+    "sos",
+]
