@@ -177,6 +177,7 @@ class _Run:
         self.evals_since_best = 0
         self.lr_scale = 1.0
         self.rollbacks = 0
+        self.loss_sum, self.loss_n = 0.0, 0  # training loss since the last evaluation
         self.started = time.time()
         self.elapsed_before = 0.0
 
@@ -190,6 +191,8 @@ class _Run:
             "evals_since_best": self.evals_since_best,
             "lr_scale": self.lr_scale,
             "rollbacks": self.rollbacks,
+            "loss_sum": self.loss_sum,
+            "loss_n": self.loss_n,
             "elapsed": self.elapsed(),
             "rng": _rng_state(),
             "config": self.cfg.to_dict(),
@@ -206,6 +209,7 @@ class _Run:
             self.evals_since_best = int(payload["evals_since_best"])
             self.lr_scale = float(payload["lr_scale"])
             self.rollbacks = int(payload["rollbacks"])
+            self.loss_sum, self.loss_n = float(payload["loss_sum"]), int(payload["loss_n"])
             self.elapsed_before = float(payload["elapsed"])
             _set_rng_state(payload["rng"])
         except (KeyError, ValueError, RuntimeError) as e:
@@ -287,7 +291,7 @@ class _Run:
             dynamic_ncols=True,
             file=sys.stderr,
         )
-        bad, loss_sum, loss_n = 0, 0.0, 0
+        bad = 0
         while self.step < t.steps:
             if stop:
                 path = self.save("last.pt")
@@ -306,7 +310,7 @@ class _Run:
                     bar.n = self.step
                 continue
             bad = 0
-            loss_sum, loss_n = loss_sum + loss, loss_n + 1
+            self.loss_sum, self.loss_n = self.loss_sum + loss, self.loss_n + 1
             self.step += 1
             bar.update(1)
             if self.step % t.eval_every == 0 or self.step == t.steps:
@@ -328,7 +332,7 @@ class _Run:
                     self.evals_since_best += 1
                 record = {
                     "step": self.step,
-                    "train_nll": loss_sum / max(loss_n, 1),
+                    "train_nll": self.loss_sum / max(self.loss_n, 1),
                     "val_nll": val,
                     "val_stderr": val_se,
                     "lr": self.optimizer.param_groups[0]["lr"],
@@ -338,7 +342,7 @@ class _Run:
                     record["val_bpd"] = self.value(val)
                 self.log(record)
                 bar.set_postfix(val=f"{val:.4f}")
-                loss_sum, loss_n = 0.0, 0
+                self.loss_sum, self.loss_n = 0.0, 0
                 self.save("last.pt")
                 if t.patience and self.evals_since_best >= t.patience:
                     bar.write(
