@@ -1,11 +1,14 @@
 """The command line: subcommands work end to end; user errors are one line, exit code 2."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from flowforge.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +90,7 @@ def image_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli-img")
     args = [
         "train",
-        "configs/images/glow-digits.yaml",
+        str(REPO / "configs/images/glow-digits.yaml"),
         "--quiet",
         "--set",
         f"output_dir={root}",
@@ -106,15 +109,7 @@ def image_run(tmp_path_factory):
         "--set",
         "data.n_test=32",
     ]
-    import os
-    from pathlib import Path
-
-    old = os.getcwd()
-    os.chdir(Path(__file__).parents[1])
-    try:
-        assert main(args) == 0
-    finally:
-        os.chdir(old)
+    assert main(args) == 0
     return root / "glow-digits"
 
 
@@ -213,7 +208,7 @@ def test_fit_target_writes_summary_and_plot(tmp_path, capsys):
 def test_vae_config_trains_through_train_command(tmp_path, shared_data, capsys):
     args = [
         "train",
-        "configs/variational/vae-planar10.yaml",
+        str(REPO / "configs/variational/vae-planar10.yaml"),
         "--quiet",
         "--set",
         f"output_dir={tmp_path}",
@@ -236,15 +231,12 @@ def test_vae_config_trains_through_train_command(tmp_path, shared_data, capsys):
         "--set",
         "model.latent=4",
     ]
-    import os
-    from pathlib import Path
-
-    old = os.getcwd()
-    os.chdir(Path(__file__).parents[1])
-    try:
-        assert main(args) == 0
-    finally:
-        os.chdir(old)
+    assert main(args) == 0
     summary = json.loads(capsys.readouterr().out)
     assert np.isfinite(summary["test_nll"]) and np.isfinite(summary["test_elbo"])
-    assert main(["train", "configs/variational/vae-planar10.yaml", "--set", "model.bogus=1"]) == 2
+    assert (
+        main(
+            ["train", str(REPO / "configs/variational/vae-planar10.yaml"), "--set", "model.bogus=1"]
+        )
+        == 2
+    )
