@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from flowforge.nn.mlp import make_activation
 
-__all__ = ["ConvNet", "ZeroConv", "concat_context", "zero_conv"]
+__all__ = ["ContextConvNet", "ConvNet", "ZeroConv", "concat_context", "zero_conv"]
 
 
 def concat_context(x: Tensor, context: Tensor | None, features: int) -> Tensor:
@@ -40,7 +40,47 @@ def zero_conv(in_channels: int, out_channels: int, kernel: int = 3) -> nn.Conv2d
     return conv
 
 
-class ConvNet(nn.Module):
+class ContextConvNet(nn.Module):
+    """Base of the image conditioners: ``input 3x3 conv -> hidden layers -> output 3x3 conv``.
+
+    Validates the sizes, concatenates the context to the input channels
+    (:func:`concat_context`) and zero-initialises the output convolution on request, so a
+    subclass only names its hidden layers (:meth:`build`).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        hidden_channels: int,
+        context_features: int = 0,
+        zero_init: bool = True,
+    ) -> None:
+        super().__init__()
+        for name, v in (
+            ("in_channels", in_channels),
+            ("out_channels", out_channels),
+            ("hidden_channels", hidden_channels),
+        ):
+            if v < 1:
+                raise ValueError(f"'{name}' should be positive, got {v}")
+        if context_features < 0:
+            raise ValueError(f"'context_features' should be >= 0, got {context_features}")
+        self.context_features = context_features
+        self._sizes = (in_channels + context_features, hidden_channels, out_channels, zero_init)
+
+    def build(self, *hidden_layers: nn.Module) -> None:
+        """Sets ``self.net`` to the input convolution, ``hidden_layers`` and the output one."""
+        c_in, hidden, c_out, zero_init = self._sizes
+        last = zero_conv(hidden, c_out) if zero_init else nn.Conv2d(hidden, c_out, 3, padding=1)
+        self.net = nn.Sequential(nn.Conv2d(c_in, hidden, 3, padding=1), *hidden_layers, last)
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """``(B, C_in, H, W)`` and context -> ``(B, C_out, H, W)``."""
+        return self.net(concat_context(x, context, self.context_features))
+
+
+class ConvNet(ContextConvNet):
     """Glow's coupling network: 3x3 conv, activation, 1x1 conv, activation, 3x3 conv.
 
     (Kingma and Dhariwal 2018, https://arxiv.org/abs/1807.03039, section 3.3: 512 hidden
@@ -64,33 +104,12 @@ class ConvNet(nn.Module):
         context_features: int = 0,
         zero_init: bool = True,
     ) -> None:
-        super().__init__()
-        for name, v in (
-            ("in_channels", in_channels),
-            ("out_channels", out_channels),
-            ("hidden_channels", hidden_channels),
-        ):
-            if v < 1:
-                raise ValueError(f"'{name}' should be positive, got {v}")
-        if context_features < 0:
-            raise ValueError(f"'context_features' should be >= 0, got {context_features}")
-        self.context_features = context_features
-        last = (
-            zero_conv(hidden_channels, out_channels)
-            if zero_init
-            else nn.Conv2d(hidden_channels, out_channels, 3, padding=1)
-        )
-        self.net = nn.Sequential(
-            nn.Conv2d(in_channels + context_features, hidden_channels, 3, padding=1),
+        super().__init__(in_channels, out_channels, hidden_channels, context_features, zero_init)
+        self.build(
             make_activation(activation),
             nn.Conv2d(hidden_channels, hidden_channels, 1),
             make_activation(activation),
-            last,
         )
-
-    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
-        """``(B, C_in, H, W)`` and context -> ``(B, C_out, H, W)``."""
-        return self.net(concat_context(x, context, self.context_features))
 
 
 class ZeroConv(nn.Module):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from flowforge.nn.conv import concat_context, zero_conv
+from flowforge.nn.conv import ContextConvNet
 from flowforge.nn.mlp import make_activation
 
 __all__ = ["ResNet", "ResidualBlock"]
@@ -32,7 +32,7 @@ class ResidualBlock(nn.Module):
         return x + self.net(x)
 
 
-class ResNet(nn.Module):
+class ResNet(ContextConvNet):
     """RealNVP's conditioner: an input convolution, residual blocks, a zero-initialised output.
 
     (Dinh et al. 2016, https://arxiv.org/abs/1605.08803, section 4.1: 8 blocks of 64 feature
@@ -62,31 +62,10 @@ class ResNet(nn.Module):
         context_features: int = 0,
         zero_init: bool = True,
     ) -> None:
-        super().__init__()
-        for name, v in (
-            ("in_channels", in_channels),
-            ("out_channels", out_channels),
-            ("hidden_channels", hidden_channels),
-        ):
-            if v < 1:
-                raise ValueError(f"'{name}' should be positive, got {v}")
         if blocks < 0:
             raise ValueError(f"'blocks' should be >= 0, got {blocks}")
-        if context_features < 0:
-            raise ValueError(f"'context_features' should be >= 0, got {context_features}")
-        self.context_features = context_features
-        last = (
-            zero_conv(hidden_channels, out_channels)
-            if zero_init
-            else nn.Conv2d(hidden_channels, out_channels, 3, padding=1)
-        )
-        self.net = nn.Sequential(
-            nn.Conv2d(in_channels + context_features, hidden_channels, 3, padding=1),
+        super().__init__(in_channels, out_channels, hidden_channels, context_features, zero_init)
+        self.build(
             *[ResidualBlock(hidden_channels, activation, batch_norm) for _ in range(blocks)],
             make_activation(activation),
-            last,
         )
-
-    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
-        """``(B, C_in, H, W)`` and context -> ``(B, C_out, H, W)``."""
-        return self.net(concat_context(x, context, self.context_features))
