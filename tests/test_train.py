@@ -222,3 +222,19 @@ def test_nan_gradient_is_detected_and_named(tmp_path):
     loss, diverged = run.train_step(torch.arange(16))
     assert diverged == f"gradient of {name}"
     assert all(torch.equal(before[k], v) for k, v in flow.state_dict().items())  # step skipped
+
+
+def test_resume_reads_checkpoints_without_the_loss_accumulator(tmp_path):
+    """Checkpoints written before the training-loss accumulator was saved still resume."""
+    from flowforge.train.checkpoint import save_checkpoint
+
+    cfg = tiny(tmp_path, steps=20)
+    run_dir = train_run(cfg, progress=False, plots=False).run_dir
+    last = run_dir / "checkpoints" / "last.pt"
+    payload = load_checkpoint(last)
+    for key in ("loss_sum", "loss_n", "format"):
+        payload.pop(key)
+    payload["step"] = 10
+    save_checkpoint(last, payload)
+    cfg.train.steps = 30
+    assert train_run(cfg, resume=run_dir, progress=False, plots=False).summary["steps"] == 30

@@ -209,7 +209,9 @@ class _Run:
             self.evals_since_best = int(payload["evals_since_best"])
             self.lr_scale = float(payload["lr_scale"])
             self.rollbacks = int(payload["rollbacks"])
-            self.loss_sum, self.loss_n = float(payload["loss_sum"]), int(payload["loss_n"])
+            # absent from checkpoints written before the accumulator was saved: start it at zero
+            self.loss_sum = float(payload.get("loss_sum", 0.0))
+            self.loss_n = int(payload.get("loss_n", 0))
             self.elapsed_before = float(payload["elapsed"])
             _set_rng_state(payload["rng"])
         except (KeyError, ValueError, RuntimeError) as e:
