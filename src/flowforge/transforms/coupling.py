@@ -20,7 +20,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from flowforge.transforms.base import Transform
+from flowforge.transforms.base import Transform, sum_except_batch
 from flowforge.transforms.univariate import Transformer
 
 __all__ = ["Coupling", "alternating_mask", "half_mask"]
@@ -90,7 +90,7 @@ class Coupling(Transform):
         y = torch.empty_like(x)
         y[:, self.idx_a] = x_a
         y[:, self.idx_b] = y_b
-        return y, ladj.reshape(x.shape[0], -1).sum(1)
+        return y, sum_except_batch(ladj)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         return self._couple(x, context, self.transformer.forward)
@@ -168,7 +168,7 @@ class MaskedCoupling(Transform):
         params = out.reshape(out.shape[0], x.shape[1], p, *out.shape[2:]).movedim(2, -1)
         y, ladj = step(x, params)  # (B, C, *) each
         y = torch.where(self.mask, x, y)
-        return y, (ladj * (1 - mask)).reshape(x.shape[0], -1).sum(1)
+        return y, sum_except_batch(ladj * (1 - mask))
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         return self._couple(x, context, self.transformer.forward)

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from flowforge.transforms.base import Compose, Transform
+from flowforge.transforms.base import Compose, Transform, sum_except_batch
 from flowforge.transforms.coupling import MaskedCoupling, checkerboard_mask
 from flowforge.transforms.elementwise import Sigmoid
 from flowforge.transforms.univariate import Affine
@@ -149,7 +149,7 @@ class VariationalDequantization(UniformDequantization):
         """Draws ``u ~ q(u | x)``; returns ``u`` ``(B, *event)`` and ``log q(u|x)`` ``(B,)``."""
         eps = torch.randn_like(x)
         u, ladj = self.noise_flow(eps, x / self.levels - 0.5)
-        log_normal = -0.5 * eps.pow(2).reshape(x.shape[0], -1).sum(1)
+        log_normal = -0.5 * sum_except_batch(eps.pow(2))
         log_normal = log_normal - 0.5 * x[0].numel() * _LOG_2PI
         return u, log_normal - ladj
 

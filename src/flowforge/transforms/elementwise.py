@@ -12,7 +12,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from flowforge.transforms.base import Inverse, Transform
+from flowforge.transforms.base import Inverse, Transform, sum_except_batch
 
 __all__ = ["DiagonalScaling", "ElementwiseAffine", "Logit", "Sigmoid"]
 
@@ -104,14 +104,14 @@ class Logit(Transform):
         s = self.alpha + (1 - 2 * self.alpha) * x
         log_s, log_1ms = torch.log(s), torch.log1p(-s)
         ladj = math.log1p(-2 * self.alpha) - log_s - log_1ms
-        return log_s - log_1ms, ladj.reshape(x.shape[0], -1).sum(1)
+        return log_s - log_1ms, sum_except_batch(ladj)
 
     def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         s = torch.sigmoid(z)
         x = (s - self.alpha) / (1 - 2 * self.alpha)
         # log ds/dz = log s + log(1 - s) = -softplus(-z) - softplus(z), stable for large |z|
         ladj = -nn.functional.softplus(-z) - nn.functional.softplus(z) - math.log1p(-2 * self.alpha)
-        return x, ladj.reshape(z.shape[0], -1).sum(1)
+        return x, sum_except_batch(ladj)
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}"

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from flowforge.transforms.base import Transform
+from flowforge.transforms.base import Transform, sum_except_batch
 
 __all__ = ["ContextAffine"]
 
@@ -63,11 +63,11 @@ class ContextAffine(Transform):
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         loc, log_scale = self._params(x, context)
-        return (x - loc) * torch.exp(-log_scale), -log_scale.reshape(x.shape[0], -1).sum(1)
+        return (x - loc) * torch.exp(-log_scale), -sum_except_batch(log_scale)
 
     def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         loc, log_scale = self._params(z, context)
-        return z * torch.exp(log_scale) + loc, log_scale.reshape(z.shape[0], -1).sum(1)
+        return z * torch.exp(log_scale) + loc, sum_except_batch(log_scale)
 
     def extra_repr(self) -> str:
         features = 0 if self.linear is None else self.linear.in_features
