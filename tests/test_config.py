@@ -41,6 +41,10 @@ def test_overrides_parse_yaml_values():
     raw = apply_overrides({}, ["train.lr=3e-4", "model.hidden=[8, 8]", "name=x"])
     assert raw == {"train": {"lr": "3e-4"}, "model": {"hidden": [8, 8]}, "name": "x"}
     assert parse_config(raw).train.lr == 3e-4  # YAML 1.1 reads 3e-4 as a string
+    optional = apply_overrides({}, ["model.name=realnvp", "model.scale_bound=5e-1"])
+    assert parse_config(optional).model.options["scale_bound"] == 0.5  # float | None
+    optional = apply_overrides({}, ["model.name=realnvp", "model.scale_bound=null"])
+    assert parse_config(optional).model.options["scale_bound"] is None
     with pytest.raises(ConfigError, match="key=value"):
         apply_overrides({}, ["train.lr"])
 

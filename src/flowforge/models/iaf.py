@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from flowforge.distributions import StandardNormal
 from flowforge.flows import Flow
 from flowforge.models._autoregressive import autoregressive_stack
-from flowforge.transforms import Affine, Compose, Inverse
+from flowforge.transforms import Affine, Compose, Inverse, depth_scale_bound
 
 __all__ = ["iaf"]
 
@@ -23,7 +23,7 @@ def iaf(
     activation: str = "relu",
     order: str = "alternate",
     residual_blocks: int = 0,
-    scale_bound: float = 5.0,
+    scale_bound: float | None = None,
     context_features: int = 0,
 ) -> Flow:
     """Builds an IAF over vectors of ``features`` dimensions.
@@ -47,13 +47,16 @@ def iaf(
         activation: MADE activation.
         order: ``"alternate"`` (reversed between layers), ``"natural"`` or ``"random"``.
         residual_blocks: residual blocks in each MADE.
-        scale_bound: bound on each log-scale.
+        scale_bound: bound on each log-scale; ``None``: :func:`depth_scale_bound`, 5 for
+            shallow flows and less for deep ones, so the total stays within
+            :data:`LOG_SCALE_BUDGET` nats per dimension (finite far from the data).
         context_features: size of the conditioning vector (0: unconditional).
     """
+    bound = depth_scale_bound(layers) if scale_bound is None else scale_bound
     stack = autoregressive_stack(
         features,
         layers,
-        lambda: Affine(scale_bound),
+        lambda: Affine(bound),
         hidden,
         order,
         residual_blocks,

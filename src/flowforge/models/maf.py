@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from flowforge.distributions import BaseDistribution, MADEMoG, StandardNormal
 from flowforge.flows import Flow
 from flowforge.models._autoregressive import autoregressive_stack, layer_order
-from flowforge.transforms import Affine, Compose
+from flowforge.transforms import Affine, Compose, depth_scale_bound
 
 __all__ = ["maf"]
 
@@ -26,7 +26,7 @@ def maf(
     base: str = "normal",
     components: int = 10,
     residual_blocks: int = 0,
-    scale_bound: float = 5.0,
+    scale_bound: float | None = None,
     context_features: int = 0,
 ) -> Flow:
     """Builds a MAF over vectors of ``features`` dimensions.
@@ -52,16 +52,19 @@ def maf(
         base: ``"normal"`` (MAF) or ``"mog"`` (MAF MoG: a MADE MoG base).
         components: mixture components of the MoG base.
         residual_blocks: residual blocks in each MADE (0: plain masked MLP, as in the paper).
-        scale_bound: bound on each log-scale.
+        scale_bound: bound on each log-scale; ``None``: :func:`depth_scale_bound`, 5 for
+            shallow flows and less for deep ones, so the total stays within
+            :data:`LOG_SCALE_BUDGET` nats per dimension (finite far from the data).
         context_features: size of the conditioning vector (0: unconditional).
     """
     bases = ("normal", "mog")
     if base not in bases:
         raise ValueError(f"'base' should be one of {list(bases)}, got {base!r}")
+    bound = depth_scale_bound(layers) if scale_bound is None else scale_bound
     stack = autoregressive_stack(
         features,
         layers,
-        lambda: Affine(scale_bound),
+        lambda: Affine(bound),
         hidden,
         order,
         residual_blocks,

@@ -19,6 +19,7 @@ from flowforge.transforms import (
     Coupling,
     Transform,
     alternating_mask,
+    depth_scale_bound,
     half_mask,
 )
 
@@ -32,7 +33,7 @@ def realnvp(
     activation: str = "relu",
     mask: str = "alternating",
     batch_norm: bool = False,
-    scale_bound: float = 5.0,
+    scale_bound: float | None = None,
     context_features: int = 0,
 ) -> Flow:
     """Builds a RealNVP flow over vectors of ``features`` dimensions.
@@ -50,7 +51,9 @@ def realnvp(
         activation: MLP activation.
         mask: ``"alternating"`` (odd/even indices) or ``"half"`` (first/second half).
         batch_norm: insert :class:`BatchNorm` between couplings.
-        scale_bound: bound on each log-scale.
+        scale_bound: bound on each log-scale; ``None``: :func:`depth_scale_bound`, 5 for
+            shallow flows and less for deep ones, so the total stays within
+            :data:`LOG_SCALE_BUDGET` nats per dimension (finite far from the data).
         context_features: size of a conditioning vector (0: unconditional).
     """
     if features < 2:
@@ -63,6 +66,8 @@ def realnvp(
     }
     if mask not in masks:
         raise ValueError(f"'mask' should be one of {sorted(masks)}, got {mask!r}")
+    # each dimension is transformed by every other coupling
+    bound = depth_scale_bound(-(-couplings // 2)) if scale_bound is None else scale_bound
     layers: list[Transform] = []
     for i in range(couplings):
         if batch_norm and i > 0:
@@ -71,7 +76,7 @@ def realnvp(
             Coupling(
                 masks[mask](i),
                 lambda a, b: MLP(a, b, hidden, activation, context_features),
-                Affine(scale_bound),
+                Affine(bound),
             )
         )
     return Flow(Compose(layers), StandardNormal(features))

@@ -39,9 +39,16 @@ from flowforge.transforms.radial import Radial
 from flowforge.transforms.reshape import FactorOut, Flatten, MultiScale, Squeeze, Unsqueeze
 from flowforge.transforms.residual import LipschitzConvNet, LipschitzMLP, ResidualBlock
 from flowforge.transforms.spline import RationalQuadraticSpline
-from flowforge.transforms.univariate import Additive, Affine, Transformer
+from flowforge.transforms.univariate import (
+    LOG_SCALE_BUDGET,
+    Additive,
+    Affine,
+    Transformer,
+    depth_scale_bound,
+)
 
 __all__ = [
+    "LOG_SCALE_BUDGET",
     "ActNorm",
     "Additive",
     "Affine",
@@ -91,6 +98,7 @@ __all__ = [
     "VariationalDequantization",
     "alternating_mask",
     "checkerboard_mask",
+    "depth_scale_bound",
     "half_mask",
     "quantize",
 ]

@@ -15,7 +15,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Additive", "Affine", "Transformer"]
+__all__ = ["LOG_SCALE_BUDGET", "Additive", "Affine", "Transformer", "depth_scale_bound"]
+
+LOG_SCALE_BUDGET = 40.0
+"""Default total log-scale, in nats per dimension, that a deep affine flow may spend."""
 
 
 class Transformer(nn.Module):
@@ -81,3 +84,33 @@ class Affine(Transformer):
 
     def extra_repr(self) -> str:
         return f"scale_bound={self.scale_bound}"
+
+
+def depth_scale_bound(
+    layers_per_dim: int, budget: float = LOG_SCALE_BUDGET, cap: float = 5.0
+) -> float:
+    r"""The per-layer log-scale bound that keeps a deep affine flow finite in float32.
+
+    With ``n`` affine layers acting on a dimension, each log-scale bounded by ``b``, the flow can
+    stretch that dimension by at most :math:`e^{n b}`. Far from the data a ReLU conditioner's
+    raw log-scale grows with :math:`|x|`, so every layer saturates at :math:`\pm b`: with
+    ``b = 5`` a 100-layer RealNVP could stretch by :math:`e^{250}`, far past float32's
+    :math:`3.4 \times 10^{38}`. Bounding the *total* instead,
+
+    .. math:: b = \min(\text{cap}, B / n), \qquad |\log \det| \le B \text{ per dimension},
+
+    keeps :math:`|z| \lesssim e^{B} |x|` and :math:`-\tfrac12 z^2` finite for
+    :math:`|x| \le 10^3` with the default ``B = 40`` (:math:`e^{40} \approx 2 \times 10^{17}`).
+    Shallow flows (``n <= B / cap = 8``) keep the full ``cap``.
+
+    Arguments:
+        layers_per_dim: affine layers that transform each dimension (a coupling flow with
+            alternating masks: half its couplings, rounded up; MAF/IAF: its layers).
+        budget: the total bound ``B``.
+        cap: the largest per-layer bound.
+    """
+    if layers_per_dim < 1:
+        raise ValueError(f"'layers_per_dim' should be positive, got {layers_per_dim}")
+    if not (budget > 0 and cap > 0):
+        raise ValueError(f"'budget' and 'cap' should be positive, got {budget} and {cap}")
+    return min(cap, budget / layers_per_dim)
