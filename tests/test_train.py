@@ -238,3 +238,16 @@ def test_resume_reads_checkpoints_without_the_loss_accumulator(tmp_path):
     save_checkpoint(last, payload)
     cfg.train.steps = 30
     assert train_run(cfg, resume=run_dir, progress=False, plots=False).summary["steps"] == 30
+
+
+def test_compiled_training_step_matches_eager(tmp_path):
+    """``train.compile`` trains the same model: the losses track the eager run's closely."""
+    pytest.importorskip("torch._inductor")
+    runs = {}
+    for compiled in (False, True):
+        cfg = tiny(tmp_path / str(compiled), steps=20, compile=compiled)
+        result = train_run(cfg, progress=False, plots=False)
+        records = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").open()]
+        runs[compiled] = [r["val_nll"] for r in records if "val_nll" in r]
+    assert len(runs[True]) == len(runs[False]) >= 2
+    assert runs[True] == pytest.approx(runs[False], abs=1e-3)

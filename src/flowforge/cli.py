@@ -3,6 +3,7 @@
 ::
 
     flowforge train [CONFIG.yaml] [--set key=value ...] [--device cpu|cuda] [--resume RUN_DIR]
+                    [--compile]
     flowforge eval RUN_DIR [--split test|val|train]
     flowforge sample RUN_DIR [-n 1000] [--temperature 1.0] [--class K] [--out FILE]
     flowforge interpolate RUN_DIR        (image runs: PNG grid of latent interpolations)
@@ -36,6 +37,8 @@ def _train(args: argparse.Namespace) -> int:
     overrides = list(args.set or [])
     if args.device:
         overrides.append(f"device={args.device}")
+    if args.compile:
+        overrides.append("train.compile=true")
     if args.resume:
         run_dir = Path(args.resume)
         config_path = run_dir / "config.yaml"
@@ -294,6 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu, cuda, cuda:N or auto (overrides the config)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--compile", action="store_true", help="torch.compile the training step's log_prob"
+    )
     p.set_defaults(func=_train)
 
     p = sub.add_parser("eval", help="evaluate a run's best model")

@@ -77,6 +77,10 @@ class TrainConfig:
         eval_batch_size: batch size of evaluation passes.
         max_bad_steps: consecutive non-finite losses or gradients before rolling back.
         max_rollbacks: rollbacks (each halving the learning rate) before giving up.
+        compile: run the training step's ``log_prob`` through ``torch.compile`` (static
+            shapes). Fuses the many small element-wise ops of each layer (see
+            docs/benchmarks.md); pays for runs of a few thousand steps or more, since the first
+            steps compile. Evaluation and sampling stay eager.
     """
 
     steps: int = 3000
@@ -91,6 +95,7 @@ class TrainConfig:
     eval_batch_size: int = 4096
     max_bad_steps: int = 10
     max_rollbacks: int = 3
+    compile: bool = False
 
 
 @dataclass

@@ -169,6 +169,10 @@ class _Run:
         self.cfg, self.splits, self.flow, self.run_dir = cfg, splits, flow, run_dir
         self.device = next(flow.buffers(), torch.zeros(())).device
         self.ckpt_dir = run_dir / "checkpoints"
+        # the training density: compiled for the fixed training batch shape when asked
+        self.train_log_prob = (
+            torch.compile(flow.log_prob, dynamic=False) if cfg.train.compile else flow.log_prob
+        )
         self.optimizer = torch.optim.AdamW(
             flow.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay
         )
@@ -254,7 +258,7 @@ class _Run:
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(self.cfg, self.step) * self.lr_scale
         self.optimizer.zero_grad(set_to_none=True)
-        loss = -self.flow.log_prob(x, c).mean()
+        loss = -self.train_log_prob(x, c).mean()
         penalty = regularization(self.flow)  # RNODE terms of continuous flows, if any
         if penalty is not None:
             loss = loss + penalty
