@@ -119,4 +119,3 @@ def _toy_loader(toy_name: str) -> Callable[..., Splits]:
 
 for _name in toy.DATASETS:
     register_dataset(_name)(_toy_loader(_name))
-
