@@ -54,6 +54,83 @@ def test_importance_weights_are_unbiased_for_p_of_x(posterior, layers):
     assert bool(((mean - 1).abs() < 4 * stderr + 1e-3).all()), (mean, stderr)
 
 
+@pytest.mark.parametrize("posterior, layers", [("planar", 4), ("radial", 3), ("iaf", 2)])
+def test_log_q_is_log_q0_minus_autograd_log_det(posterior, layers):
+    # change of variables with the flow's Jacobian from autograd, not from its own log-det
+    torch.manual_seed(0)
+    vae = VAE(5, latent=3, hidden=(7,), posterior=posterior, flow_layers=layers).double()
+    perturb_parameters(vae, scale=0.5)  # also the zero-initialised amortisation maps
+    x = torch.rand(4, 5, dtype=torch.float64).bernoulli()
+    torch.manual_seed(1)
+    z, log_q = vae.posterior_sample(x, 1)
+    with torch.no_grad():
+        h = vae.trunk(x)
+        loc, log_scale = vae.head(h).chunk(2, dim=-1)
+    torch.manual_seed(1)
+    z0 = loc + torch.randn(1, *loc.shape, dtype=torch.float64)[0] * log_scale.exp()
+    for i in range(4):
+
+        def f(v, i=i):
+            return vae.flow.inverse(v[None], h[i : i + 1])[0][0]
+
+        jac = torch.autograd.functional.jacobian(f, z0[i])
+        log_q0 = -0.5 * (((z0[i] - loc[i]) / log_scale[i].exp()) ** 2).sum()
+        log_q0 = log_q0 - log_scale[i].sum() - 1.5 * math.log(2 * math.pi)
+        expected = log_q0 - torch.linalg.slogdet(jac)[1]
+        assert torch.allclose(f(z0[i]), z[0, i].detach(), atol=1e-10)
+        assert torch.allclose(log_q[0, i].detach(), expected, atol=1e-8), (i, log_q, expected)
+
+
+def test_amortised_planar_posterior_starts_at_the_gaussian():
+    torch.manual_seed(0)
+    vae = VAE(10, latent=3, hidden=(8,), posterior="planar", flow_layers=5)
+    x = torch.rand(6, 10).bernoulli()
+    torch.manual_seed(1)
+    z, log_q = vae.posterior_sample(x, 2)
+    vae.flow = None  # the bare diagonal Gaussian with the same noise
+    torch.manual_seed(1)
+    z0, log_q0 = vae.posterior_sample(x, 2)
+    assert torch.allclose(z, z0) and torch.allclose(log_q, log_q0)
+
+
+def test_kl_warmup_weights_only_the_prior_and_posterior_terms():
+    torch.manual_seed(0)
+    vae = VAE(10, latent=3, hidden=(8,), posterior="planar", flow_layers=2)
+    perturb_parameters(vae, scale=0.3)
+    x = torch.rand(6, 10).bernoulli()
+    with torch.no_grad():
+        torch.manual_seed(1)
+        full = vae.log_weights(x, 3)
+        torch.manual_seed(1)
+        z, _ = vae.posterior_sample(x, 3)
+        log_lik = vae.log_likelihood(x, z)
+        torch.manual_seed(1)
+        warm = vae.log_weights(x, 3, beta=0.25)
+    assert torch.allclose(warm, log_lik + 0.25 * (full - log_lik), atol=1e-5)
+    with pytest.raises(ValueError, match="'beta'"):
+        vae.log_weights(x, 3, beta=1.5)
+
+
+def test_train_vae_follows_the_warmup_schedule(shared_data):
+    config = {
+        "data": {"n_train": 50, "n_val": 10, "n_test": 10, "path": str(shared_data / "mnist.npz")},
+        "model": {"latent": 2, "hidden": [8], "posterior": {"name": "planar", "layers": 1}},
+        "train": {"steps": 4, "batch_size": 10, "warmup": 100, "eval_every": 1},
+        "eval": {"k": 2, "n": 10},
+    }
+    betas = []
+    summary = train_vae(config, progress=lambda r: betas.append(r["beta"]))
+    assert betas == pytest.approx([0.01, 0.02, 0.03, 0.04])
+    assert summary["warmup"] == 100
+    config["train"]["warmup"] = 0
+    betas.clear()
+    train_vae(config, progress=lambda r: betas.append(r["beta"]))
+    assert betas == [1.0] * 4
+    config["train"]["warmup"] = -1
+    with pytest.raises(ValueError, match="'warmup'"):
+        train_vae(config)
+
+
 def test_elbo_below_iwae_below_exact_log_px_on_average():
     vae = _linear_gaussian("planar", 2)
     x = torch.randn(1, 3, dtype=torch.float64).expand(4000, 3)  # one point, many replicates

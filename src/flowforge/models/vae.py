@@ -136,18 +136,23 @@ class VAE(nn.Module):
             return -F.binary_cross_entropy_with_logits(out, target, reduction="none").sum(-1)
         return _normal_log_prob(target, out, torch.full_like(out, self.obs_log_scale))
 
-    def log_weights(self, x: Tensor, k: int = 1) -> Tensor:
-        """``log p(x, z_j) - log q(z_j | x)`` for ``k`` posterior draws: ``(k, B)``."""
+    def log_weights(self, x: Tensor, k: int = 1, beta: float = 1.0) -> Tensor:
+        """``log p(x | z_j) + beta (log p(z_j) - log q(z_j | x))`` for ``k`` posterior draws:
+        ``(k, B)``; at ``beta = 1`` (the default, and always for evaluation) the log
+        importance weights ``log p(x, z_j) - log q(z_j | x)``. ``beta < 1`` is the KL warm-up
+        of Sønderby et al. 2016 (https://arxiv.org/abs/1602.02282)."""
         if k < 1:
             raise ValueError(f"'k' should be positive, got {k}")
+        if not 0 <= beta <= 1:
+            raise ValueError(f"'beta' should be in [0, 1], got {beta}")
         z, log_q = self.posterior_sample(x, k)
         log_prior = _normal_log_prob(z, torch.zeros_like(z), torch.zeros_like(z))
-        return self.log_likelihood(x, z) + log_prior - log_q
+        return self.log_likelihood(x, z) + beta * (log_prior - log_q)
 
-    def loss(self, x: Tensor, objective: str = "elbo", k: int = 1) -> Tensor:
+    def loss(self, x: Tensor, objective: str = "elbo", k: int = 1, beta: float = 1.0) -> Tensor:
         """The training loss: minus the mean ELBO or IWAE bound over the batch (``k`` samples;
-        the ELBO averages its ``k`` terms)."""
-        log_w = self.log_weights(x, k)
+        the ELBO averages its ``k`` terms), the KL part weighted by ``beta`` (warm-up)."""
+        log_w = self.log_weights(x, k, beta)
         if objective == "elbo":
             return -elbo(log_w).mean()
         if objective == "iwae":

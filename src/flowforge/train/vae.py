@@ -10,8 +10,14 @@ from YAML, or a :class:`VAEConfig`)::
     data: {name: binarized_mnist, n_train: 50000, n_val: 1000, n_test: 10000, seed: 0}
     model: {name: vae, latent: 40, hidden: [300, 300], activation: relu,
             posterior: {name: planar, layers: 10}}
-    train: {steps: 20000, batch_size: 100, lr: 0.001, objective: elbo, k: 1}
+    train: {steps: 20000, batch_size: 100, lr: 0.001, objective: elbo, k: 1, warmup: 10000}
     eval: {k: 1000, n: 2000}
+
+``train.warmup`` (0: off) is the length of the KL warm-up (Sønderby et al. 2016,
+https://arxiv.org/abs/1602.02282): at step ``t`` the training bound weights
+``log p(z) - log q(z | x)`` by :math:`\beta_t = \min(1, 0.01 + t / \mathrm{warmup})`, Rezende
+and Mohamed's (2015) schedule (:func:`~flowforge.train.objectives.anneal_beta`); evaluation
+always uses ``beta = 1``.
 
 With an ``out_dir``, the run writes ``<out_dir>/<name>/`` with ``config.yaml``,
 ``metrics.jsonl``, ``model.pt`` (a ``state_dict``) and ``summary.json``.
@@ -34,6 +40,7 @@ import yaml
 from flowforge.data.binarized_mnist import binarize
 from flowforge.data.registry import load_dataset
 from flowforge.models.vae import VAE
+from flowforge.train.objectives import anneal_beta
 
 __all__ = ["VAEConfig", "train_vae"]
 
@@ -60,6 +67,7 @@ class VAEConfig:
     lr: float = 1e-3
     objective: str = "elbo"
     k: int = 1
+    warmup: int = 0
     eval_every: int = 2000
     eval_k: int = 1000
     eval_n: int = 2000
@@ -84,6 +92,7 @@ class VAEConfig:
             "lr": "lr",
             "objective": "objective",
             "k": "k",
+            "warmup": "warmup",
             "eval_every": "eval_every",
         },
         "eval": {"k": "eval_k", "n": "eval_n"},
@@ -148,6 +157,8 @@ def train_vae(
     for name in ("steps", "batch_size", "k", "eval_every", "eval_k", "eval_n"):
         if getattr(cfg, name) < 1:
             raise ValueError(f"'{name}' should be positive, got {getattr(cfg, name)}")
+    if cfg.warmup < 0:
+        raise ValueError(f"'warmup' should be >= 0 (0: off), got {cfg.warmup}")
     if cfg.objective not in ("elbo", "iwae"):
         raise ValueError(f"'objective' should be 'elbo' or 'iwae', got {cfg.objective!r}")
     options = {} if cfg.data_path is None else {"path": cfg.data_path}
@@ -167,7 +178,8 @@ def train_vae(
     for step in range(cfg.steps):
         model.train()
         idx = torch.randint(len(splits.train), (cfg.batch_size,), generator=g)
-        loss = model.loss(binarize(splits.train[idx], g), cfg.objective, cfg.k)
+        beta = anneal_beta(step, 0.01, cfg.warmup) if cfg.warmup else 1.0
+        loss = model.loss(binarize(splits.train[idx], g), cfg.objective, cfg.k, beta)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -178,6 +190,7 @@ def train_vae(
             record = {
                 "step": step + 1,
                 "train_loss": float(loss.detach()),
+                "beta": beta,
                 "val_elbo": val["elbo"],
                 "seconds": time.perf_counter() - start,
             }
@@ -193,6 +206,9 @@ def train_vae(
         "flow_layers": cfg.flow_layers,
         "objective": cfg.objective,
         "k": cfg.k,
+        "warmup": cfg.warmup,
+        "lr": cfg.lr,
+        "latent": cfg.latent,
         "steps": cfg.steps,
         "seed": cfg.seed,
         "parameters": sum(p.numel() for p in model.parameters()),
