@@ -21,36 +21,47 @@ from flowforge.transforms import (
 D = 5
 
 
-def _count_made_calls(module: torch.nn.Module) -> dict[str, int]:
-    """Attaches a counter to every MADE inside ``module``; returns the live dict."""
-    counts: dict[str, int] = {}
+def _count_made_calls(module: torch.nn.Module) -> dict[str, list[int]]:
+    """Counts, for every MADE inside ``module``, its full passes and its degree sweeps
+    (``counts[name] == [passes, sweeps]``); returns the live dict."""
+    counts: dict[str, list[int]] = {}
     for name, m in module.named_modules():
         if isinstance(m, MADE):
-            counts[name] = 0
+            counts[name] = [0, 0]
 
             def hook(mod, args, out, name=name):
-                counts[name] += 1
+                counts[name][0] += 1
+
+            def sweep(*args, name=name, made=m, **kwargs):
+                counts[name][1] += 1
+                return type(made).sweep(made, *args, **kwargs)
 
             m.register_forward_hook(hook)
+            m.sweep = sweep
     return counts
+
+
+def _reset(counts: dict[str, list[int]]) -> None:
+    for k in counts:
+        counts[k] = [0, 0]
 
 
 def _slow_warnings(caught) -> int:
     return sum(issubclass(w.category, SlowDirectionWarning) for w in caught)
 
 
-def test_maf_density_is_one_pass_per_layer_and_sampling_d_passes():
+def test_maf_density_is_one_pass_per_layer_and_sampling_one_sweep():
     flow = maf(D, layers=3, hidden=(16,), batch_norm=False)
     counts = _count_made_calls(flow)
     assert len(counts) == 3
     flow.log_prob(torch.randn(8, D))
-    assert set(counts.values()) == {1}
-    for k in counts:
-        counts[k] = 0
+    assert list(counts.values()) == [[1, 0]] * 3
+    _reset(counts)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         flow.sample(4)
-    assert set(counts.values()) == {D}
+    # sampling sweeps each MADE once by degree instead of D full passes
+    assert list(counts.values()) == [[0, 1]] * 3
     assert _slow_warnings(caught) == 3  # once per layer
 
 
@@ -61,16 +72,16 @@ def test_iaf_sampling_and_sample_and_log_prob_are_one_pass_per_layer():
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         flow.sample(6)
-        assert set(counts.values()) == {1}
+        assert list(counts.values()) == [[1, 0]] * 3
         x, logp = flow.sample_and_log_prob(6)
-        assert set(counts.values()) == {2}
+        assert list(counts.values()) == [[2, 0]] * 3
     assert _slow_warnings(caught) == 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SlowDirectionWarning)
         assert torch.allclose(logp, flow.log_prob(x.detach()), atol=1e-4)
 
 
-def test_iaf_density_of_external_points_costs_d_passes_and_warns_once():
+def test_iaf_density_of_external_points_is_one_sweep_and_warns_once():
     flow = iaf(D, layers=1, hidden=(16,))
     counts = _count_made_calls(flow)
     x = torch.randn(4, D)
@@ -78,9 +89,9 @@ def test_iaf_density_of_external_points_costs_d_passes_and_warns_once():
         warnings.simplefilter("always")
         flow.log_prob(x)
         flow.log_prob(x)
-    assert list(counts.values()) == [2 * D]
+    assert list(counts.values()) == [[0, 2]]
     assert _slow_warnings(caught) == 1
-    assert "5 network passes" in str(caught[0].message)
+    assert "5 sequential steps" in str(caught[0].message)
 
 
 def test_masked_autoregressive_declares_its_fast_direction():
@@ -88,13 +99,13 @@ def test_masked_autoregressive_declares_its_fast_direction():
     assert layer.fast_forward and not layer.fast_inverse
 
 
-def test_made_mog_sampling_is_d_passes_and_density_one():
+def test_made_mog_sampling_is_one_sweep_and_density_one_pass():
     base = MADEMoG(D, components=3, hidden=(16,))
     counts = _count_made_calls(base)
     base.log_prob(torch.randn(7, D))
-    assert list(counts.values()) == [1]
+    assert list(counts.values()) == [[1, 0]]
     base.sample(7)
-    assert list(counts.values()) == [1 + D]
+    assert list(counts.values()) == [[1, 1]]
 
 
 def test_sos_polynomial_is_strictly_monotone_and_identity_at_zero():

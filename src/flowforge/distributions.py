@@ -113,7 +113,8 @@ class MADEMoG(BaseDistribution):
 
     (Germain et al. 2015, https://arxiv.org/abs/1502.03509; Papamakarios et al. 2017,
     https://arxiv.org/abs/1705.07057, section 3.4, where it is the base of "MAF MoG" with
-    ``K = 10``). ``log_prob`` is one MADE pass; ``sample`` is ``D`` passes, one per dimension.
+    ``K = 10``). ``log_prob`` is one MADE pass; ``sample`` draws the dimensions in order with one
+    :meth:`~flowforge.nn.made.MADE.sweep` (about one pass of work in ``D`` steps).
     Log-scales are soft-bounded to ``(-scale_bound, scale_bound)``. The output layer starts at
     zero weights with the component means spread over ``[-1, 1]``, so the components differ
     (and receive different gradients) from the first step.
@@ -149,30 +150,34 @@ class MADEMoG(BaseDistribution):
             bias = self.made.output.bias.view(features, 3, components)
             bias[:, 1] = torch.linspace(-1, 1, components) if components > 1 else 0.0
 
-    def _mixture(self, z: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
-        """Log-weights, means and log-scales, each ``(B, D, K)``."""
-        out = self.made(z, context).reshape(z.shape[0], -1, 3, self.components)
-        log_w = torch.log_softmax(out[:, :, 0], dim=-1)
-        log_s = self.scale_bound * torch.tanh(out[:, :, 2] / self.scale_bound)
-        return log_w, out[:, :, 1], log_s
+    def _mixture(self, out: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """MADE outputs ``(*, 3K)`` -> log-weights, means and log-scales, each ``(*, K)``."""
+        out = out.unflatten(-1, (3, self.components))
+        log_w = torch.log_softmax(out[..., 0, :], dim=-1)
+        log_s = self.scale_bound * torch.tanh(out[..., 2, :] / self.scale_bound)
+        return log_w, out[..., 1, :], log_s
 
     def log_prob(self, z: Tensor, context: Tensor | None = None) -> Tensor:
         self._check(z)
-        log_w, mu, log_s = self._mixture(z, context)
+        out = self.made(z, context).unflatten(-1, (self.event_shape[0], -1))  # (B, D, 3K)
+        log_w, mu, log_s = self._mixture(out)
         u = (z[..., None] - mu) * torch.exp(-log_s)
         log_n = -0.5 * u.pow(2) - log_s - 0.5 * _LOG_2PI  # (B, D, K)
         return torch.logsumexp(log_w + log_n, dim=-1).sum(1)
 
     def sample(self, n: int, context: Tensor | None = None, temperature: float = 1.0) -> Tensor:
-        z = torch.zeros_like(self._noise(n))
-        for step in range(1, self.event_shape[0] + 1):
-            log_w, mu, log_s = self._mixture(z, context)
-            k = torch.distributions.Categorical(logits=log_w).sample()[..., None]  # (n, D, 1)
-            draw = mu.gather(-1, k)[..., 0] + temperature * torch.exp(
-                log_s.gather(-1, k)[..., 0]
-            ) * self._noise(n)
-            z = torch.where(self.made.degrees == step, draw, z)
-        return z
+        noise = self._noise(n)  # (n, D)
+        z = list(noise.unbind(1))
+
+        def solve(i: int, params: Tensor) -> Tensor:  # params (n, 3K) of dimension i
+            log_w, mu, log_s = self._mixture(params)
+            k = torch.distributions.Categorical(logits=log_w).sample()[:, None]  # (n, 1)
+            scale = torch.exp(log_s.gather(-1, k)[:, 0])
+            z[i] = mu.gather(-1, k)[:, 0] + temperature * scale * noise[:, i]
+            return z[i]
+
+        self.made.sweep(solve, n, context)  # one network's work for the D conditionals
+        return torch.stack(z, dim=1)
 
     def extra_repr(self) -> str:
         return f"event_shape={tuple(self.event_shape)}, components={self.components}"
