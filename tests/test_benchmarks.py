@@ -1,4 +1,5 @@
-"""Smoke test of the peer benchmark harness: 2 steps of flowforge and ref (no timings asserted)."""
+"""Smoke tests of the benchmarks: 2 steps of flowforge and ref in the peer harness, one round
+of the MADE sweep benchmark (no timings asserted)."""
 
 import importlib.util
 import math
@@ -63,3 +64,12 @@ def test_peer_builds_and_integrates(peers, lib):
 def test_unknown_task_is_named(peers):
     with pytest.raises(SystemExit):
         peers.main(["--tasks", "nope", "--libs", "ref"])
+
+
+def test_made_sweep_benchmark_runs(capsys):
+    spec = importlib.util.spec_from_file_location("made_sweep", HARNESS.with_name("made_sweep.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(["--batch", "16", "--rounds", "1", "--features", "3"])
+    table = capsys.readouterr().out
+    assert "| affine | 2 |" in table and "| spline, 8 bins | 23 |" in table

@@ -33,7 +33,7 @@ def maf(
 
     Each layer is ``z_i = (x_i - mu_i(x_<i)) exp(-alpha_i(x_<i))`` (here written as the affine
     transformer ``x exp(s) + t`` with a soft-bounded log-scale), its parameters from one MADE:
-    the density costs one pass per layer, sampling ``D`` passes per layer.
+    the density costs one pass per layer, sampling one MADE sweep of ``D`` steps per layer.
 
     Paper defaults (section 4 and the authors' code, for POWER and GAS): 5 layers (10 in the
     larger variant), MADEs with 2 hidden layers of 100 ReLU units (512 for HEPMASS and

@@ -32,7 +32,8 @@ def sos(
     ``2 degree + 1``, the integral of a sum of ``polynomials`` squared polynomials of degree
     ``degree`` whose coefficients come from a MADE
     (:class:`~flowforge.transforms.polynomial.SumOfSquaresPolynomial`). Density: one pass per
-    layer; sampling: ``D`` passes per layer, each solving the polynomial by bisection.
+    layer; sampling: one MADE sweep of ``D`` steps per layer, each solving the polynomial by
+    bisection.
 
     Paper: a stack of SOS blocks with MADE conditioners and the order reversed between blocks,
     with ``k`` polynomials of degree ``r`` small (the paper's per-data-set ``k`` and ``r`` could
