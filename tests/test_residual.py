@@ -283,3 +283,22 @@ def test_arguments_are_validated():
         PowerSeriesLogDet(noise="uniform")
     with pytest.raises(ValueError, match="'max_iterations'"):
         ResidualBlock(LipschitzMLP(2), max_iterations=0)
+
+
+def test_resflow_exact_training_log_det_is_the_exact_one_with_gradients():
+    from flowforge.models import resflow
+
+    torch.manual_seed(0)
+    flow = resflow(2, blocks=2, hidden=(16,), exact_train=True).double()
+    blocks = [m for m in flow.modules() if isinstance(m, ResidualBlock)]
+    assert blocks and all(isinstance(b.estimator, ExactLogDet) for b in blocks)
+    flow.train()
+    x = torch.randn(32, 2, dtype=torch.float64)
+    train_lp = flow.log_prob(x)
+    flow.eval()  # the exact evaluator: the training value must agree to rounding
+    assert torch.allclose(train_lp, flow.log_prob(x).detach(), atol=1e-10)
+    flow.train()
+    flow.log_prob(x).mean().backward()
+    assert all(p.grad is not None for p in flow.parameters() if p.requires_grad)
+    with pytest.raises(ValueError, match="'exact_train'"):
+        resflow(33, exact_train=True)
