@@ -2,7 +2,8 @@
 
     python scripts/image_grids.py runs/glow-digits docs/img/glow-digits --temperature 0.7
 
-Writes OUT/samples_T{temperature}.png (one grid per class for a class-conditional run),
+Writes OUT/samples_T{temperature}.png (for a class-conditional run OUT/samples_T{t}_classes.png,
+one row of 8 per class),
 OUT/interpolations.png (test image pairs, one row each) and OUT/thin_to_thick.png (test images
 moved along the mean latent difference between the thinnest and thickest 20% of 2,000
 training images; unconditional runs). The same functions back
@@ -34,11 +35,10 @@ def main():
     levels = splits.info["levels"]
     t = args.temperature
     n_classes = splits.context_features
-    if n_classes:
-        for label in range(n_classes):
-            sample_grid(
-                flow, args.out_dir / f"samples_T{t}_class{label}.png", 16, t, label, n_classes
-            )
+    if n_classes:  # one row of 8 samples per class
+        labels = [label for label in range(n_classes) for _ in range(8)]
+        path = args.out_dir / f"samples_T{t}_classes.png"
+        sample_grid(flow, path, len(labels), t, labels, n_classes, scale=args.scale)
         context = splits.test_context
     else:
         sample_grid(flow, args.out_dir / f"samples_T{t}.png", args.n, t, scale=args.scale)

@@ -257,6 +257,28 @@ def test_glow_temperature_and_class_conditional_sampling():
     assert flow.sample(5, context=torch.eye(3)[2], temperature=0.7).shape == (5, 1, 8, 8)
 
 
+def test_class_grid_has_one_row_per_class(tmp_path):
+    """``sample_grid`` with one label per image: at temperature 0 every image of a row is its
+    class's mode, and rows of different classes differ."""
+    torch.manual_seed(0)
+    flow = glow((1, 8, 8), scales=2, depth=1, hidden_channels=8, context_features=3, levels=17)
+    flow.train()
+    flow.log_prob(raw_images(n=9, shape=(1, 8, 8), levels=17), torch.eye(3)[torch.arange(9) % 3])
+    with torch.no_grad():
+        for p in flow.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    flow.eval()
+    labels = [0, 0, 1, 1, 2, 2]
+    grid = _read_png(sample_grid(flow, tmp_path / "c.png", 6, 0.0, labels, 3, nrow=2))
+    assert grid.shape == (3 * 10 + 2, 2 * 10 + 2, 1)
+    rows = [grid[2 + 10 * r : 10 + 10 * r, 2:10] for r in range(3)]
+    for r in range(3):  # both columns of a row are the same mode
+        assert np.array_equal(rows[r], grid[2 + 10 * r : 10 + 10 * r, 12:20])
+    assert not np.array_equal(rows[0], rows[1]) or not np.array_equal(rows[1], rows[2])
+    with pytest.raises(ValueError, match="'label'"):
+        sample_grid(flow, tmp_path / "x.png", 2, 0.7, [0, 3], 3)
+
+
 # -- latent tools ----------------------------------------------------------------------------
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -88,12 +89,14 @@ def save_image_grid(
     return write_png(image_grid(images, nrow, padding, levels, scale), path)
 
 
-def _class_context(label: int | None, n: int, n_classes: int) -> Tensor | None:
+def _class_context(label: int | Sequence[int] | None, n: int, n_classes: int) -> Tensor | None:
+    """One-hot context ``(n, n_classes)`` for one class or one class per image."""
     if label is None:
         return None
-    if not 0 <= label < n_classes:
-        raise ValueError(f"'label' should be in [0, {n_classes}), got {label}")
-    return torch.nn.functional.one_hot(torch.full((n,), label), n_classes).float()
+    labels = torch.as_tensor(label, dtype=torch.long).expand(n)  # an int, or n of them
+    if not bool(((labels >= 0) & (labels < n_classes)).all()):
+        raise ValueError(f"'label' should be in [0, {n_classes}), got {labels.unique().tolist()}")
+    return torch.nn.functional.one_hot(labels, n_classes).float()
 
 
 @torch.no_grad()
@@ -102,13 +105,15 @@ def sample_grid(
     path: str | Path,
     n: int = 64,
     temperature: float = 0.7,
-    label: int | None = None,
+    label: int | Sequence[int] | None = None,
     n_classes: int = 10,
     nrow: int = 8,
     scale: int = 1,
 ) -> Path:
-    """Draws ``n`` images at ``temperature`` (of class ``label`` for a class-conditional flow,
-    one-hot over ``n_classes``) and writes them as a grid (pixels enlarged ``scale`` times)."""
+    """Draws ``n`` images at ``temperature`` and writes them as a grid (pixels enlarged
+    ``scale`` times). For a class-conditional flow ``label`` is one class, or one class per
+    image (e.g. ``[0] * 8 + [1] * 8 + ...`` with ``nrow=8``: a row per class), one-hot over
+    ``n_classes``."""
     if n < 1:
         raise ValueError(f"'n' should be positive, got {n}")
     flow.eval()
