@@ -174,12 +174,9 @@ def _type_ok(value: Any, annotation: Any) -> bool:
 
 def _coerce(value: Any, annotation: Any) -> Any:
     """YAML 1.1 reads ``3e-4`` as a string: accept numeric strings where a float is expected."""
-    floats = (float, "float")
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        floats_ok = any(a in floats for a in typing.get_args(annotation))
-    else:
-        floats_ok = annotation in floats
-    if isinstance(value, str) and floats_ok:
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    members = typing.get_args(annotation) if union else (annotation,)  # float | None too
+    if isinstance(value, str) and any(a in (float, "float") for a in members):
         try:
             return float(value)
         except ValueError:

@@ -167,7 +167,7 @@ class MADEMoG(BaseDistribution):
 
     def sample(self, n: int, context: Tensor | None = None, temperature: float = 1.0) -> Tensor:
         noise = self._noise(n)  # (n, D)
-        z = list(noise.unbind(1))
+        z: dict[int, Tensor] = {}  # dimension -> (n,), filled in the order
 
         def solve(i: int, params: Tensor) -> Tensor:  # params (n, 3K) of dimension i
             log_w, mu, log_s = self._mixture(params)
@@ -177,7 +177,7 @@ class MADEMoG(BaseDistribution):
             return z[i]
 
         self.made.sweep(solve, n, context)  # one network's work for the D conditionals
-        return torch.stack(z, dim=1)
+        return torch.stack([z[i] for i in range(self.event_shape[0])], dim=1)
 
     def extra_repr(self) -> str:
         return f"event_shape={tuple(self.event_shape)}, components={self.components}"

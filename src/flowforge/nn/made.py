@@ -235,7 +235,6 @@ class MADE(nn.Module):
         if self.context_features and context is None:
             raise ValueError(f"this MADE expects a 'context' of {self.context_features} features")
         d = self.features
-        ref = self.output.weight
         in_deg = torch.cat([self.degrees, self.degrees.new_zeros(self.context_features)])
         degrees, perms, weights, biases = [in_deg], [torch.argsort(in_deg, stable=True)], [], []
         nodes = self._nodes()
@@ -261,7 +260,7 @@ class MADE(nn.Module):
         first = (
             context.expand(batch_size, -1)
             if self.context_features
-            else ref.new_zeros(batch_size, 0)
+            else self.output.weight.new_zeros(batch_size, 0)
         )
         blocks: list[list[Tensor]] = [[first]] + [[] for _ in nodes]
         dims = torch.argsort(self.degrees).tolist()  # dims[m]: the dimension of degree m + 1

@@ -110,15 +110,18 @@ class MaskedAutoregressive(Transform):
                 SlowDirectionWarning,
                 stacklevel=2,
             )
-        xs: list[Tensor] = [z[:, 0]] * self.features  # (B,) each, filled in the order
-        logds: list[Tensor] = [z[:, 0]] * self.features
+        xs: dict[int, Tensor] = {}  # dimension -> (B,), filled in the order
+        logds: dict[int, Tensor] = {}
 
         def solve(i: int, params: Tensor) -> Tensor:
             xs[i], logds[i] = self.transformer.inverse(z[:, i], params)
             return xs[i]
 
         self.made.sweep(solve, z.shape[0], context)
-        return torch.stack(xs, dim=1), torch.stack(logds, dim=1).sum(1)
+        dims = range(self.features)
+        return torch.stack([xs[i] for i in dims], 1), torch.stack([logds[i] for i in dims], 1).sum(
+            1
+        )
 
     def extra_repr(self) -> str:
         return f"features={self.features}"

@@ -131,6 +131,11 @@ _recipe(
 )
 _recipe("iaf_2d", lambda: iaf(2, layers=3, hidden=_H), vector_inputs(2))
 _recipe(
+    "iaf_spline_2d",
+    lambda: iaf(2, layers=2, hidden=_H, transformer="spline", bins=4, bound=3.0),
+    _wide_inputs(2),
+)
+_recipe(
     "iaf_context",
     lambda: iaf(4, layers=2, hidden=_H, context_features=3),
     vector_inputs(4, context=3),

@@ -55,6 +55,13 @@ register(
     )
 )
 register(Case("recipe/resflow_2d", lambda: resflow(2, blocks=2, hidden=(8, 8)), vector_inputs(2)))
+register(
+    Case(
+        "recipe/resflow_exact_train_2d",
+        lambda: resflow(2, blocks=2, hidden=(8, 8), exact_train=True),
+        vector_inputs(2),
+    )
+)
 register(Case("recipe/iresnet_2d", lambda: iresnet(2, blocks=2, hidden=(8, 8)), vector_inputs(2)))
 register(
     Case(
