@@ -73,3 +73,12 @@ def test_made_sweep_benchmark_runs(capsys):
     module.main(["--batch", "16", "--rounds", "1", "--features", "3"])
     table = capsys.readouterr().out
     assert "| affine | 2 |" in table and "| spline, 8 bins | 23 |" in table
+
+
+def test_ab_options_benchmark_runs(capsys):
+    spec = importlib.util.spec_from_file_location("ab_options", HARNESS.with_name("ab_options.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(["--rounds", "1", "--no-compile"])
+    table = capsys.readouterr().out
+    assert "| maf8 |" in table and "| realnvp8 |" in table

@@ -1,0 +1,88 @@
+"""A/B of two speed options, interleaved, as ratios: fused AdamW against plain Adam for a
+training step, and a compiled against an eager evaluation ``log_prob``.
+
+    python benchmarks/ab_options.py [--rounds 12] [--threads 1]
+
+Models: ``maf(8, layers=5, hidden=(128, 128), batch_norm=False)`` and ``realnvp(8,
+couplings=8, hidden=(128, 128))`` (the MAF and RealNVP 8-D rows of ``benchmarks/peers.py``).
+Training batch 512, evaluation batch 4096. Prints the median per-round ratio (option / baseline;
+below 1 is faster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+from flowforge.models import maf, realnvp
+
+MODELS = {
+    "maf8": lambda: maf(8, layers=5, hidden=(128, 128), batch_norm=False),
+    "realnvp8": lambda: realnvp(8, couplings=8, hidden=(128, 128)),
+}
+
+
+def _ratio(a: Callable[[], object], b: Callable[[], object], rounds: int, reps: int) -> float:
+    """Median over rounds of time(b) / time(a), a and b run in turn."""
+    ratios = []
+    for _ in range(rounds):
+        times = []
+        for fn in (a, b):
+            start = time.perf_counter()
+            for _ in range(reps):
+                fn()
+            times.append(time.perf_counter() - start)
+        ratios.append(times[1] / times[0])
+    return statistics.median(ratios)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=12)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--no-compile", action="store_true", help="skip the compiled A/B")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    print("| model | fused AdamW / Adam (step) | compiled / eager (eval log_prob) |")
+    print("|---|---|---|")
+    for name, make in MODELS.items():
+        torch.manual_seed(0)
+        x = torch.randn(512, 8)
+        steps = []
+        for fused in (False, True):
+            flow = make()
+            opt = (
+                torch.optim.AdamW(flow.parameters(), 1e-3, fused=True)
+                if fused
+                else torch.optim.Adam(flow.parameters(), 1e-3)
+            )
+
+            def step(flow=flow, opt=opt, x=x) -> None:
+                opt.zero_grad(set_to_none=True)
+                (-flow.log_prob(x).mean()).backward()
+                opt.step()
+
+            step()
+            steps.append(step)
+        adam = _ratio(steps[0], steps[1], args.rounds, 10)
+        compiled = "-"
+        if not args.no_compile:
+            flow = make().eval()
+            xe = torch.randn(4096, 8)
+            fast = torch.compile(flow.log_prob, dynamic=False)
+            with torch.no_grad():
+                fast(xe)
+                eager, compiled_fn = flow.log_prob, fast
+                ratio = _ratio(
+                    lambda f=eager, v=xe: f(v), lambda f=compiled_fn, v=xe: f(v), args.rounds, 5
+                )
+            compiled = f"{ratio:.2f}"
+        print(f"| {name} | {adam:.2f} | {compiled} |")
+
+
+if __name__ == "__main__":
+    main()
