@@ -66,9 +66,10 @@ DIFFERENCES = {
     "PyTorch default init",
     "nflows": "MAF: scale softplus(a)+1e-3; coupling: scale sigmoid(a+2)+1e-3 (<= 1.001, "
     "contraction only, as released in 0.14); linear spline tails",
-    "normflows": "coupling: unbounded exp(a); MAF: sigmoid(a+2)+1e-3, each layer wrapped in "
-    "Reverse so that log_prob is one pass; non-residual MADE has one activation fewer; "
-    "linear spline tails",
+    "normflows": "coupling: unbounded exp(a); Glow: GlowBlock's default sigmoid(a+2) scale, < 1 "
+    "towards the latent, so its coupling log-det is never positive (benchmarks/glow_nll_check.py); "
+    "MAF: sigmoid(a+2)+1e-3, each layer wrapped in Reverse so that log_prob is one pass; "
+    "non-residual MADE has one activation fewer; linear spline tails",
     "torchflows": "its architectures as shipped: an extra ActNorm per layer and ElementwiseAffine "
     "at both ends; Tanh in its MADE/MLP conditioners",
     "ref": "bare Linear-ReLU-Linear-ReLU-Linear chains of the same shapes, loss 0.5|h|^2",
