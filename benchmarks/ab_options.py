@@ -1,5 +1,6 @@
-"""A/B of two speed options, interleaved, as ratios: fused AdamW against plain Adam for a
-training step, and a compiled against an eager evaluation ``log_prob``.
+"""A/B of speed options, interleaved, as ratios: fused AdamW against plain Adam for a
+training step, in-place against out-of-place activations and a compiled against an eager
+evaluation ``log_prob``.
 
     python benchmarks/ab_options.py [--rounds 12] [--threads 1]
 
@@ -19,6 +20,14 @@ from collections.abc import Callable
 import torch
 
 from flowforge.models import maf, realnvp
+
+
+def _set_inplace(module: torch.nn.Module, inplace: bool) -> None:
+    """Switches the activations :func:`flowforge.nn.mlp.make_activation` made in place."""
+    for m in module.modules():
+        if hasattr(m, "inplace") and isinstance(m, (torch.nn.ReLU, torch.nn.ELU)):
+            m.inplace = inplace
+
 
 MODELS = {
     "maf8": lambda: maf(8, layers=5, hidden=(128, 128), batch_norm=False),
@@ -47,8 +56,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-compile", action="store_true", help="skip the compiled A/B")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    print("| model | fused AdamW / Adam (step) | compiled / eager (eval log_prob) |")
-    print("|---|---|---|")
+    print(
+        "| model | fused AdamW / Adam (step) | in-place / out-of-place activations "
+        "(eval log_prob) | compiled / eager (eval log_prob) |"
+    )
+    print("|---|---|---|---|")
     for name, make in MODELS.items():
         torch.manual_seed(0)
         x = torch.randn(512, 8)
@@ -69,6 +81,15 @@ def main(argv: list[str] | None = None) -> None:
             step()
             steps.append(step)
         adam = _ratio(steps[0], steps[1], args.rounds, 10)
+        flow = make().eval()
+        xe = torch.randn(4096, 8)
+
+        def density(inplace: bool, flow=flow, xe=xe) -> None:
+            _set_inplace(flow, inplace)
+            with torch.no_grad():
+                flow.log_prob(xe)
+
+        inplace = _ratio(lambda: density(False), lambda: density(True), args.rounds, 5)
         compiled = "-"
         if not args.no_compile:
             flow = make().eval()
@@ -81,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
                     lambda f=eager, v=xe: f(v), lambda f=compiled_fn, v=xe: f(v), args.rounds, 5
                 )
             compiled = f"{ratio:.2f}"
-        print(f"| {name} | {adam:.2f} | {compiled} |")
+        print(f"| {name} | {adam:.2f} | {inplace:.2f} | {compiled} |")
 
 
 if __name__ == "__main__":

@@ -106,9 +106,9 @@ class ConvNet(ContextConvNet):
     ) -> None:
         super().__init__(in_channels, out_channels, hidden_channels, context_features, zero_init)
         self.build(
-            make_activation(activation),
+            make_activation(activation, inplace=True),
             nn.Conv2d(hidden_channels, hidden_channels, 1),
-            make_activation(activation),
+            make_activation(activation, inplace=True),
         )
 
 

@@ -98,9 +98,9 @@ class _ResidualBlock(nn.Module):
     def __init__(self, mask: Tensor, degrees: Tensor, activation: str) -> None:
         super().__init__()
         self.layers = nn.Sequential(
-            make_activation(activation),
+            make_activation(activation),  # not in place: h is also the skip input
             MaskedLinear(mask, degrees),
-            make_activation(activation),
+            make_activation(activation, inplace=True),
             MaskedLinear(mask, degrees),
         )
 
@@ -179,12 +179,12 @@ class MADE(nn.Module):
         for i, width in enumerate(widths):
             deg = hidden_degrees(width)
             if i > 0:
-                layers.append(make_activation(activation))
+                layers.append(make_activation(activation, inplace=True))  # on a linear output
             layers.append(MaskedLinear(mask(deg, prev, strict=False), deg))
             prev = deg
         for _ in range(residual_blocks):
             layers.append(_ResidualBlock(mask(prev, prev, strict=False), prev, activation))
-        layers.append(make_activation(activation))
+        layers.append(make_activation(activation, inplace=True))  # on a linear or sum output
         out_deg = degrees.repeat_interleave(params_per_dim)
         self.output = MaskedLinear(mask(out_deg, prev, strict=True), out_deg)
         self.body = nn.Sequential(*layers)

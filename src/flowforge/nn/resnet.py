@@ -22,10 +22,12 @@ class ResidualBlock(nn.Module):
     def __init__(self, channels: int, activation: str = "relu", batch_norm: bool = True) -> None:
         super().__init__()
         layers: list[nn.Module] = []
-        for _ in range(2):
+        for i in range(2):
             if batch_norm:
                 layers.append(nn.BatchNorm2d(channels))
-            layers += [make_activation(activation), nn.Conv2d(channels, channels, 3, padding=1)]
+            # in place unless it would overwrite x, which the skip connection still needs
+            act = make_activation(activation, inplace=batch_norm or i > 0)
+            layers += [act, nn.Conv2d(channels, channels, 3, padding=1)]
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -67,5 +69,5 @@ class ResNet(ContextConvNet):
         super().__init__(in_channels, out_channels, hidden_channels, context_features, zero_init)
         self.build(
             *[ResidualBlock(hidden_channels, activation, batch_norm) for _ in range(blocks)],
-            make_activation(activation),
+            make_activation(activation, inplace=True),  # on a sum or convolution output
         )
