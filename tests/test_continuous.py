@@ -75,6 +75,23 @@ def test_cnf_training_log_det_is_unbiased_for_the_exact_one():
     assert abs(s.mean().item() - exact) < 4 * stderr
 
 
+def test_ffjord_exact_train_uses_the_exact_trace_in_training():
+    from flowforge.models import ffjord
+
+    torch.manual_seed(0)
+    x = torch.randn(6, 2, dtype=torch.float64)
+    log_probs = {}
+    for exact_train in (False, True):
+        flow = ffjord(2, hidden=(8, 8), method="rk4", step_size=0.25, exact_train=exact_train)
+        perturb_parameters(flow.double(), scale=0.5, seed=0)
+        with torch.no_grad():
+            log_probs[exact_train] = [flow.train().log_prob(x), flow.eval().log_prob(x)]
+    train, evaluation = log_probs[True]
+    torch.testing.assert_close(train, evaluation, rtol=0, atol=1e-10)  # no estimator noise
+    train, evaluation = log_probs[False]
+    assert (train - evaluation).abs().max() > 1e-3  # the Hutchinson default is noisy
+
+
 @pytest.mark.parametrize("tol", [1e-4, 1e-7])
 def test_round_trip_within_solver_tolerance(tol):
     cnf = CNF(_dynamics(scale=1.0), atol=tol, rtol=tol).double().eval()

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from flowforge.distributions import StandardNormal
 from flowforge.flows import Flow
 from flowforge.transforms import Compose, Transform
-from flowforge.transforms.continuous import CNF, ConcatSquashMLP, HutchinsonTrace
+from flowforge.transforms.continuous import CNF, ConcatSquashMLP, ExactTrace, HutchinsonTrace
 
 __all__ = ["ffjord"]
 
@@ -32,6 +32,7 @@ def ffjord(
     step_size: float | None = None,
     adjoint: bool = False,
     noise: str = "gaussian",
+    exact_train: bool = False,
     kinetic_energy: float = 0.0,
     jacobian_norm: float = 0.0,
     context_features: int = 0,
@@ -47,6 +48,9 @@ def ffjord(
         method, atol, rtol, step_size: the ODE solver (see :class:`CNF`).
         adjoint: adjoint gradients instead of back-propagation through the solver.
         noise: Hutchinson probe, ``"gaussian"`` or ``"rademacher"``.
+        exact_train: the exact trace in training too (``features`` vector-Jacobian products
+            per evaluation instead of one): no estimator variance, for 2-D and small tabular
+            data (the FFJORD code's ``brute_force`` divergence).
         kinetic_energy, jacobian_norm: RNODE weights (add
             :func:`flowforge.transforms.continuous.regularization` to the loss).
         context_features: size of a conditioning vector (0: unconditional).
@@ -64,7 +68,7 @@ def ffjord(
             rtol=rtol,
             step_size=step_size,
             adjoint=adjoint,
-            estimator=HutchinsonTrace(noise),
+            estimator=ExactTrace() if exact_train else HutchinsonTrace(noise),
             kinetic_energy=kinetic_energy,
             jacobian_norm=jacobian_norm,
         )

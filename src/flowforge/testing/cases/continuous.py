@@ -39,3 +39,10 @@ register(
         vector_inputs(2),
     )
 )
+register(
+    Case(
+        "recipe/ffjord_2d_exact_train",
+        lambda: ffjord(2, hidden=(16, 16), method="rk4", step_size=0.25, exact_train=True),
+        vector_inputs(2),
+    )
+)
