@@ -82,3 +82,15 @@ def test_ab_options_benchmark_runs(capsys):
     module.main(["--rounds", "1", "--no-compile"])
     table = capsys.readouterr().out
     assert "| maf8 |" in table and "| realnvp8 |" in table
+
+
+def test_glow_nll_check_oracle_holds_for_both_libraries(capsys):
+    pytest.importorskip("normflows", reason="the peer libraries come with the bench extra")
+    spec = importlib.util.spec_from_file_location(
+        "glow_nll_check", HARNESS.with_name("glow_nll_check.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    gaps = module.check_oracle()
+    assert set(gaps) == {"flowforge", "normflows", "normflows-exp"}
+    assert all(g < 1e-8 for pair in gaps.values() for g in pair)
