@@ -104,3 +104,10 @@ def test_wrong_dtype_and_device_are_named():
         flow.log_prob(torch.randn(3, 2, dtype=torch.float64))
     with pytest.raises(ValueError, match="'x' is on meta"):
         flow.log_prob(torch.randn(3, 2, device="meta"))
+
+
+@pytest.mark.parametrize("n", [(4,), 2.0, 0, -1, True])
+def test_sample_count_is_validated(n):
+    flow = realnvp(2, couplings=2, hidden=(4,))
+    with pytest.raises(ValueError, match="'n' should be a positive int"):
+        flow.sample(n)

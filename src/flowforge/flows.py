@@ -64,6 +64,8 @@ class Flow(nn.Module):
                 )
 
     def _sample_context(self, n: int, context: Tensor | None) -> Tensor | None:
+        if isinstance(n, bool) or not hasattr(n, "__index__") or n < 1:
+            raise ValueError(f"'n' should be a positive int (number of samples), got {n!r}")
         if context is None:
             return None
         if context.dim() == 1:
