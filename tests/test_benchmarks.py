@@ -94,3 +94,12 @@ def test_glow_nll_check_oracle_holds_for_both_libraries(capsys):
     gaps = module.check_oracle()
     assert set(gaps) == {"flowforge", "normflows", "normflows-exp"}
     assert all(g < 1e-8 for pair in gaps.values() for g in pair)
+
+
+def test_malloc_env_benchmark_runs(capsys):
+    spec = importlib.util.spec_from_file_location("malloc_env", HARNESS.with_name("malloc_env.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(["--rounds", "1", "--reps", "1"])
+    table = capsys.readouterr().out
+    assert "| maf8 log_prob |" in table and "| realnvp8 step |" in table
