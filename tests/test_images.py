@@ -37,9 +37,10 @@ from flowforge.latent import (
 )
 from flowforge.models import RECIPES
 from flowforge.models.glow import glow
+from flowforge.models.nice_image import nice_image
 from flowforge.testing.cases.images import _tiny_multiscale
 from flowforge.train.metrics import bits_per_dim, evaluate_nll
-from flowforge.transforms import Compose, Logit
+from flowforge.transforms import Compose, DiagonalScaling, Logit
 from flowforge.transforms.coupling import MaskedCoupling, checkerboard_mask
 from flowforge.transforms.dequantization import (
     UniformDequantization,
@@ -211,6 +212,41 @@ def test_actnorm_data_dependent_initialisation_happens_once():
     a(x * 3)
     assert torch.equal(a.bias.detach(), before)
     assert "initialized" in a.state_dict()
+
+
+@pytest.mark.parametrize("shape", [(64, 3), (16, 3, 4, 4)])
+def test_diagonal_scaling_data_init_gives_unit_scale_once(shape):
+    torch.manual_seed(0)
+    spread = torch.tensor([1.0, 5.0, 0.002]).reshape(1, 3, *[1] * (len(shape) - 2))
+    x = (torch.randn(shape) * spread + 7).double()
+    dims = [0, *range(2, len(shape))]
+    s = DiagonalScaling(3, data_init=True).double()
+    s.eval()
+    assert torch.equal(s(x)[0], x)  # no initialisation in eval mode
+    s.train()
+    z, ladj = s(x)
+    std = x.std(dims, unbiased=False)
+    assert torch.allclose(z.std(dims, unbiased=False), std / (std + s.eps), atol=1e-5)
+    expected = -torch.log(std + s.eps).sum() * math.prod(shape[2:])
+    assert torch.allclose(ladj, expected.expand(shape[0]), rtol=1e-5)
+    before = s.log_scale.detach().clone()
+    s(x * 3)
+    assert torch.equal(s.log_scale.detach(), before)
+    assert "initialized" in s.state_dict()
+    assert "initialized" not in DiagonalScaling(3).state_dict()  # the paper's plain layer
+
+
+def test_nice_image_starts_its_scaling_from_the_data():
+    torch.manual_seed(0)
+    x = torch.randint(0, 256, (32, 1, 4, 4)).float()
+    x[:, :, 0, 0] = 0  # an always-black pixel: dequantized spread 1/256
+    bpd = {}
+    for data_init in (False, True):
+        flow = nice_image((1, 4, 4), couplings=2, hidden=(8,), data_init=data_init)
+        flow.log_prob(x)  # training mode: the initialisation, if any
+        flow.eval()
+        bpd[data_init] = -flow.log_prob(x).mean().item() / (16 * math.log(2))
+    assert bpd[True] < bpd[False] - 0.5
 
 
 def test_plain_1x1_conv_log_det_is_hw_times_slogdet():

@@ -23,6 +23,7 @@ def nice(
     activation: str = "relu",
     prior: str = "logistic",
     context_features: int = 0,
+    data_init: bool = False,
 ) -> Flow:
     """Builds a NICE flow over vectors of ``features`` dimensions.
 
@@ -39,6 +40,8 @@ def nice(
         activation: MLP activation.
         prior: ``"logistic"`` (paper) or ``"normal"``.
         context_features: size of a conditioning vector (0: unconditional).
+        data_init: start the diagonal scaling from the first training batch (see
+            :class:`~flowforge.transforms.DiagonalScaling`).
     """
     if features < 2:
         raise ValueError(f"'features' should be at least 2, got {features}")
@@ -55,4 +58,4 @@ def nice(
         )
         for i in range(couplings)
     ]
-    return Flow(Compose([*layers, DiagonalScaling(features)]), priors[prior](features))
+    return Flow(Compose([*layers, DiagonalScaling(features, data_init)]), priors[prior](features))

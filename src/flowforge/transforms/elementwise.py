@@ -65,10 +65,37 @@ class ElementwiseAffine(Transform):
 
 class DiagonalScaling(ElementwiseAffine):
     r"""NICE's last layer: a learned diagonal scaling :math:`z = e^{s} \odot x`, the only volume
-    change of a NICE model (Dinh et al. 2014, https://arxiv.org/abs/1410.8516, section 3.3)."""
+    change of a NICE model (Dinh et al. 2014, https://arxiv.org/abs/1410.8516, section 3.3).
 
-    def __init__(self, features: int) -> None:
+    Arguments:
+        features: size of dimension 1.
+        data_init: the first training-mode forward sets :math:`s = -\log(\mathrm{std} +
+            \varepsilon)` of its batch per feature (ActNorm's scale without its shift), so the
+            output starts at unit scale; after that ``s`` is an ordinary parameter and the flag
+            lives in the buffer ``initialized``. The paper does not say how ``s`` starts; from
+            ``s = 0`` Adam moves it about ``lr`` per step, while dequantized 8-bit background
+            pixels need ``s`` near ``ln 886`` (6.8).
+        eps: added to the standard deviation at initialisation.
+    """
+
+    def __init__(self, features: int, data_init: bool = False, eps: float = 1e-6) -> None:
         super().__init__(features, shift=False)
+        self.data_init, self.eps = data_init, float(eps)
+        if data_init:
+            self.register_buffer("initialized", torch.tensor(False))
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        if self.data_init and self.training and not bool(self.initialized):
+            if x.shape[0] * _positions(x) < 2:
+                raise ValueError("DiagonalScaling initialisation needs more than one value")
+            with torch.no_grad():
+                std = x.std(dim=[0, *range(2, x.dim())], unbiased=False)
+                self.log_scale.copy_(-torch.log(std + self.eps))
+                self.initialized.fill_(True)
+        return super().forward(x, context)
+
+    def extra_repr(self) -> str:
+        return f"features={self.log_scale.numel()}, data_init={self.data_init}"
 
 
 class Logit(Transform):

@@ -91,3 +91,10 @@ register(
         vector_inputs(5, context=2),
     )
 )
+register(
+    Case(
+        "elementwise/diagonal_scaling_data_init",
+        lambda: DiagonalScaling(5, data_init=True),
+        vector_inputs(5),
+    )
+)

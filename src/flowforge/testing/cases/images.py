@@ -219,7 +219,11 @@ register(
 register(
     Case(
         "recipe/nice_image_tiny",
-        lambda: nice_image((1, 4, 4), couplings=4, hidden=(16,), dequantization="centre"),
+        # data_init off: from 3 images some pixels have spread ~0, so the scale would be ~1e6
+        # and the round trip ill-conditioned; elementwise/diagonal_scaling_data_init covers it
+        lambda: nice_image(
+            (1, 4, 4), couplings=4, hidden=(16,), dequantization="centre", data_init=False
+        ),
         pixels((1, 4, 4)),
     )
 )
