@@ -23,13 +23,19 @@ from flowforge.train.metrics import bits_per_dim, evaluate_nll
 
 
 def peak_rss_mb(pid):
+    """Peak resident memory (VmHWM) of ``pid`` or, if larger, of any of its descendants: a
+    wrapper such as ``timeout`` forks the training process, whose memory is what counts."""
     try:
+        peak = 0.0
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
+                peak = int(line.split()[1]) / 1024
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                peak = max(peak, peak_rss_mb(int(child)) or 0.0)
+        return peak
     except OSError:
         return None
-    return None
 
 
 def main():
