@@ -1,6 +1,8 @@
 """Helper scripts: the parts that are not covered through the library."""
 
 import importlib.util
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -27,7 +29,9 @@ def test_image_curve_peak_memory_follows_a_wrapper_to_its_child():
             subprocess.run(["sleep", "0.1"])
         assert peak > 200  # the shell alone is a few MiB
     finally:
-        subprocess.run(["pkill", "-P", str(wrapper.pid)])  # the child first, then the shell
+        for task in Path(f"/proc/{wrapper.pid}/task").iterdir():  # the child first
+            for child in (task / "children").read_text().split():
+                os.kill(int(child), signal.SIGKILL)
         wrapper.kill()
         wrapper.wait()
     assert image_curve.peak_rss_mb(wrapper.pid) is None  # gone: no figure rather than a wrong one
