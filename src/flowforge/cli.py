@@ -355,10 +355,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from flowforge.allocator import tune_allocator
     from flowforge.train.checkpoint import CheckpointError
     from flowforge.train.loop import TrainingDiverged, TrainingInterrupted
 
     user_errors = (ConfigError, CheckpointError, TrainingDiverged, FileNotFoundError)
+    tune_allocator()  # fewer page faults on activation-sized tensors (flowforge.allocator)
     try:
         return args.func(args)
     except TrainingInterrupted as e:
