@@ -70,9 +70,6 @@ class Coupling(Transform):
         self.register_buffer("mask", mask)
         self.register_buffer("idx_a", torch.nonzero(mask).flatten())
         self.register_buffer("idx_b", torch.nonzero(~mask).flatten())
-        # puts cat([x_a, x_b], 1) back in feature order (derived, so not saved)
-        order = torch.argsort(torch.cat([self.idx_a, self.idx_b]))
-        self.register_buffer("unsplit", order, persistent=False)
         self.transformer = transformer
         n_b = mask.numel() - n_a
         if not isinstance(conditioner, nn.Module):
@@ -88,10 +85,11 @@ class Coupling(Transform):
     def _couple(
         self, x: Tensor, context: Tensor | None, step: Callable[[Tensor, Tensor], tuple]
     ) -> tuple[Tensor, Tensor]:
-        # index_select and one cat: fewer kernels than filling an empty tensor by indexing
-        x_a, x_b = x.index_select(1, self.idx_a), x.index_select(1, self.idx_b)
+        x_a, x_b = x[:, self.idx_a], x[:, self.idx_b]
         y_b, ladj = step(x_b, self._params(x_a, context))
-        y = torch.cat([x_a, y_b], dim=1).index_select(1, self.unsplit)
+        y = torch.empty_like(x)
+        y[:, self.idx_a] = x_a
+        y[:, self.idx_b] = y_b
         return y, sum_except_batch(ladj)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:

@@ -30,10 +30,10 @@ class Permutation(Transform):
         self.register_buffer("inverse_perm", torch.argsort(perm))
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        return x.index_select(1, self.perm), x.new_zeros(x.shape[0])
+        return x[:, self.perm], x.new_zeros(x.shape[0])
 
     def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        return z.index_select(1, self.inverse_perm), z.new_zeros(z.shape[0])
+        return z[:, self.inverse_perm], z.new_zeros(z.shape[0])
 
     def extra_repr(self) -> str:
         p = self.perm.tolist()
