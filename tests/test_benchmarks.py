@@ -103,3 +103,13 @@ def test_malloc_env_benchmark_runs(capsys):
     module.main(["--rounds", "1", "--reps", "1"])
     table = capsys.readouterr().out
     assert "| maf8 log_prob |" in table and "| realnvp8 step |" in table
+
+
+def test_profile_eval_benchmark_runs(capsys):
+    spec = importlib.util.spec_from_file_location(
+        "profile_eval", HARNESS.with_name("profile_eval.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    table = module.main(["--batch", "64", "--calls", "1", "--model", "maf8"])
+    assert "aten::addmm" in table
