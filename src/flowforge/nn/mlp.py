@@ -30,7 +30,8 @@ def make_activation(name: str, inplace: bool = False) -> nn.Module:
     With ``inplace=True`` the activations of :data:`INPLACE_SAFE` overwrite their input (the
     others ignore it). Only for an input nothing else reads, such as a fresh linear or
     convolution output: it saves one activation-sized allocation per layer, which on CPU is
-    mostly page faults (0.73x-0.78x of the ``log_prob`` time of RealNVP and MAF at batch 4096,
+    mostly page faults (0.57x-0.62x of the ``log_prob`` time of MAF and RealNVP at batch 4096 in a
+    fresh process,
     ``python benchmarks/ab_options.py``).
     """
     if name not in ACTIVATIONS:
