@@ -31,8 +31,7 @@ def make_activation(name: str, inplace: bool = False) -> nn.Module:
     others ignore it). Only for an input nothing else reads, such as a fresh linear or
     convolution output: it saves one activation-sized allocation per layer, which on CPU is
     mostly page faults (0.57x-0.62x of the ``log_prob`` time of MAF and RealNVP at batch 4096 in a
-    fresh process,
-    ``python benchmarks/ab_options.py``).
+    fresh process, ``python benchmarks/ab_options.py``).
     """
     if name not in ACTIVATIONS:
         raise ValueError(f"'activation' should be one of {sorted(ACTIVATIONS)}, got {name!r}")
