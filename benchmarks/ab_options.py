@@ -20,12 +20,14 @@ from collections.abc import Callable
 import torch
 
 from flowforge.models import maf, realnvp
+from flowforge.nn.mlp import ACTIVATIONS, INPLACE_SAFE
 
 
 def _set_inplace(module: torch.nn.Module, inplace: bool) -> None:
     """Switches the activations :func:`flowforge.nn.mlp.make_activation` made in place."""
+    safe = tuple(ACTIVATIONS[name] for name in INPLACE_SAFE)
     for m in module.modules():
-        if hasattr(m, "inplace") and isinstance(m, (torch.nn.ReLU, torch.nn.ELU)):
+        if isinstance(m, safe):
             m.inplace = inplace
 
 

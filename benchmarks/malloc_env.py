@@ -21,18 +21,19 @@ import os
 import statistics
 import subprocess
 import sys
+from pathlib import Path
 
+HERE = Path(__file__).resolve().parent  # ab_options.py's models, imported by each child
 TUNED = {"MALLOC_MMAP_THRESHOLD_": str(64 << 20), "MALLOC_TRIM_THRESHOLD_": str(128 << 20)}
 
 CHILD = r"""
-import json, time, torch
-from flowforge.models import maf, realnvp
+import json, sys, time, torch
+sys.path.insert(0, BENCHMARKS)
+from ab_options import MODELS
 torch.set_num_threads(1)
 torch.manual_seed(0)
 out = {}
-models = {"maf8": lambda: maf(8, layers=5, hidden=(128, 128), batch_norm=False),
-          "realnvp8": lambda: realnvp(8, couplings=8, hidden=(128, 128))}
-for name, make in models.items():
+for name, make in MODELS.items():
     flow = make()
     opt = torch.optim.Adam(flow.parameters(), 1e-3)
     xb, xe = torch.randn(512, 8), torch.randn(4096, 8)
@@ -59,7 +60,7 @@ def run_child(tuned: bool, reps: int) -> dict[str, float]:
     env = {k: v for k, v in os.environ.items() if k not in TUNED}
     if tuned:
         env.update(TUNED)
-    code = CHILD.replace("REPS", str(reps))
+    code = CHILD.replace("REPS", str(reps)).replace("BENCHMARKS", repr(str(HERE)))
     result = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )

@@ -10,16 +10,14 @@ Models as in ``benchmarks/ab_options.py`` (the MAF and RealNVP 8-D rows of
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 import torch
 from torch.profiler import profile
 
-from flowforge.models import maf, realnvp
-
-MODELS = {
-    "maf8": lambda: maf(8, layers=5, hidden=(128, 128), batch_norm=False),
-    "realnvp8": lambda: realnvp(8, couplings=8, hidden=(128, 128)),
-}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ab_options import MODELS  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> str:

@@ -27,6 +27,14 @@ def _positions(x: Tensor) -> int:
     return math.prod(x.shape[2:])
 
 
+def feature_std(x: Tensor, owner: str) -> Tensor:
+    """Standard deviation ``(C,)`` of each feature of dimension 1 over the batch and positions:
+    the data-dependent start of :class:`DiagonalScaling` and ``ActNorm``, named in the error."""
+    if x.shape[0] * _positions(x) < 2:
+        raise ValueError(f"{owner} initialisation needs more than one value per feature")
+    return x.std(dim=[0, *range(2, x.dim())], unbiased=False)
+
+
 class ElementwiseAffine(Transform):
     r"""A learned element-wise affine map over dimension 1.
 
@@ -86,10 +94,8 @@ class DiagonalScaling(ElementwiseAffine):
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         if self.data_init and self.training and not bool(self.initialized):
-            if x.shape[0] * _positions(x) < 2:
-                raise ValueError("DiagonalScaling initialisation needs more than one value")
             with torch.no_grad():
-                std = x.std(dim=[0, *range(2, x.dim())], unbiased=False)
+                std = feature_std(x, "DiagonalScaling")
                 self.log_scale.copy_(-torch.log(std + self.eps))
                 self.initialized.fill_(True)
         return super().forward(x, context)

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from flowforge.transforms.base import Transform
+from flowforge.transforms.elementwise import feature_std
 
 __all__ = ["BatchNorm"]
 
@@ -118,11 +119,9 @@ class ActNorm(Transform):
     @torch.no_grad()
     def initialize(self, x: Tensor) -> None:
         """Sets ``b`` and ``s`` from the statistics of the batch ``x`` ``(B, C, *)``."""
-        if x.shape[0] * math.prod(x.shape[2:]) < 2:
-            raise ValueError("ActNorm initialisation needs more than one value per feature")
-        dims = [0, *range(2, x.dim())]
-        self.bias.copy_(-x.mean(dim=dims))
-        self.log_scale.copy_(-torch.log(x.std(dim=dims, unbiased=False) + self.eps))
+        std = feature_std(x, "ActNorm")
+        self.bias.copy_(-x.mean(dim=[0, *range(2, x.dim())]))
+        self.log_scale.copy_(-torch.log(std + self.eps))
         self.initialized.fill_(True)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
