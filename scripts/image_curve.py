@@ -44,6 +44,9 @@ def main():
     p.add_argument("--pid", type=int, help="training process to follow (and measure)")
     p.add_argument("--n-test", type=int, default=2000)
     p.add_argument("--poll", type=float, default=30.0, help="seconds between checks")
+    p.add_argument(
+        "--every", type=int, default=0, help="skip checkpoints fewer than this many steps after the last one evaluated"
+    )
     args = p.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -53,16 +56,20 @@ def main():
     c = None if splits.test_context is None else splits.test_context[: args.n_test]
     dims = math.prod(splits.event_shape)
     out = args.run_dir / "test_curve.jsonl"
-    seen = None
+    seen, last_step = None, None
     while True:
         if ckpt.is_file() and ckpt.stat().st_mtime != seen:
             seen = ckpt.stat().st_mtime
             time.sleep(2)  # let an atomic replace settle
             payload = load_checkpoint(ckpt)
+            step = int(payload["step"])
+            if last_step is not None and step - last_step < args.every:
+                continue
+            last_step = step
             load_model_state(ckpt, flow, payload)
             nll, se = evaluate_nll(flow, x, c, cfg.train.eval_batch_size)
             record = {
-                "step": int(payload["step"]),
+                "step": step,
                 "elapsed": round(float(payload["elapsed"]), 1),
                 "test_bpd": bits_per_dim(nll, dims),
                 "test_bpd_stderr": bits_per_dim(se, dims),

@@ -251,3 +251,23 @@ def test_compiled_training_step_matches_eager(tmp_path):
         runs[compiled] = [r["val_nll"] for r in records if "val_nll" in r]
     assert len(runs[True]) == len(runs[False]) >= 2
     assert runs[True] == pytest.approx(runs[False], abs=1e-3)
+
+
+def test_time_budget_stops_evaluates_and_resumes(tmp_path, monkeypatch):
+    """``train.max_seconds``: the run stops at the first step past the budget, evaluates and
+    checkpoints there, writes its summary; a resume with a larger budget carries on."""
+    monkeypatch.setattr(_Run, "elapsed", lambda self: 10.0 * self.step)  # 10 s per step
+    cfg = tiny(tmp_path, max_seconds=125)
+    result = train_run(cfg, progress=False, plots=False)
+    assert result.summary["steps"] == 13
+    records = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").open()]
+    assert [r["step"] for r in records] == [10, 13]
+    assert load_checkpoint(result.run_dir / "checkpoints" / "last.pt")["step"] == 13
+    cfg.train.max_seconds = 0.0
+    resumed = train_run(cfg, resume=result.run_dir, progress=False, plots=False)
+    assert resumed.summary["steps"] == 40
+
+
+def test_negative_time_budget_is_rejected():
+    with pytest.raises(ConfigError, match=r"train.max_seconds: should be >= 0"):
+        parse_config({"train": {"max_seconds": -1}})

@@ -74,6 +74,9 @@ class TrainConfig:
         grad_clip: max gradient norm (0 disables clipping).
         eval_every: steps between validation evaluations (and checkpoints).
         patience: evaluations without validation improvement before stopping (0: never).
+        max_seconds: training wall-clock budget in seconds, summed over resumes (0: none).
+            When it runs out the run evaluates, saves and writes its summary as if at the
+            last step; the learning-rate schedule still follows ``steps``.
         eval_batch_size: batch size of evaluation passes.
         max_bad_steps: consecutive non-finite losses or gradients before rolling back.
         max_rollbacks: rollbacks (each halving the learning rate) before giving up.
@@ -92,6 +95,7 @@ class TrainConfig:
     grad_clip: float = 5.0
     eval_every: int = 250
     patience: int = 0
+    max_seconds: float = 0.0
     eval_batch_size: int = 4096
     max_bad_steps: int = 10
     max_rollbacks: int = 3
@@ -136,6 +140,7 @@ _NON_NEGATIVE = {
     "train.warmup",
     "train.grad_clip",
     "train.patience",
+    "train.max_seconds",
     "train.max_rollbacks",
 }
 _CHOICES = {"train.schedule": ("constant", "cosine")}

@@ -323,7 +323,8 @@ class _Run:
             self.loss_sum, self.loss_n = self.loss_sum + loss, self.loss_n + 1
             self.step += 1
             bar.update(1)
-            if self.step % t.eval_every == 0 or self.step == t.steps:
+            out_of_time = 0 < t.max_seconds <= self.elapsed()
+            if self.step % t.eval_every == 0 or self.step == t.steps or out_of_time:
                 val, val_se = self.evaluate()
                 improved = val < self.best_val
                 if improved:
@@ -358,6 +359,12 @@ class _Run:
                     bar.write(
                         f"early stop at step {self.step}: no validation improvement in "
                         f"{t.patience} evaluations"
+                    )
+                    break
+                if out_of_time:
+                    bar.write(
+                        f"time budget of {t.max_seconds:g} s used up at step {self.step} "
+                        f"({self.elapsed():.0f} s of training)"
                     )
                     break
         bar.close()
