@@ -38,6 +38,12 @@ def peak_rss_mb(pid):
         return None
 
 
+def due(step, last_step, every):
+    """Whether the checkpoint at ``step`` is evaluated: the first one always, later ones only
+    ``every`` or more steps after the last one evaluated."""
+    return last_step is None or step - last_step >= every
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run_dir", type=Path)
@@ -45,7 +51,10 @@ def main():
     p.add_argument("--n-test", type=int, default=2000)
     p.add_argument("--poll", type=float, default=30.0, help="seconds between checks")
     p.add_argument(
-        "--every", type=int, default=0, help="skip checkpoints fewer than this many steps after the last one evaluated"
+        "--every",
+        type=int,
+        default=0,
+        help="skip checkpoints fewer than this many steps after the last one evaluated",
     )
     args = p.parse_args()
     torch.set_num_threads(1)
@@ -63,7 +72,7 @@ def main():
             time.sleep(2)  # let an atomic replace settle
             payload = load_checkpoint(ckpt)
             step = int(payload["step"])
-            if last_step is not None and step - last_step < args.every:
+            if not due(step, last_step, args.every):
                 continue
             last_step = step
             load_model_state(ckpt, flow, payload)

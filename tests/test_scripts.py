@@ -17,6 +17,17 @@ def _load(name):
     return module
 
 
+def test_image_curve_every_skips_checkpoints_closer_than_n_steps():
+    due = _load("image_curve").due
+    evaluated, last = [], None
+    for step in range(250, 3001, 250):
+        if due(step, last, 1000):
+            evaluated.append(step)
+            last = step
+    assert evaluated == [250, 1250, 2250]
+    assert due(500, 250, 0)  # the default evaluates every checkpoint
+
+
 def test_image_curve_peak_memory_follows_a_wrapper_to_its_child():
     image_curve = _load("image_curve")
     grow = "b = bytes(1) * (200 * 2**20); import time; time.sleep(30)"  # 200 MiB, written
