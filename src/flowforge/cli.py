@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -50,12 +51,15 @@ def _train(args: argparse.Namespace) -> int:
     else:
         raw = _read_yaml(args.config)
         if isinstance(raw.get("model"), dict) and raw["model"].get("name") == "vae":
+            if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+                raise ConfigError("VAE baselines train in one process: run them without torchrun")
             return _train_vae(apply_overrides(raw, overrides))
         cfg = load_config(args.config, overrides)
     result = train_run(
         cfg, resume=Path(args.resume) if args.resume else None, progress=not args.quiet
     )
-    _print_summary(result.run_dir, result.summary)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 reports
+        _print_summary(result.run_dir, result.summary)
     return 0
 
 

@@ -45,6 +45,7 @@ from flowforge.train.checkpoint import (
     load_model_state,
     save_checkpoint,
 )
+from flowforge.train.distributed import Group, LogProb, needs_data_init
 from flowforge.train.metrics import bits_per_dim, evaluate_nll
 from flowforge.transforms.continuous import regularization
 
@@ -67,12 +68,15 @@ class RunResult:
     summary: dict[str, Any]
 
 
-def resolve_device(name: str) -> torch.device:
-    """``"auto"`` picks CUDA when available; an unavailable device is a config error."""
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """``"auto"`` picks CUDA when available; an unavailable device is a config error. A plain
+    ``"cuda"`` is GPU ``local_rank`` (the process's GPU under torchrun)."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device: {name!r} requested but CUDA is not available here")
+    if name == "cuda":
+        return torch.device("cuda", local_rank)
     return torch.device(name)
 
 
@@ -124,6 +128,11 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _rank_seed(seed: int, rank: int, step: int) -> int:
+    """The seed of a rank > 0's random stream, distinct per (seed, rank, step)."""
+    return (seed * 1_000_003 + rank) * 1_000_033 + step
+
+
 def _seed_everything(seed: int, deterministic: bool) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -165,8 +174,11 @@ def _stop_signals() -> Iterator[list[str]]:
 class _Run:
     """State of one training run (kept small: the loop lives in :meth:`fit`)."""
 
-    def __init__(self, cfg: RunConfig, splits: Splits, flow: Flow, run_dir: Path) -> None:
+    def __init__(
+        self, cfg: RunConfig, splits: Splits, flow: Flow, run_dir: Path, group: Group | None = None
+    ) -> None:
         self.cfg, self.splits, self.flow, self.run_dir = cfg, splits, flow, run_dir
+        self.group = group or Group()
         self.device = next(flow.buffers(), torch.zeros(())).device
         self.ckpt_dir = run_dir / "checkpoints"
         # the training density: compiled for the fixed training batch shape when asked
@@ -189,8 +201,42 @@ class _Run:
         self.started = time.time()
         self.elapsed_before = 0.0
 
+    def wrap_data_parallel(self) -> None:
+        """Under torchrun: data-dependent initialisation on the step's whole batch, rank 0's
+        parameters on every rank, and the training density through DDP."""
+        from torch.nn.parallel import DistributedDataParallel
+
+        self.init_data_dependent()
+        devices = [self.device] if self.device.type == "cuda" else None
+        ddp = DistributedDataParallel(LogProb(self.flow), device_ids=devices)
+        self.train_log_prob = torch.compile(ddp, dynamic=False) if self.cfg.train.compile else ddp
+
+    def init_data_dependent(self) -> None:
+        """Initialises ActNorm-like layers on the current step's batch (the batch a single
+        process would initialise them on), then copies rank 0's state to every rank."""
+        if needs_data_init(self.flow):
+            x, c = self.batch(self.indices(), shard=False)
+            with torch.no_grad():
+                self.flow.log_prob(x, c)
+        self.group.sync(self.flow)
+
+    def indices(self) -> Tensor:
+        t = self.cfg.train
+        return batch_indices(self.splits.train.shape[0], t.batch_size, self.cfg.seed, self.step)
+
+    def batch(self, idx: Tensor, shard: bool = True) -> tuple[Tensor, Tensor | None]:
+        """The training examples at ``idx`` (this rank's part of them when ``shard``)."""
+        s = self.splits
+        idx = self.group.shard(idx) if shard else idx
+        x = s.train[idx].to(self.device)
+        c = None if s.train_context is None else s.train_context[idx].to(self.device)
+        return x, c
+
     # -- checkpoints -------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
+        """The resume point; collective under torchrun (it gathers every rank's random state)."""
+        rng = _rng_state()
+        ranks = self.group.gather(rng) if self.group.active else None
         return {
             "model": self.flow.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -202,7 +248,8 @@ class _Run:
             "loss_sum": self.loss_sum,
             "loss_n": self.loss_n,
             "elapsed": self.elapsed(),
-            "rng": _rng_state(),
+            "rng": rng,
+            **({"rng_ranks": ranks} if ranks else {}),
             "config": self.cfg.to_dict(),
             "version": __version__,
         }
@@ -221,13 +268,29 @@ class _Run:
             self.loss_sum = float(payload.get("loss_sum", 0.0))
             self.loss_n = int(payload.get("loss_n", 0))
             self.elapsed_before = float(payload["elapsed"])
-            _set_rng_state(payload["rng"])
+            _set_rng_state(self._rank_rng(payload))
         except (KeyError, ValueError, RuntimeError) as e:
             raise CheckpointError(f"{path}: incomplete training state ({e})") from None
 
+    def _rank_rng(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """This rank's random state: its own when the checkpoint was written by as many ranks,
+        else rank 0's (ranks > 0 then re-seed from the seed, rank and step)."""
+        g = self.group
+        ranks = payload.get("rng_ranks")
+        if not g.active or g.rank == 0:
+            return payload["rng"]
+        if ranks and len(ranks) == g.world_size:
+            return ranks[g.rank]
+        torch.manual_seed(_rank_seed(self.cfg.seed, g.rank, self.step))
+        return _rng_state()
+
     def save(self, name: str, payload: dict[str, Any] | None = None) -> Path:
+        """Writes a checkpoint (rank 0 only); without ``payload`` the full resume state, which
+        is collective under torchrun."""
         path = self.ckpt_dir / name
-        save_checkpoint(path, payload or self.state())
+        payload = payload or self.state()
+        if self.group.is_main:
+            save_checkpoint(path, payload)
         return path
 
     def elapsed(self) -> float:
@@ -235,13 +298,15 @@ class _Run:
 
     # -- metrics -----------------------------------------------------------------------------
     def log(self, record: dict[str, Any]) -> None:
+        if not self.group.is_main:
+            return
         with open(self.run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
 
     def truncate_log(self, step: int) -> None:
         """Drops records written after ``step`` (a resumed run writes them again)."""
         path = self.run_dir / "metrics.jsonl"
-        if path.exists():
+        if self.group.is_main and path.exists():
             keep = [
                 line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step
             ]
@@ -255,10 +320,9 @@ class _Run:
 
     # -- training ----------------------------------------------------------------------------
     def train_step(self, idx: Tensor) -> tuple[float, str | None]:
-        """One optimiser step; returns the loss and, if non-finite, what diverged."""
-        s = self.splits
-        x = s.train[idx].to(self.device)
-        c = None if s.train_context is None else s.train_context[idx].to(self.device)
+        """One optimiser step; returns the loss (the mean over ranks) and, if non-finite, what
+        diverged."""
+        x, c = self.batch(idx)
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(self.cfg, self.step) * self.lr_scale
         self.optimizer.zero_grad(set_to_none=True)
@@ -266,8 +330,9 @@ class _Run:
         penalty = regularization(self.flow)  # RNODE terms of continuous flows, if any
         if penalty is not None:
             loss = loss + penalty
-        if not torch.isfinite(loss):
-            return loss.item(), "loss"
+        mean = self.group.mean(loss)  # every rank takes the same decision
+        if not torch.isfinite(mean):
+            return mean.item(), "loss"
         loss.backward()
         # one fused norm over all gradients: it clips and detects NaN/inf in a single pass
         max_norm = self.cfg.train.grad_clip if self.cfg.train.grad_clip > 0 else math.inf
@@ -281,9 +346,9 @@ class _Run:
                 ),
                 "all parameters (norm overflow)",
             )
-            return loss.item(), f"gradient of {bad}"
+            return mean.item(), f"gradient of {bad}"
         self.optimizer.step()
-        return loss.item(), None
+        return mean.item(), None
 
     def evaluate(self) -> tuple[float, float]:
         s = self.splits
@@ -296,22 +361,22 @@ class _Run:
         bar = tqdm(
             total=t.steps,
             initial=self.step,
-            disable=not progress,
+            disable=not (progress and self.group.is_main),
             desc=self.cfg.name,
             dynamic_ncols=True,
             file=sys.stderr,
         )
         bad = 0
         while self.step < t.steps:
-            if stop:
+            if self.group.any(bool(stop)):
                 path = self.save("last.pt")
                 bar.close()
                 raise TrainingInterrupted(
-                    f"{stop[0]} received at step {self.step}: checkpoint saved to {path}. "
-                    f"Resume with: flowforge train --resume {self.run_dir}"
+                    f"{stop[0] if stop else 'a stop signal'} received at step {self.step}: "
+                    f"checkpoint saved to {path}. Resume with: {self.launcher()} train "
+                    f"--resume {self.run_dir}"
                 )
-            idx = batch_indices(self.splits.train.shape[0], t.batch_size, self.cfg.seed, self.step)
-            loss, diverged = self.train_step(idx)
+            loss, diverged = self.train_step(self.indices())
             if diverged:
                 bad += 1
                 if bad >= t.max_bad_steps:
@@ -323,51 +388,71 @@ class _Run:
             self.loss_sum, self.loss_n = self.loss_sum + loss, self.loss_n + 1
             self.step += 1
             bar.update(1)
-            out_of_time = 0 < t.max_seconds <= self.elapsed()
+            out_of_time = self.group.any(0 < t.max_seconds <= self.elapsed())
             if self.step % t.eval_every == 0 or self.step == t.steps or out_of_time:
-                val, val_se = self.evaluate()
-                improved = val < self.best_val
-                if improved:
-                    self.best_val, self.evals_since_best = val, 0
-                    self.save(
-                        "best.pt",
-                        {
-                            "model": self.flow.state_dict(),
-                            "step": self.step,
-                            "val_nll": val,
-                            "config": self.cfg.to_dict(),
-                            "version": __version__,
-                        },
-                    )
-                else:
-                    self.evals_since_best += 1
-                record = {
-                    "step": self.step,
-                    "train_nll": self.loss_sum / max(self.loss_n, 1),
-                    "val_nll": val,
-                    "val_stderr": val_se,
-                    "lr": self.optimizer.param_groups[0]["lr"],
-                    "elapsed": round(self.elapsed(), 3),
-                }
-                if self.splits.unit == "bits/dim":
-                    record["val_bpd"] = self.value(val)
-                self.log(record)
-                bar.set_postfix(val=f"{val:.4f}")
+                self.group.check_same(self.flow)
+                if self.group.is_main:  # the other ranks wait in save()
+                    val = self.evaluate_and_log()
+                    bar.set_postfix(val=f"{val:.4f}")
                 self.loss_sum, self.loss_n = 0.0, 0
                 self.save("last.pt")
+                self.evals_since_best = self.group.broadcast(self.evals_since_best)
                 if t.patience and self.evals_since_best >= t.patience:
-                    bar.write(
+                    self.say(
+                        bar,
                         f"early stop at step {self.step}: no validation improvement in "
-                        f"{t.patience} evaluations"
+                        f"{t.patience} evaluations",
                     )
                     break
                 if out_of_time:
-                    bar.write(
+                    self.say(
+                        bar,
                         f"time budget of {t.max_seconds:g} s used up at step {self.step} "
-                        f"({self.elapsed():.0f} s of training)"
+                        f"({self.elapsed():.0f} s of training)",
                     )
                     break
         bar.close()
+
+    def launcher(self) -> str:
+        g = self.group
+        if g.active:
+            return f"torchrun --nproc_per_node={g.world_size} -m flowforge.cli"
+        return "flowforge"
+
+    def say(self, bar: Any, message: str) -> None:
+        """A message under the progress bar, from rank 0 only."""
+        if self.group.is_main:
+            bar.write(message)
+
+    def evaluate_and_log(self) -> float:
+        """Validation NLL: keeps the best model in best.pt and appends a metrics record."""
+        val, val_se = self.evaluate()
+        if val < self.best_val:
+            self.best_val, self.evals_since_best = val, 0
+            self.save(
+                "best.pt",
+                {
+                    "model": self.flow.state_dict(),
+                    "step": self.step,
+                    "val_nll": val,
+                    "config": self.cfg.to_dict(),
+                    "version": __version__,
+                },
+            )
+        else:
+            self.evals_since_best += 1
+        record = {
+            "step": self.step,
+            "train_nll": self.loss_sum / max(self.loss_n, 1),
+            "val_nll": val,
+            "val_stderr": val_se,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "elapsed": round(self.elapsed(), 3),
+        }
+        if self.splits.unit == "bits/dim":
+            record["val_bpd"] = self.value(val)
+        self.log(record)
+        return val
 
     def roll_back(self, what: str) -> None:
         last = self.ckpt_dir / "last.pt"
@@ -381,6 +466,8 @@ class _Run:
         rollbacks, step = self.rollbacks + 1, self.step
         self.restore(last)
         self.rollbacks, self.lr_scale = rollbacks, self.lr_scale * 0.5
+        if self.group.active:  # a step-0 checkpoint predates ActNorm's initialisation
+            self.init_data_dependent()
         self.truncate_log(self.step)
         self.log(
             {
@@ -391,11 +478,12 @@ class _Run:
                 "lr_scale": self.lr_scale,
             }
         )
-        print(
-            f"warning: non-finite {what} at step {step}; rolled back to step {self.step} "
-            f"with learning rate x{self.lr_scale}",
-            file=sys.stderr,
-        )
+        if self.group.is_main:
+            print(
+                f"warning: non-finite {what} at step {step}; rolled back to step {self.step} "
+                f"with learning rate x{self.lr_scale}",
+                file=sys.stderr,
+            )
 
 
 def _write_summary(run: _Run) -> dict[str, Any]:
@@ -429,9 +517,9 @@ def _write_summary(run: _Run) -> dict[str, Any]:
     return summary
 
 
-def prepare(cfg: RunConfig) -> tuple[Splits, Flow, torch.device]:
+def prepare(cfg: RunConfig, local_rank: int = 0) -> tuple[Splits, Flow, torch.device]:
     """Loads the data and builds the model; every error here happens before any file is written."""
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device, local_rank)
     _seed_everything(cfg.seed, cfg.deterministic)
     try:
         splits = load_dataset(
@@ -451,32 +539,67 @@ def prepare(cfg: RunConfig) -> tuple[Splits, Flow, torch.device]:
 def train_run(
     cfg: RunConfig, resume: Path | None = None, progress: bool = True, plots: bool = True
 ) -> RunResult:
-    """Trains ``cfg`` by maximum likelihood, or resumes the run in directory ``resume``."""
+    """Trains ``cfg`` by maximum likelihood, or resumes the run in directory ``resume``.
+
+    Under torchrun every process calls it and they train one model data-parallel
+    (:mod:`flowforge.train.distributed`); rank 0 writes the files.
+    """
     if resume is not None:
         resume = Path(resume)
         if not (resume / "checkpoints" / "last.pt").is_file():
             raise CheckpointError(
                 f"nothing to resume: {resume / 'checkpoints' / 'last.pt'} not found"
             )
-    splits, flow, _ = prepare(cfg)
-    run_dir = resume or _unique_dir(Path(cfg.output_dir) / cfg.name)
-    run = _Run(cfg, splits, flow, run_dir)
+    group = Group.from_environment()
+    if cfg.train.batch_size % group.world_size:
+        raise ConfigError(
+            f"train.batch_size: {cfg.train.batch_size} examples cannot be split evenly over "
+            f"{group.world_size} processes"
+        )
+    splits, flow, device = prepare(cfg, group.local_rank)
+    group.join(device)
+    try:
+        return _train(cfg, resume, progress, plots, splits, flow, group)
+    finally:
+        group.leave()
+
+
+def _train(
+    cfg: RunConfig,
+    resume: Path | None,
+    progress: bool,
+    plots: bool,
+    splits: Splits,
+    flow: Flow,
+    group: Group,
+) -> RunResult:
+    main = group.is_main
+    run_dir = resume or group.broadcast(
+        _unique_dir(Path(cfg.output_dir) / cfg.name) if main else None
+    )
+    run = _Run(cfg, splits, flow, run_dir, group)
     if resume is not None:
         run.restore(run_dir / "checkpoints" / "last.pt")
         run.truncate_log(run.step)
-        print(f"resuming {run_dir} at step {run.step}", file=sys.stderr)
+        if main:
+            print(f"resuming {run_dir} at step {run.step}", file=sys.stderr)
     else:
-        run_dir.mkdir(parents=True)
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        if group.rank > 0:  # its own random stream (dequantization noise, estimator probes)
+            torch.manual_seed(_rank_seed(cfg.seed, group.rank, 0))
+        if main:
+            run_dir.mkdir(parents=True)
+            (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         run.save("last.pt")  # step 0: a good state to roll back to from the start
+    if group.active:
+        run.wrap_data_parallel()
     with _stop_signals() as stop:
         run.fit(progress, stop)
-    summary = _write_summary(run)
-    if plots and splits.event_shape == (2,):
+    summary = _write_summary(run) if main else None
+    if plots and main and splits.event_shape == (2,):
         from flowforge.viz.plots import plot_2d_run
 
         plot_2d_run(run.flow, splits, run_dir)
-    return RunResult(run_dir, summary)
+    return RunResult(run_dir, group.broadcast(summary))
 
 
 def load_run(run_dir: str | Path, checkpoint: str = "best.pt") -> tuple[RunConfig, Splits, Flow]:
