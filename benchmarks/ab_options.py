@@ -1,13 +1,16 @@
 """A/B of speed options, interleaved, as ratios: fused AdamW against plain Adam for a
 training step, in-place against out-of-place activations and a compiled against an eager
-evaluation ``log_prob``.
+evaluation ``log_prob``; and for Residual Flows trained with the exact log-det, the Jacobian
+built in the forward pass (``LipschitzMLP.forward_with_jacobian``) against one backward pass
+per dimension (``rowwise_jacobian``).
 
     python benchmarks/ab_options.py [--rounds 12] [--threads 1]
 
 Models: ``maf(8, layers=5, hidden=(128, 128), batch_norm=False)`` and ``realnvp(8,
 couplings=8, hidden=(128, 128))`` (the MAF and RealNVP 8-D rows of ``benchmarks/peers.py``).
-Training batch 512, evaluation batch 4096. Prints the median per-round ratio (option / baseline;
-below 1 is faster).
+Training batch 512, evaluation batch 4096. Residual Flows: ``configs/toy/resflow-checkerboard.yaml``
+(2-D, 30 blocks of 2 x 128 ELU) and an 8-D ``resflow(8, blocks=10, hidden=(128, 128, 128))``,
+batch 256. Prints the median per-round ratio (option / baseline; below 1 is faster).
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ from collections.abc import Callable
 
 import torch
 
-from flowforge.models import maf, realnvp
+from flowforge.models import maf, realnvp, resflow
 from flowforge.nn.mlp import ACTIVATIONS, INPLACE_SAFE
+from flowforge.transforms.residual import LipschitzMLP
 
 
 def _set_inplace(module: torch.nn.Module, inplace: bool) -> None:
@@ -35,6 +39,30 @@ MODELS = {
     "maf8": lambda: maf(8, layers=5, hidden=(128, 128), batch_norm=False),
     "realnvp8": lambda: realnvp(8, couplings=8, hidden=(128, 128)),
 }
+
+
+RESFLOWS = {  # name: (features, builder); resflow2 is the checkerboard config's model
+    "resflow2": (2, lambda: resflow(2, 30, (128, 128), activation="elu", exact_train=True)),
+    "resflow8": (8, lambda: resflow(8, 10, (128, 128, 128), activation="elu", exact_train=True)),
+}
+
+
+class _RowwiseOnly(torch.nn.Module):
+    """A ``LipschitzMLP`` seen without its ``forward_with_jacobian``: the generic path."""
+
+    def __init__(self, g: LipschitzMLP) -> None:
+        super().__init__()
+        self.g = g
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        return self.g(x, context)
+
+
+def _rowwise(flow: torch.nn.Module) -> torch.nn.Module:
+    blocks = [m for m in flow.modules() if isinstance(getattr(m, "g", None), LipschitzMLP)]
+    for block in blocks:
+        block.g = _RowwiseOnly(block.g)
+    return flow
 
 
 def _ratio(a: Callable[[], object], b: Callable[[], object], rounds: int, reps: int) -> float:
@@ -105,6 +133,23 @@ def main(argv: list[str] | None = None) -> None:
                 )
             compiled = f"{ratio:.2f}"
         print(f"| {name} | {adam:.2f} | {inplace:.2f} | {compiled} |")
+    print("\n| model | forward Jacobian / row-wise backward passes (exact log-det training step) |")
+    print("|---|---|")
+    for name, (dim, make) in RESFLOWS.items():
+        torch.manual_seed(0)
+        x = torch.randn(256, dim) * 2
+        steps = []
+        for flow in (make(), _rowwise(make())):
+            opt = torch.optim.Adam(flow.parameters(), 1e-3)
+
+            def step(flow=flow, opt=opt, x=x) -> None:
+                opt.zero_grad(set_to_none=True)
+                (-flow.log_prob(x).mean()).backward()
+                opt.step()
+
+            step()
+            steps.append(step)
+        print(f"| {name} | {_ratio(steps[1], steps[0], args.rounds, 3):.2f} |")
 
 
 if __name__ == "__main__":

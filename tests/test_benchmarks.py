@@ -82,6 +82,7 @@ def test_ab_options_benchmark_runs(capsys):
     module.main(["--rounds", "1", "--no-compile"])
     table = capsys.readouterr().out
     assert "| maf8 |" in table and "| realnvp8 |" in table
+    assert "| resflow2 |" in table and "| resflow8 |" in table
 
 
 def test_glow_nll_check_oracle_holds_for_both_libraries(capsys):

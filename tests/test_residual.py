@@ -14,6 +14,7 @@ from flowforge.transforms.logdet import (
     NeumannLogDet,
     PowerSeriesLogDet,
     RouletteLogDet,
+    rowwise_jacobian,
 )
 from flowforge.transforms.residual import LipschitzMLP, ResidualBlock
 
@@ -302,3 +303,33 @@ def test_resflow_exact_training_log_det_is_the_exact_one_with_gradients():
     assert all(p.grad is not None for p in flow.parameters() if p.requires_grad)
     with pytest.raises(ValueError, match="'exact_train'"):
         resflow(33, exact_train=True)
+
+
+@pytest.mark.parametrize("activation", ["lipswish", "elu", "relu", "tanh", "leaky_relu"])
+@pytest.mark.parametrize("context_features", [0, 3])
+def test_jacobian_from_the_forward_pass_is_the_autograd_one(activation, context_features):
+    """``LipschitzMLP.forward_with_jacobian`` (which ``ExactLogDet`` uses) against the
+    row-by-row autograd Jacobian: the values, and the gradients of ``log det(I + J)`` with
+    respect to the input and every parameter."""
+    torch.manual_seed(0)
+    g = LipschitzMLP(3, (16, 16), 0.9, activation, context_features).double()
+    with torch.no_grad():
+        for p in g.parameters():
+            p.normal_(0, 0.5)
+    g.eval()  # frozen power-iteration vectors: both paths see the same function
+    x = torch.randn(7, 3, dtype=torch.float64, requires_grad=True)
+    c = torch.randn(7, context_features, dtype=torch.float64) if context_features else None
+    gx, jac = g.forward_with_jacobian(x, c)
+    gx_ref, jac_ref = rowwise_jacobian(g, x, c, create_graph=True)
+    assert torch.allclose(gx, gx_ref, atol=1e-12)
+    assert torch.allclose(jac, jac_ref, atol=1e-12)
+    assert jac.abs().amax() > 0.05  # not the trivial zero Jacobian
+    eye = torch.eye(3, dtype=torch.float64)
+    fast = torch.linalg.slogdet(eye + jac)[1]
+    ref = torch.linalg.slogdet(eye + jac_ref)[1]
+    assert torch.allclose(ExactLogDet()(g, x, c)[1], ref, atol=1e-12)
+    inputs = [x, *g.parameters()]
+    # (the last bias does not enter the Jacobian: zero gradients on both sides)
+    grads = torch.autograd.grad(fast.sum(), inputs, materialize_grads=True)
+    grads_ref = torch.autograd.grad(ref.sum(), inputs, materialize_grads=True)
+    assert all(torch.allclose(a, b, atol=1e-10) for a, b in zip(grads, grads_ref, strict=True))

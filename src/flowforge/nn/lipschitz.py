@@ -223,3 +223,10 @@ class LipSwish(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return x * torch.sigmoid(F.softplus(self.raw_beta) * x) / 1.1
+
+    def value_and_slope(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        r""":math:`\phi(x)` and :math:`\phi'(x) = (s + \beta x s (1 - s)) / 1.1` with
+        :math:`s = \sigma(\beta x)`."""
+        beta = F.softplus(self.raw_beta)
+        s = torch.sigmoid(beta * x)
+        return x * s / 1.1, (s + beta * x * s * (1 - s)) / 1.1

@@ -37,6 +37,7 @@ __all__ = [
     "PowerSeriesLogDet",
     "RouletteLogDet",
     "hutchinson_probe",
+    "rowwise_jacobian",
 ]
 
 NOISES = ("gaussian", "rademacher")
@@ -81,33 +82,46 @@ def _check_noise(noise: str) -> None:
 
 
 class ExactLogDet(nn.Module):
-    """:math:`\\log|\\det(I + J_g(x))|` from the full Jacobian, built row by row with one
-    backward pass per dimension ``D``: cost ``D`` passes and ``D^2`` memory per sample, so for
-    small dimensions (2-D and tabular data, tests, evaluation)."""
+    """:math:`\\log|\\det(I + J_g(x))|` from the full Jacobian, for small dimensions (2-D and
+    tabular data, tests, evaluation): ``D^2`` memory per sample. A ``g`` with a
+    ``forward_with_jacobian(x, context) -> (g(x), J)`` method (``LipschitzMLP``) gives ``J`` in
+    its forward pass; any other ``g`` has it built row by row with one backward pass per
+    dimension (:func:`rowwise_jacobian`)."""
 
     def forward(
         self, g: nn.Module, x: Tensor, context: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
         differentiable = torch.is_grad_enabled()
-        with torch.enable_grad():
-            x = _tracked(x)
-            gx = g(x, context)
-            b, d = x.shape[0], x[0].numel()
-            flat = gx.reshape(b, d)
-            rows = []
-            for i in range(d):
-                (row,) = torch.autograd.grad(
-                    flat[:, i].sum(),
-                    x,
-                    create_graph=differentiable,
-                    retain_graph=True,
-                    materialize_grads=True,
-                )
-                rows.append(row.reshape(b, d))
-            jac = torch.stack(rows, 1)  # (B, D, D): d g_i / d x_j
-            eye = torch.eye(d, dtype=x.dtype, device=x.device)
-            logdet = torch.linalg.slogdet(eye + jac)[1]
+        if hasattr(g, "forward_with_jacobian"):
+            gx, jac = g.forward_with_jacobian(x, context)
+        else:
+            gx, jac = rowwise_jacobian(g, x, context, differentiable)
+        eye = torch.eye(jac.shape[-1], dtype=jac.dtype, device=jac.device)
+        logdet = torch.linalg.slogdet(eye + jac)[1]
         return _finish(gx, logdet, differentiable)
+
+
+def rowwise_jacobian(
+    g: nn.Module, x: Tensor, context: Tensor | None, create_graph: bool
+) -> tuple[Tensor, Tensor]:
+    """``g(x)`` and its Jacobian ``(B, D, D)`` (``d g_i / d x_j``, ``D`` the event size) from
+    one backward pass per output dimension; ``create_graph`` keeps it differentiable."""
+    with torch.enable_grad():
+        x = _tracked(x)
+        gx = g(x, context)
+        b, d = x.shape[0], x[0].numel()
+        flat = gx.reshape(b, d)
+        rows = []
+        for i in range(d):
+            (row,) = torch.autograd.grad(
+                flat[:, i].sum(),
+                x,
+                create_graph=create_graph,
+                retain_graph=True,
+                materialize_grads=True,
+            )
+            rows.append(row.reshape(b, d))
+    return gx, torch.stack(rows, 1)
 
 
 class PowerSeriesLogDet(nn.Module):
