@@ -77,6 +77,10 @@ class TrainConfig:
         max_seconds: training wall-clock budget in seconds, summed over resumes (0: none).
             When it runs out the run evaluates, saves and writes its summary as if at the
             last step; the learning-rate schedule still follows ``steps``.
+        ema: decay of an exponential moving average of the parameters (Polyak averaging, as
+            Glow and Residual Flows evaluate; 0: off; 0.999 is usual). Evaluation, ``best.pt``
+            and the summary use the averaged parameters, training goes on from the raw ones.
+            The decay ramps up as ``min(ema, n / (n + 10))`` after ``n`` steps.
         eval_batch_size: batch size of evaluation passes.
         max_bad_steps: consecutive non-finite losses or gradients before rolling back.
         max_rollbacks: rollbacks (each halving the learning rate) before giving up.
@@ -96,6 +100,7 @@ class TrainConfig:
     eval_every: int = 250
     patience: int = 0
     max_seconds: float = 0.0
+    ema: float = 0.0
     eval_batch_size: int = 4096
     max_bad_steps: int = 10
     max_rollbacks: int = 3
@@ -234,6 +239,8 @@ def _check_values(cfg: RunConfig) -> None:
             raise ConfigError(f"{path}: should be >= 0, got {value}")
         if path in _CHOICES and value not in _CHOICES[path]:
             raise ConfigError(f"{path}: should be one of {list(_CHOICES[path])}, got {value!r}")
+    if not 0.0 <= cfg.train.ema < 1.0:
+        raise ConfigError(f"train.ema: should be in [0, 1), got {cfg.train.ema}")
     if not cfg.name or "/" in cfg.name or cfg.name.startswith("."):
         raise ConfigError(f"name: should be a plain directory name, got {cfg.name!r}")
     if not (cfg.device in ("cpu", "auto") or cfg.device.startswith(("cuda", "mps"))):

@@ -24,7 +24,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ from flowforge.config import ConfigError, RunConfig, parse_config
 from flowforge.data.registry import Splits, load_dataset
 from flowforge.flows import Flow
 from flowforge.models import RECIPES
+from flowforge.train.averaging import ParameterAverage
 from flowforge.train.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -192,6 +193,8 @@ class _Run:
             weight_decay=cfg.train.weight_decay,
             fused=self.device.type in ("cpu", "cuda"),
         )
+        ema = cfg.train.ema
+        self.average = ParameterAverage(flow, ema) if ema else None
         self.step = 0
         self.best_val = math.inf
         self.evals_since_best = 0
@@ -250,6 +253,7 @@ class _Run:
             "elapsed": self.elapsed(),
             "rng": rng,
             **({"rng_ranks": ranks} if ranks else {}),
+            **({"ema": self.average.shadow} if self.average else {}),
             "config": self.cfg.to_dict(),
             "version": __version__,
         }
@@ -269,6 +273,11 @@ class _Run:
             self.loss_n = int(payload.get("loss_n", 0))
             self.elapsed_before = float(payload["elapsed"])
             _set_rng_state(self._rank_rng(payload))
+            if self.average is not None:  # a run that turns averaging on starts it here
+                if "ema" in payload:
+                    self.average.load(payload["ema"])
+                else:
+                    self.average.reset()
         except (KeyError, ValueError, RuntimeError) as e:
             raise CheckpointError(f"{path}: incomplete training state ({e})") from None
 
@@ -348,6 +357,8 @@ class _Run:
             )
             return mean.item(), f"gradient of {bad}"
         self.optimizer.step()
+        if self.average is not None:
+            self.average.update(self.step)
         return mean.item(), None
 
     def evaluate(self) -> tuple[float, float]:
@@ -424,23 +435,29 @@ class _Run:
         if self.group.is_main:
             bar.write(message)
 
+    def averaged(self) -> AbstractContextManager[None]:
+        """The averaged parameters in the model inside the block, if ``train.ema`` is on."""
+        return self.average.applied() if self.average is not None else nullcontext()
+
     def evaluate_and_log(self) -> float:
-        """Validation NLL: keeps the best model in best.pt and appends a metrics record."""
-        val, val_se = self.evaluate()
-        if val < self.best_val:
-            self.best_val, self.evals_since_best = val, 0
-            self.save(
-                "best.pt",
-                {
-                    "model": self.flow.state_dict(),
-                    "step": self.step,
-                    "val_nll": val,
-                    "config": self.cfg.to_dict(),
-                    "version": __version__,
-                },
-            )
-        else:
-            self.evals_since_best += 1
+        """Validation NLL (of the averaged parameters, if any): keeps the best model in
+        best.pt and appends a metrics record."""
+        with self.averaged():
+            val, val_se = self.evaluate()
+            if val < self.best_val:
+                self.best_val, self.evals_since_best = val, 0
+                self.save(
+                    "best.pt",
+                    {
+                        "model": self.flow.state_dict(),
+                        "step": self.step,
+                        "val_nll": val,
+                        "config": self.cfg.to_dict(),
+                        "version": __version__,
+                    },
+                )
+            else:
+                self.evals_since_best += 1
         record = {
             "step": self.step,
             "train_nll": self.loss_sum / max(self.loss_n, 1),
