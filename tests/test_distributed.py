@@ -156,6 +156,17 @@ def test_batch_not_divisible_by_the_processes_is_a_config_error(tmp_path, monkey
     assert not (tmp_path / "realnvp-parabola").exists()
 
 
+def test_a_fixed_gpu_under_torchrun_is_a_config_error(tmp_path, monkeypatch):
+    from flowforge.config import parse_config
+    from flowforge.train.loop import train_run
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    cfg = parse_config({"output_dir": str(tmp_path), "device": "cuda:1"})
+    with pytest.raises(ConfigError, match="under torchrun give 'cuda'"):
+        train_run(cfg)
+
+
 def test_malformed_torchrun_environment_is_named(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "2")

@@ -573,6 +573,11 @@ def train_run(
             f"train.batch_size: {cfg.train.batch_size} examples cannot be split evenly over "
             f"{group.world_size} processes"
         )
+    if group.active and cfg.device.startswith("cuda:"):
+        raise ConfigError(
+            f"device: under torchrun give 'cuda' (each process takes GPU LOCAL_RANK), "
+            f"not {cfg.device!r}"
+        )
     splits, flow, device = prepare(cfg, group.local_rank)
     group.join(device)
     try:
