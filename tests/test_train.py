@@ -263,6 +263,9 @@ def test_time_budget_stops_evaluates_and_resumes(tmp_path, monkeypatch):
     records = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").open()]
     assert [r["step"] for r in records] == [10, 13]
     assert load_checkpoint(result.run_dir / "checkpoints" / "last.pt")["step"] == 13
+    again = train_run(cfg, resume=result.run_dir, progress=False, plots=False)
+    assert again.summary["steps"] == 13  # the budget is spent: no further step
+    assert len((result.run_dir / "metrics.jsonl").read_text().splitlines()) == 2
     cfg.train.max_seconds = 0.0
     resumed = train_run(cfg, resume=result.run_dir, progress=False, plots=False)
     assert resumed.summary["steps"] == 40

@@ -378,6 +378,10 @@ class _Run:
             file=sys.stderr,
         )
         bad = 0
+        if self.step < t.steps and self.group.any(0 < t.max_seconds <= self.elapsed()):
+            self.say(bar, f"time budget of {t.max_seconds:g} s already used up: no step taken")
+            bar.close()
+            return
         while self.step < t.steps:
             if self.group.any(bool(stop)):
                 path = self.save("last.pt")
