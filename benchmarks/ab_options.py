@@ -65,6 +65,20 @@ def _rowwise(flow: torch.nn.Module) -> torch.nn.Module:
     return flow
 
 
+def _training_step(
+    flow: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor
+) -> Callable[[], None]:
+    """A maximum-likelihood step on ``x``, run once to warm up."""
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        (-flow.log_prob(x).mean()).backward()
+        opt.step()
+
+    step()
+    return step
+
+
 def _ratio(a: Callable[[], object], b: Callable[[], object], rounds: int, reps: int) -> float:
     """Median over rounds of time(b) / time(a), a and b run in turn."""
     ratios = []
@@ -94,22 +108,11 @@ def main(argv: list[str] | None = None) -> None:
     for name, make in MODELS.items():
         torch.manual_seed(0)
         x = torch.randn(512, 8)
-        steps = []
-        for fused in (False, True):
-            flow = make()
-            opt = (
-                torch.optim.AdamW(flow.parameters(), 1e-3, fused=True)
-                if fused
-                else torch.optim.Adam(flow.parameters(), 1e-3)
-            )
-
-            def step(flow=flow, opt=opt, x=x) -> None:
-                opt.zero_grad(set_to_none=True)
-                (-flow.log_prob(x).mean()).backward()
-                opt.step()
-
-            step()
-            steps.append(step)
+        plain, fused = make(), make()
+        steps = [
+            _training_step(plain, torch.optim.Adam(plain.parameters(), 1e-3), x),
+            _training_step(fused, torch.optim.AdamW(fused.parameters(), 1e-3, fused=True), x),
+        ]
         adam = _ratio(steps[0], steps[1], args.rounds, 10)
         flow = make().eval()
         xe = torch.randn(4096, 8)
@@ -138,17 +141,8 @@ def main(argv: list[str] | None = None) -> None:
     for name, (dim, make) in RESFLOWS.items():
         torch.manual_seed(0)
         x = torch.randn(256, dim) * 2
-        steps = []
-        for flow in (make(), _rowwise(make())):
-            opt = torch.optim.Adam(flow.parameters(), 1e-3)
-
-            def step(flow=flow, opt=opt, x=x) -> None:
-                opt.zero_grad(set_to_none=True)
-                (-flow.log_prob(x).mean()).backward()
-                opt.step()
-
-            step()
-            steps.append(step)
+        flows = (make(), _rowwise(make()))
+        steps = [_training_step(f, torch.optim.Adam(f.parameters(), 1e-3), x) for f in flows]
         print(f"| {name} | {_ratio(steps[1], steps[0], args.rounds, 3):.2f} |")
 
 

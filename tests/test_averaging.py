@@ -11,6 +11,7 @@ from flowforge.train.averaging import ParameterAverage
 from flowforge.train.checkpoint import load_checkpoint
 from flowforge.train.loop import load_run, train_run
 from flowforge.train.metrics import evaluate_nll
+from test_train import tiny  # pytest puts tests/ on sys.path (no __init__.py there)
 
 
 def test_average_follows_the_ramped_decay():
@@ -53,15 +54,8 @@ def test_decay_outside_zero_one_is_a_config_error():
 
 
 def _tiny(tmp_path, **train):
-    return parse_config(
-        {
-            "name": "ema",
-            "output_dir": str(tmp_path),
-            "data": {"name": "moons", "n_train": 1024, "n_val": 256, "n_test": 256},
-            "model": {"name": "realnvp", "couplings": 2, "hidden": [16]},
-            "train": {"batch_size": 128, "lr": 0.01, "ema": 0.9, **train},
-        }
-    )
+    """``tests/test_train.py``'s tiny run with averaging on and a higher learning rate."""
+    return tiny(tmp_path, lr=0.01, ema=0.9, **train)
 
 
 def test_evaluation_and_best_checkpoint_use_the_averaged_parameters(tmp_path):
