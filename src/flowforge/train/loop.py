@@ -387,7 +387,8 @@ class _Run:
                 path = self.save("last.pt")
                 bar.close()
                 raise TrainingInterrupted(
-                    f"{stop[0] if stop else 'a stop signal'} received at step {self.step}: "
+                    f"{stop[0] if stop else 'a signal to another process'} received at step "
+                    f"{self.step}: "
                     f"checkpoint saved to {path}. Resume with: {self.launcher()} train "
                     f"--resume {self.run_dir}"
                 )
