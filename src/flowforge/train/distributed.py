@@ -20,6 +20,7 @@ hold every rank's random state, so a resumed run continues each rank's stream.
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -43,7 +44,6 @@ class Group:
     world_size: int = 1
     local_rank: int = 0
     device: torch.device = torch.device("cpu")
-    owns_group: bool = False
 
     @classmethod
     def from_environment(cls) -> Group:
@@ -69,19 +69,14 @@ class Group:
 
     def join(self, device: torch.device) -> None:
         """Joins the process group on ``device`` (NCCL for CUDA, Gloo otherwise), unless the
-        caller already did."""
+        caller already did. The group lives until the process exits, so a script may train
+        several runs in a row (re-creating a group under torchrun's rendezvous would hang)."""
         self.device = device
         if device.type == "cuda":
             torch.cuda.set_device(device)
         if self.active and not dist.is_initialized():
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-            self.owns_group = True
-
-    def leave(self) -> None:
-        """Leaves the process group if :meth:`join` created it."""
-        if self.owns_group and dist.is_initialized():
-            dist.destroy_process_group()
-        self.owns_group = False
+            atexit.register(_destroy_group)
 
     def shard(self, idx: Tensor) -> Tensor:
         """This rank's contiguous part of a batch's indices."""
@@ -152,6 +147,11 @@ class Group:
         out: list[Any] = [None] * self.world_size
         dist.all_gather_object(out, obj)
         return out
+
+
+def _destroy_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 class LogProb(nn.Module):

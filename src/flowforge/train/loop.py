@@ -585,10 +585,7 @@ def train_run(
         )
     splits, flow, device = prepare(cfg, group.local_rank)
     group.join(device)
-    try:
-        return _train(cfg, resume, progress, plots, splits, flow, group)
-    finally:
-        group.leave()
+    return _train(cfg, resume, progress, plots, splits, flow, group)
 
 
 def _train(
