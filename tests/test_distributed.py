@@ -214,6 +214,7 @@ try:
     g.check_same(layer)
 except RuntimeError as e:
     sys.stdout.write(f"caught: {e}\\n")  # one write: the ranks share the pipe
+torch.distributed.destroy_process_group()
 """
 
 
@@ -228,6 +229,7 @@ def test_parameter_mismatch_between_ranks_is_caught(tmp_path):
 
 NAN_WORKER = """
 import sys
+import torch.distributed
 import flowforge.train.loop as loop
 from flowforge.config import parse_config
 
@@ -257,6 +259,7 @@ result = loop.train_run(cfg, progress=False, plots=False)
 cfg.name = "again"  # a second run in the same processes reuses the process group
 loop.train_run(cfg, progress=False, plots=False)
 sys.stdout.write(f"steps {result.summary['steps']} calls {calls[0]}\\n")  # one write per rank
+torch.distributed.destroy_process_group()
 """
 
 
@@ -285,6 +288,7 @@ def test_nan_on_one_rank_rolls_every_rank_back_together(tmp_path):
 RECIPES_WORKER = """
 import os
 import sys
+import torch.distributed
 from flowforge.config import parse_config
 from flowforge.train.loop import train_run
 
@@ -304,6 +308,7 @@ for name, (data, model) in cases.items():
     nll = train_run(cfg, progress=False, plots=False).summary["test_nll"]
     if os.environ["RANK"] == "0":
         sys.stdout.write(f"{name} {nll:.4f}\\n")
+torch.distributed.destroy_process_group()
 """
 
 

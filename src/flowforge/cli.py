@@ -55,12 +55,23 @@ def _train(args: argparse.Namespace) -> int:
                 raise ConfigError("VAE baselines train in one process: run them without torchrun")
             return _train_vae(apply_overrides(raw, overrides))
         cfg = load_config(args.config, overrides)
-    result = train_run(
-        cfg, resume=Path(args.resume) if args.resume else None, progress=not args.quiet
-    )
+    try:
+        result = train_run(
+            cfg, resume=Path(args.resume) if args.resume else None, progress=not args.quiet
+        )
+    finally:
+        _leave_process_group()
     if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 reports
         _print_summary(result.run_dir, result.summary)
     return 0
+
+
+def _leave_process_group() -> None:
+    """Under torchrun: leaves the group training joined, before the interpreter exits."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _read_yaml(path: str | None) -> dict:

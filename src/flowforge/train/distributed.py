@@ -20,7 +20,6 @@ hold every rank's random state, so a resumed run continues each rank's stream.
 
 from __future__ import annotations
 
-import atexit
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -69,14 +68,14 @@ class Group:
 
     def join(self, device: torch.device) -> None:
         """Joins the process group on ``device`` (NCCL for CUDA, Gloo otherwise), unless the
-        caller already did. The group lives until the process exits, so a script may train
-        several runs in a row (re-creating a group under torchrun's rendezvous would hang)."""
+        caller already did. The group outlives the run, so a script may train several runs in a
+        row (re-creating a group under torchrun's rendezvous hangs); the CLI destroys it at the
+        end, and a script should call :func:`torch.distributed.destroy_process_group`."""
         self.device = device
         if device.type == "cuda":
             torch.cuda.set_device(device)
         if self.active and not dist.is_initialized():
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-            atexit.register(_destroy_group)
 
     def shard(self, idx: Tensor) -> Tensor:
         """This rank's contiguous part of a batch's indices."""
@@ -147,11 +146,6 @@ class Group:
         out: list[Any] = [None] * self.world_size
         dist.all_gather_object(out, obj)
         return out
-
-
-def _destroy_group() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
 
 
 class LogProb(nn.Module):
