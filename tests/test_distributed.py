@@ -33,25 +33,32 @@ TOY = [
 ]
 
 
-def _run(args, cwd, processes=None, **env):
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def _torchrun(processes: int = 2) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone"] + [
+        f"--nproc_per_node={processes}"
+    ]
+
+
+def _run(args, cwd, processes=None):
     """``flowforge`` in one process, or in ``processes`` under torchrun."""
-    launcher = (
-        [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-        + [f"--nproc_per_node={processes}", "-m", "flowforge.cli"]
-        if processes
-        else [sys.executable, "-m", "flowforge.cli"]
-    )
-    environment = {**os.environ, "OMP_NUM_THREADS": "1", **env}
+    launcher = _torchrun(processes) if processes else [sys.executable]
     return subprocess.run(
-        launcher + args, cwd=cwd, env=environment, capture_output=True, text=True, timeout=600
+        [*launcher, "-m", "flowforge.cli", *args],
+        cwd=cwd,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 
 def _torchrun_script(script: Path, *args):
     return subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-        + [str(script), *map(str, args)],
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        [*_torchrun(), str(script), *map(str, args)],
+        env=ENV,
         capture_output=True,
         text=True,
         timeout=300,
@@ -116,11 +123,10 @@ def test_sigterm_to_torchrun_saves_every_rank_and_resumes(tmp_path):
     """torchrun forwards SIGTERM to its workers: they agree to stop at the same step, rank 0
     writes one checkpoint with both ranks' random states, and the run resumes to its end."""
     args = [*TOY, "--set", "train.steps=100000", "--set", "train.eval_every=5", "--set", "name=t"]
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     proc = subprocess.Popen(
-        [*launcher, "--nproc_per_node=2", "-m", "flowforge.cli", "train", *args],
+        [*_torchrun(), "-m", "flowforge.cli", "train", *args],
         cwd=tmp_path,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        env=ENV,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

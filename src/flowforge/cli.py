@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,6 +32,7 @@ __all__ = ["main"]
 
 
 def _train(args: argparse.Namespace) -> int:
+    from flowforge.train.distributed import Group
     from flowforge.train.loop import train_run
 
     overrides = list(args.set or [])
@@ -51,7 +51,7 @@ def _train(args: argparse.Namespace) -> int:
     else:
         raw = _read_yaml(args.config)
         if isinstance(raw.get("model"), dict) and raw["model"].get("name") == "vae":
-            if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            if Group.from_environment().active:
                 raise ConfigError("VAE baselines train in one process: run them without torchrun")
             return _train_vae(apply_overrides(raw, overrides))
         cfg = load_config(args.config, overrides)
@@ -61,7 +61,7 @@ def _train(args: argparse.Namespace) -> int:
         )
     finally:
         _leave_process_group()
-    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 reports
+    if Group.from_environment().is_main:  # under torchrun, rank 0 reports
         _print_summary(result.run_dir, result.summary)
     return 0
 
