@@ -207,7 +207,7 @@ def test_needs_data_init_sees_uninitialised_actnorm():
 CHECK_WORKER = """
 import sys
 import torch
-from flowforge.train.distributed import Group
+from flowforge.train.distributed import Group, exit_process
 g = Group.from_environment()
 g.join(torch.device("cpu"))
 layer = torch.nn.Linear(3, 3)
@@ -220,7 +220,7 @@ try:
     g.check_same(layer)
 except RuntimeError as e:
     sys.stdout.write(f"caught: {e}\\n")  # one write: the ranks share the pipe
-torch.distributed.destroy_process_group()
+exit_process()
 """
 
 
@@ -233,9 +233,39 @@ def test_parameter_mismatch_between_ranks_is_caught(tmp_path):
     assert out.stdout.count("caught: the training processes hold different parameters") == 2
 
 
+EXIT_WORKER = """
+import sys
+import torch
+from flowforge.train.distributed import Group, exit_process
+g = Group.from_environment()
+g.join(torch.device("cpu"))
+model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(3, 1))  # pins the group
+for i in range(50):
+    g.broadcast({"step": i})
+sys.stdout.write(f"rank {g.rank} done\\n")
+exit_process(int(sys.argv[1]))
+"""
+
+
+@pytest.mark.slow
+def test_exit_process_ends_cleanly_right_after_collectives(tmp_path):
+    """The end of a torchrun process, just after its last collectives: with a plain exit
+    (``destroy_process_group`` then interpreter finalisation) 9 of 40 such runs aborted on this
+    machine ("terminate called without an active exception"); :func:`exit_process` ends every
+    one with its status and its output flushed."""
+    script = tmp_path / "worker.py"
+    script.write_text(EXIT_WORKER)
+    for _ in range(5):
+        out = _torchrun_script(script, 0)
+        assert out.returncode == 0, out.stderr
+        assert sorted(out.stdout.split("\n")) == ["", "rank 0 done", "rank 1 done"]
+    out = _torchrun_script(script, 3)
+    assert out.returncode != 0 and "exitcode  : 3" in out.stderr
+
+
 NAN_WORKER = """
 import sys
-import torch.distributed
+from flowforge.train.distributed import exit_process
 import flowforge.train.loop as loop
 from flowforge.config import parse_config
 
@@ -265,7 +295,7 @@ result = loop.train_run(cfg, progress=False, plots=False)
 cfg.name = "again"  # a second run in the same processes reuses the process group
 loop.train_run(cfg, progress=False, plots=False)
 sys.stdout.write(f"steps {result.summary['steps']} calls {calls[0]}\\n")  # one write per rank
-torch.distributed.destroy_process_group()
+exit_process()
 """
 
 
@@ -294,7 +324,7 @@ def test_nan_on_one_rank_rolls_every_rank_back_together(tmp_path):
 RECIPES_WORKER = """
 import os
 import sys
-import torch.distributed
+from flowforge.train.distributed import exit_process
 from flowforge.config import parse_config
 from flowforge.train.loop import train_run
 
@@ -314,7 +344,7 @@ for name, (data, model) in cases.items():
     nll = train_run(cfg, progress=False, plots=False).summary["test_nll"]
     if os.environ["RANK"] == "0":
         sys.stdout.write(f"{name} {nll:.4f}\\n")
-torch.distributed.destroy_process_group()
+exit_process()
 """
 
 

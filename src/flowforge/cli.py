@@ -55,23 +55,12 @@ def _train(args: argparse.Namespace) -> int:
                 raise ConfigError("VAE baselines train in one process: run them without torchrun")
             return _train_vae(apply_overrides(raw, overrides))
         cfg = load_config(args.config, overrides)
-    try:
-        result = train_run(
-            cfg, resume=Path(args.resume) if args.resume else None, progress=not args.quiet
-        )
-    finally:
-        _leave_process_group()
+    result = train_run(
+        cfg, resume=Path(args.resume) if args.resume else None, progress=not args.quiet
+    )
     if Group.from_environment().is_main:  # under torchrun, rank 0 reports
         _print_summary(result.run_dir, result.summary)
     return 0
-
-
-def _leave_process_group() -> None:
-    """Under torchrun: leaves the group training joined, before the interpreter exits."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
 
 
 def _read_yaml(path: str | None) -> dict:
@@ -377,15 +366,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     user_errors = (ConfigError, CheckpointError, TrainingDiverged, FileNotFoundError)
     tune_allocator()  # fewer page faults on activation-sized tensors (flowforge.allocator)
     try:
-        return args.func(args)
+        status = args.func(args)
     except TrainingInterrupted as e:
         print(str(e), file=sys.stderr)
-        return 130
+        status = 130
     except user_errors as e:
         if args.debug:
             raise
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        status = 2
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():  # a torchrun process that trained
+        from flowforge.train.distributed import exit_process
+
+        exit_process(status)
+    return status
 
 
 if __name__ == "__main__":

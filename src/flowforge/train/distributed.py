@@ -21,14 +21,15 @@ hold every rank's random state, so a resumed run continues each rank's stream.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-__all__ = ["Group", "LogProb", "needs_data_init"]
+__all__ = ["Group", "LogProb", "exit_process", "needs_data_init"]
 
 
 @dataclass
@@ -69,8 +70,8 @@ class Group:
     def join(self, device: torch.device) -> None:
         """Joins the process group on ``device`` (NCCL for CUDA, Gloo otherwise), unless the
         caller already did. The group outlives the run, so a script may train several runs in a
-        row (re-creating a group under torchrun's rendezvous hangs); the CLI destroys it at the
-        end, and a script should call :func:`torch.distributed.destroy_process_group`."""
+        row (re-creating a group under torchrun's rendezvous hangs); the CLI leaves it at the
+        end, and a script should end with :func:`exit_process`."""
         self.device = device
         if device.type == "cuda":
             torch.cuda.set_device(device)
@@ -157,6 +158,27 @@ class LogProb(nn.Module):
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         return self.flow.log_prob(x, context)  # type: ignore[operator]
+
+
+def exit_process(status: int = 0) -> NoReturn:
+    """Leaves the process group and ends this process with ``status``, skipping the
+    interpreter's finalisation: the way a torchrun process (the CLI, or a script that trains)
+    should end.
+
+    Why not a plain exit: in torch 2.13, once ``DistributedDataParallel`` has wrapped a model,
+    the Gloo process group and its worker threads outlive
+    :func:`torch.distributed.destroy_process_group`. A worker still freeing the tensors of the
+    last collective needs the GIL; if the main thread has begun finalising the interpreter by
+    then, the worker cannot take it and the process aborts ("terminate called without an active
+    exception", SIGABRT) after its work is done, and torchrun reports the run as failed. This
+    happened in about one exit in ten on a busy machine. Files are closed by then (checkpoints
+    are written atomically), and the standard streams are flushed here.
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def needs_data_init(module: nn.Module) -> bool:
