@@ -305,6 +305,24 @@ def test_resflow_exact_training_log_det_is_the_exact_one_with_gradients():
         resflow(33, exact_train=True)
 
 
+def test_resflow_input_scale_is_a_counted_change_of_units():
+    """At initialisation the scaled flow is the unscaled one applied to ``s * x``, with the
+    scaling's log-det ``D log s`` added: log p_s(x) = log p(s x) + D log s."""
+    from flowforge.models import resflow
+
+    s, x = 7.0, torch.randn(64, 2, dtype=torch.float64)
+    torch.manual_seed(0)
+    scaled = resflow(2, blocks=3, hidden=(16,), exact_train=True, input_scale=s).double().eval()
+    torch.manual_seed(0)
+    plain = resflow(2, blocks=3, hidden=(16,), exact_train=True).double().eval()
+    expected = plain.log_prob(s * x) + 2 * math.log(s)
+    assert torch.allclose(scaled.log_prob(x), expected, atol=1e-10)
+    assert (scaled.log_prob(x) - plain.log_prob(x)).abs().max() > 0.1  # not the same model
+    for bad in (0.0, -2.0):
+        with pytest.raises(ValueError, match="'input_scale'"):
+            resflow(2, input_scale=bad)
+
+
 @pytest.mark.parametrize("activation", ["lipswish", "elu", "relu", "tanh", "leaky_relu"])
 @pytest.mark.parametrize("context_features", [0, 3])
 def test_jacobian_from_the_forward_pass_is_the_autograd_one(activation, context_features):

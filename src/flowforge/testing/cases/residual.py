@@ -62,6 +62,13 @@ register(
         vector_inputs(2),
     )
 )
+register(
+    Case(
+        "recipe/resflow_input_scale_2d",
+        lambda: resflow(2, blocks=2, hidden=(8, 8), exact_train=True, input_scale=3.0),
+        vector_inputs(2),
+    )
+)
 register(Case("recipe/iresnet_2d", lambda: iresnet(2, blocks=2, hidden=(8, 8)), vector_inputs(2)))
 register(
     Case(
