@@ -318,7 +318,7 @@ def test_resflow_input_scale_is_a_counted_change_of_units():
     expected = plain.log_prob(s * x) + 2 * math.log(s)
     assert torch.allclose(scaled.log_prob(x), expected, atol=1e-10)
     assert (scaled.log_prob(x) - plain.log_prob(x)).abs().max() > 0.1  # not the same model
-    for bad in (0.0, -2.0):
+    for bad in (0.0, -2.0, math.inf, math.nan):
         with pytest.raises(ValueError, match="'input_scale'"):
             resflow(2, input_scale=bad)
 

@@ -58,8 +58,8 @@ def residual_flow(
         raise ValueError(f"'blocks' should be positive, got {blocks}")
     if exact_eval is None:
         exact_eval = features <= EXACT_EVAL_MAX_FEATURES
-    if input_scale is not None and not input_scale > 0:
-        raise ValueError(f"'input_scale' should be positive, got {input_scale}")
+    if input_scale is not None and not 0 < input_scale < math.inf:
+        raise ValueError(f"'input_scale' should be positive and finite, got {input_scale}")
     layers: list[Transform] = []
     if input_scale is not None:
         scale = ElementwiseAffine(features)

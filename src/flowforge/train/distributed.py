@@ -171,8 +171,9 @@ def exit_process(status: int = 0) -> NoReturn:
     last collective needs the GIL; if the main thread has begun finalising the interpreter by
     then, the worker cannot take it and the process aborts ("terminate called without an active
     exception", SIGABRT) after its work is done, and torchrun reports the run as failed. This
-    happened in about one exit in ten on a busy machine. Files are closed by then (checkpoints
-    are written atomically), and the standard streams are flushed here.
+    happened in 3 of 34 runs of a test and 9 of 40 runs of a stress script on a 2-core
+    machine. Files are closed by then (checkpoints are written atomically), and the standard
+    streams are flushed here.
     """
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
