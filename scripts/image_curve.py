@@ -1,9 +1,10 @@
 """Test bits/dim against wall-clock for a running (or resumed) image training run.
 
 Watches RUN_DIR/checkpoints/last.pt; each time it changes, evaluates it on the first N test
-images and appends {step, elapsed (training wall-clock, s), test_bpd, stderr, peak RSS of
-the training process} to RUN_DIR/test_curve.jsonl. Stops when RUN_DIR/summary.json appears
-or the training process (--pid) has exited.
+images (with the averaged parameters when the run keeps a moving average, ``train.ema``, as
+its validation and best.pt do) and appends {step, averaged, elapsed (training wall-clock, s),
+test_bpd, stderr, peak RSS of the training process} to RUN_DIR/test_curve.jsonl. Stops when
+RUN_DIR/summary.json appears or the training process (--pid) has exited.
 
     nice -n 15 python scripts/image_curve.py runs/glow-mnist --pid 1234 --n-test 2000
 """
@@ -17,7 +18,11 @@ from pathlib import Path
 
 import torch
 
-from flowforge.train.checkpoint import load_checkpoint, load_model_state
+from flowforge.train.checkpoint import (
+    load_averaged_parameters,
+    load_checkpoint,
+    load_model_state,
+)
 from flowforge.train.loop import load_run
 from flowforge.train.metrics import bits_per_dim, evaluate_nll
 
@@ -76,9 +81,11 @@ def main():
                 continue
             last_step = step
             load_model_state(ckpt, flow, payload)
+            averaged = load_averaged_parameters(ckpt, flow, payload)
             nll, se = evaluate_nll(flow, x, c, cfg.train.eval_batch_size)
             record = {
                 "step": step,
+                "averaged": averaged,
                 "elapsed": round(float(payload["elapsed"]), 1),
                 "test_bpd": bits_per_dim(nll, dims),
                 "test_bpd_stderr": bits_per_dim(se, dims),

@@ -8,7 +8,7 @@ from torch import nn
 
 from flowforge.config import ConfigError, parse_config
 from flowforge.train.averaging import ParameterAverage
-from flowforge.train.checkpoint import load_checkpoint
+from flowforge.train.checkpoint import CheckpointError, load_averaged_parameters, load_checkpoint
 from flowforge.train.loop import load_run, train_run
 from flowforge.train.metrics import evaluate_nll
 from test_train import tiny  # pytest puts tests/ on sys.path (no __init__.py there)
@@ -67,9 +67,7 @@ def test_evaluation_and_best_checkpoint_use_the_averaged_parameters(tmp_path):
     last = load_checkpoint(run_dir / "checkpoints" / "last.pt")
     _, splits, flow = load_run(run_dir, "last.pt")  # the raw parameters
     raw_nll, _ = evaluate_nll(flow, splits.val, None, 4096)
-    with torch.no_grad():
-        for p, s in zip(flow.parameters(), last["ema"], strict=True):
-            p.copy_(s)
+    assert load_averaged_parameters(run_dir / "checkpoints" / "last.pt", flow, last)
     averaged_nll, _ = evaluate_nll(flow, splits.val, None, 4096)
     logged = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])["val_nll"]
     assert logged == pytest.approx(averaged_nll, abs=1e-6)
@@ -77,6 +75,21 @@ def test_evaluation_and_best_checkpoint_use_the_averaged_parameters(tmp_path):
     best = load_checkpoint(run_dir / "checkpoints" / "best.pt")["model"]
     names = [name for name, _ in flow.named_parameters()]
     assert all(torch.equal(best[k], s) for k, s in zip(names, last["ema"], strict=True))
+
+
+def test_load_averaged_parameters_without_an_average_or_with_a_wrong_one(tmp_path):
+    run_dir = train_run(_tiny(tmp_path, steps=5, eval_every=5), progress=False, plots=False).run_dir
+    path = run_dir / "checkpoints" / "last.pt"
+    last = load_checkpoint(path)
+    _, _, flow = load_run(run_dir, "last.pt")
+    raw = [p.detach().clone() for p in flow.parameters()]
+    assert not load_averaged_parameters(path, flow, {k: v for k, v in last.items() if k != "ema"})
+    assert all(torch.equal(p, r) for p, r in zip(flow.parameters(), raw, strict=True))
+    with pytest.raises(CheckpointError, match="averaged tensors for"):
+        load_averaged_parameters(path, flow, {**last, "ema": last["ema"][:-1]})
+    wrong_shape = [t.flatten() if t.dim() > 1 else t[:0] for t in last["ema"]]
+    with pytest.raises(CheckpointError, match="averaged tensor 0 has shape"):
+        load_averaged_parameters(path, flow, {**last, "ema": wrong_shape})
 
 
 def test_resumed_run_carries_the_average_on_bit_identical(tmp_path):

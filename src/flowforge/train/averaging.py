@@ -42,14 +42,19 @@ class ParameterAverage:
         for s, p in zip(self.shadow, self.params, strict=True):
             s.copy_(p)
 
+    @torch.no_grad()
+    def copy_to_module(self) -> None:
+        """Writes the averaged values into the module's parameters (for good: see
+        :meth:`applied` for a temporary swap)."""
+        for p, s in zip(self.params, self.shadow, strict=True):
+            p.copy_(s)
+
     @contextmanager
     def applied(self) -> Iterator[None]:
         """The averaged values sit in the module's parameters inside the block; the raw ones
         are put back after it."""
         raw = [p.detach().clone() for p in self.params]
-        with torch.no_grad():
-            for p, s in zip(self.params, self.shadow, strict=True):
-                p.copy_(s)
+        self.copy_to_module()
         try:
             yield
         finally:

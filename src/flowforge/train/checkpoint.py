@@ -19,7 +19,16 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["FORMAT", "CheckpointError", "load_checkpoint", "load_model_state", "save_checkpoint"]
+from flowforge.train.averaging import ParameterAverage
+
+__all__ = [
+    "FORMAT",
+    "CheckpointError",
+    "load_averaged_parameters",
+    "load_checkpoint",
+    "load_model_state",
+    "save_checkpoint",
+]
 
 FORMAT = "flowforge-checkpoint-v1"
 
@@ -90,3 +99,19 @@ def load_model_state(path: Path, model: nn.Module, payload: dict[str, Any]) -> N
             f"{path}: does not fit this model (from another model or config?): "
             f"{str(e).splitlines()[0]} ..."
         ) from None
+
+
+def load_averaged_parameters(path: Path, model: nn.Module, payload: dict[str, Any]) -> bool:
+    """Puts a training checkpoint's moving average of the parameters (``train.ema``, saved
+    under ``"ema"``) into ``model``'s parameters, after :func:`load_model_state` has loaded
+    the rest of its state. Returns False, leaving the model as it is, when the checkpoint
+    holds no average; a wrong count or shape is a :class:`CheckpointError`."""
+    if "ema" not in payload:
+        return False
+    average = ParameterAverage(model, 0.0)
+    try:
+        average.load(payload["ema"])
+    except ValueError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    average.copy_to_module()
+    return True
