@@ -7,10 +7,11 @@ import torch
 from torch import nn
 
 from flowforge.config import ConfigError, parse_config
+from flowforge.objectives.mle import evaluate_nll
+from flowforge.runs import load, open_run, train_run
+from flowforge.runs.build import load_data
 from flowforge.train.averaging import ParameterAverage
 from flowforge.train.checkpoint import CheckpointError, load_averaged_parameters, load_checkpoint
-from flowforge.train.loop import load_run, train_run
-from flowforge.train.metrics import evaluate_nll
 from test_train import tiny  # pytest puts tests/ on sys.path (no __init__.py there)
 
 
@@ -65,7 +66,8 @@ def test_evaluation_and_best_checkpoint_use_the_averaged_parameters(tmp_path):
         _tiny(tmp_path, steps=30, eval_every=30), progress=False, plots=False
     ).run_dir
     last = load_checkpoint(run_dir / "checkpoints" / "last.pt")
-    _, splits, flow = load_run(run_dir, "last.pt")  # the raw parameters
+    run = open_run(run_dir)
+    splits, flow = load_data(run.config), run.model("last")  # the raw parameters
     raw_nll, _ = evaluate_nll(flow, splits.val, None, 4096)
     assert load_averaged_parameters(run_dir / "checkpoints" / "last.pt", flow, last)
     averaged_nll, _ = evaluate_nll(flow, splits.val, None, 4096)
@@ -81,7 +83,7 @@ def test_load_averaged_parameters_without_an_average_or_with_a_wrong_one(tmp_pat
     run_dir = train_run(_tiny(tmp_path, steps=5, eval_every=5), progress=False, plots=False).run_dir
     path = run_dir / "checkpoints" / "last.pt"
     last = load_checkpoint(path)
-    _, _, flow = load_run(run_dir, "last.pt")
+    flow = load(run_dir, "last")
     raw = [p.detach().clone() for p in flow.parameters()]
     assert not load_averaged_parameters(path, flow, {k: v for k, v in last.items() if k != "ema"})
     assert all(torch.equal(p, r) for p, r in zip(flow.parameters(), raw, strict=True))

@@ -35,7 +35,9 @@ def run_dir(tmp_path_factory):
 def test_eval_prints_nll_and_entropy_gap(run_dir, capsys):
     assert main(["eval", str(run_dir)]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["n"] == 300 and "gap" in out and np.isfinite(out["nll"])
+    assert out["n_test"] == 300 and "gap" in out and np.isfinite(out["test_nll"])
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert out["test_nll"] == summary["test_nll"]  # one piece of arithmetic for both
 
 
 def test_sample_writes_npy(run_dir, tmp_path):
@@ -179,30 +181,19 @@ def test_interpolate_refuses_vector_runs(run_dir, capsys):
     assert "not an image run" in capsys.readouterr().err
 
 
-def test_fit_target_writes_summary_and_plot(tmp_path, capsys):
-    out = tmp_path / "vi"
-    assert (
-        main(
-            [
-                "fit-target",
-                "U1",
-                "--model",
-                "planar",
-                "--set",
-                "layers=2",
-                "--steps",
-                "20",
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
+def test_fit_target_is_a_reverse_kl_run(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = ["fit-target", "U1", "--model", "planar", "--set", "layers=2", "--steps", "20"]
+    assert main([*args, "--quiet", "--set", "train.batch_size=64"]) == 0
+    out = tmp_path / "runs" / "vi-U1-planar"
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["kl"] is not None and np.isfinite(summary["kl"])
-    assert (out / "fit.png").is_file()
+    assert summary["objective"] == "reverse_kl" and np.isfinite(summary["kl"])
+    assert (out / "plots" / "fit.png").is_file()
+    assert main(["eval", str(out)]) == 0 and main(["sample", str(out), "-n", "5"]) == 0
+    assert np.load(out / "samples.npy").shape == (5, 2)
+    capsys.readouterr()
     assert main(["fit-target", "U9"]) == 2
-    assert "unknown" in capsys.readouterr().err
+    assert "unknown target 'U9'" in capsys.readouterr().err
 
 
 def test_vae_config_trains_through_train_command(tmp_path, shared_data, capsys):
@@ -223,16 +214,17 @@ def test_vae_config_trains_through_train_command(tmp_path, shared_data, capsys):
         "--set",
         "train.eval_every=3",
         "--set",
-        "eval.k=2",
+        "objective.eval_k=2",
         "--set",
-        "eval.n=20",
+        "objective.eval_n=20",
         "--set",
         "model.hidden=[16]",
         "--set",
         "model.latent=4",
     ]
     assert main(args) == 0
-    summary = json.loads(capsys.readouterr().out)
+    assert "(elbo)" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "vae-planar10" / "summary.json").read_text())
     assert np.isfinite(summary["test_nll"]) and np.isfinite(summary["test_elbo"])
     assert (
         main(

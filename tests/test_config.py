@@ -70,13 +70,5 @@ def test_every_shipped_config_is_valid():
 
     configs = sorted((Path(__file__).parents[1] / "configs").rglob("*.yaml"))
     assert configs, "configs/ should hold the example experiments"
-    import yaml
-
-    from flowforge.train.vae import VAEConfig
-
-    for path in configs:
-        raw = yaml.safe_load(path.read_text())
-        if raw.get("model", {}).get("name") == "vae":  # VAEs have their own schema
-            VAEConfig.from_dict(raw)
-        else:
-            load_config(path)
+    for path in configs:  # one schema for every objective
+        load_config(path)

@@ -173,3 +173,15 @@ def test_arguments_are_validated():
         CNF(f, end_time=0.0)
     with pytest.raises(ValueError, match="'noise'"):
         HutchinsonTrace("uniform")
+
+
+def test_solver_names_match_torchdiffeqs_table():
+    """The CNF names torchdiffeq's solvers without importing it; the names must stay true."""
+    from torchdiffeq._impl.odeint import SOLVERS
+    from torchdiffeq._impl.solvers import FixedGridODESolver
+
+    from flowforge.transforms.continuous import FIXED_STEP
+    from flowforge.transforms.continuous import SOLVERS as OURS
+
+    assert set(OURS) == set(SOLVERS)
+    assert set(FIXED_STEP) == {k for k, v in SOLVERS.items() if issubclass(v, FixedGridODESolver)}

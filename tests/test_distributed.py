@@ -152,7 +152,7 @@ def test_sigterm_to_torchrun_saves_every_rank_and_resumes(tmp_path):
 
 def test_batch_not_divisible_by_the_processes_is_a_config_error(tmp_path, monkeypatch):
     from flowforge.config import parse_config
-    from flowforge.train.loop import train_run
+    from flowforge.runs import train_run
 
     monkeypatch.setenv("WORLD_SIZE", "3")
     monkeypatch.setenv("RANK", "0")
@@ -164,7 +164,7 @@ def test_batch_not_divisible_by_the_processes_is_a_config_error(tmp_path, monkey
 
 def test_a_fixed_gpu_under_torchrun_is_a_config_error(tmp_path, monkeypatch):
     from flowforge.config import parse_config
-    from flowforge.train.loop import train_run
+    from flowforge.runs import train_run
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "0")
@@ -266,25 +266,26 @@ def test_exit_process_ends_cleanly_right_after_collectives(tmp_path):
 NAN_WORKER = """
 import sys
 from flowforge.train.distributed import exit_process
-import flowforge.train.loop as loop
+import flowforge.runs as loop
 from flowforge.config import parse_config
+from flowforge.train.trainer import Trainer
 
-original, calls = loop._Run.train_step, [0]
+original, calls = Trainer.train_step, [0]
 
 
-def poisoned(self, idx):  # rank 1 alone gets a NaN loss at steps 5 and 6, once
+def poisoned(self):  # rank 1 alone gets a NaN loss at steps 5 and 6, once
     calls[0] += 1
-    if self.group.rank == 1 and self.step in (5, 6) and calls[0] < 10:
-        clean = self.train_log_prob
-        self.train_log_prob = lambda x, c: clean(x, c) * float("nan")
+    if self.group.rank == 1 and self.progress.step in (5, 6) and calls[0] < 10:
+        clean = self.train_module
+        self.train_module = lambda *inputs: clean(*inputs) * float("nan")
         try:
-            return original(self, idx)
+            return original(self)
         finally:
-            self.train_log_prob = clean
-    return original(self, idx)
+            self.train_module = clean
+    return original(self)
 
 
-loop._Run.train_step = poisoned
+Trainer.train_step = poisoned
 cfg = parse_config({
     "name": "nan", "output_dir": sys.argv[1],
     "data": {"name": "moons", "n_train": 1024, "n_val": 256, "n_test": 256},
@@ -326,7 +327,7 @@ import os
 import sys
 from flowforge.train.distributed import exit_process
 from flowforge.config import parse_config
-from flowforge.train.loop import train_run
+from flowforge.runs import train_run
 
 moons = {"name": "moons", "n_train": 512, "n_val": 128, "n_test": 128}
 cases = {  # the recipes whose training step does something unusual under DDP

@@ -38,8 +38,8 @@ from flowforge.latent import (
 from flowforge.models import RECIPES
 from flowforge.models.glow import glow
 from flowforge.models.nice_image import nice_image
+from flowforge.objectives.mle import bits_per_dim, evaluate_nll
 from flowforge.testing.cases.images import _tiny_multiscale
-from flowforge.train.metrics import bits_per_dim, evaluate_nll
 from flowforge.transforms import Compose, DiagonalScaling, Logit
 from flowforge.transforms.coupling import MaskedCoupling, checkerboard_mask
 from flowforge.transforms.dequantization import (

@@ -286,3 +286,16 @@ def test_true_log_prob_gives_each_tasks_reported_entropy(name):
     c = None if s.test_context is None else s.test_context.double().numpy()
     lp = known.true_log_prob(name, s.test.double().numpy(), c)
     assert lp.shape == (300,) and math.isclose(-lp.mean(), s.entropy, rel_tol=1e-9)
+
+
+def test_teacher8_built_from_transforms_is_the_realnvp_recipes_teacher():
+    """data/known.py builds the teacher without importing the recipes; it must be the same
+    flow as ``realnvp(8, couplings=4, hidden=(32, 32), mask="half")`` with the same draws."""
+    from flowforge.data import known
+    from flowforge.models import realnvp
+
+    teacher = known.teacher_flow()
+    reference = realnvp(8, couplings=4, hidden=(32, 32), mask="half").double()
+    reference.load_state_dict(teacher.state_dict())
+    x = torch.randn(64, 8, dtype=torch.float64)
+    assert torch.equal(teacher.log_prob(x), reference.eval().log_prob(x))

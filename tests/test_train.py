@@ -13,8 +13,9 @@ import torch
 
 from flowforge.config import ConfigError, parse_config
 from flowforge.data.registry import Splits, register_dataset
+from flowforge.runs import train_run
 from flowforge.train.checkpoint import load_checkpoint
-from flowforge.train.loop import TrainingDiverged, _Run, train_run
+from flowforge.train.trainer import Trainer, TrainingDiverged
 
 
 def tiny(tmp_path, **train):
@@ -80,18 +81,19 @@ def test_model_that_cannot_be_built_leaves_no_run_directory(tmp_path):
 def test_divergence_rolls_back_then_stops_with_the_good_checkpoint(tmp_path, monkeypatch):
     cfg = tiny(tmp_path, max_bad_steps=3, max_rollbacks=2)
     calls = {"n": 0}
-    original = _Run.train_step
+    original = Trainer.train_step
 
-    def flaky(self, idx):
+    def flaky(self):
         calls["n"] += 1
-        if self.step >= 15:
+        if self.progress.step >= 15:
             return float("nan"), "loss"
-        return original(self, idx)
+        return original(self)
 
-    monkeypatch.setattr(_Run, "train_step", flaky)
+    monkeypatch.setattr(Trainer, "train_step", flaky)
     with pytest.raises(TrainingDiverged, match=r"last good checkpoint is .*last.pt") as e:
         train_run(cfg, progress=False)
-    assert "after 2 rollbacks" in str(e.value)
+    assert "after 2 rollbacks (peak learning rates tried: 0.001, 0.0005, 0.00025)" in str(e.value)
+    assert "--set train.lr=0.000125" in str(e.value)
     payload = load_checkpoint(tmp_path / "tiny" / "checkpoints" / "last.pt")
     assert payload["step"] == 10 and payload["rollbacks"] <= 2
     assert all(torch.isfinite(v).all() for v in payload["model"].values() if v.is_floating_point())
@@ -191,7 +193,7 @@ def test_sigterm_saves_and_prints_how_to_resume(tmp_path, uninterrupted):
 
 def test_rnode_penalty_enters_the_training_loss(tmp_path, monkeypatch):
     """With kinetic-energy regularisation on, the loop adds the CNF's penalty to the loss."""
-    import flowforge.train.loop as loop
+    import flowforge.objectives.mle as loop
 
     seen = []
     original = loop.regularization
@@ -211,15 +213,17 @@ def test_rnode_penalty_enters_the_training_loss(tmp_path, monkeypatch):
 
 
 def test_nan_gradient_is_detected_and_named(tmp_path):
-    from flowforge.train.loop import _Run, prepare
+    from flowforge.runs import RunDirectory
+    from flowforge.runs.build import build_from_spec, load_data, make_objective, model_spec
 
     cfg = tiny(tmp_path)
-    splits, flow, _ = prepare(cfg)
+    objective = make_objective(cfg, torch.device("cpu"), load_data(cfg))
+    flow = build_from_spec(model_spec(cfg, objective))
     name, param = next(iter(flow.named_parameters()))
     param.register_hook(lambda g: g * float("nan"))
-    run = _Run(cfg, splits, flow, tmp_path)
+    run = Trainer(cfg, objective, flow, RunDirectory(tmp_path), {})
     before = {k: v.clone() for k, v in flow.state_dict().items()}
-    loss, diverged = run.train_step(torch.arange(16))
+    loss, diverged = run.train_step()
     assert diverged == f"gradient of {name}"
     assert all(torch.equal(before[k], v) for k, v in flow.state_dict().items())  # step skipped
 
@@ -256,7 +260,7 @@ def test_compiled_training_step_matches_eager(tmp_path):
 def test_time_budget_stops_evaluates_and_resumes(tmp_path, monkeypatch):
     """``train.max_seconds``: the run stops at the first step past the budget, evaluates and
     checkpoints there, writes its summary; a resume with a larger budget carries on."""
-    monkeypatch.setattr(_Run, "elapsed", lambda self: 10.0 * self.step)  # 10 s per step
+    monkeypatch.setattr(Trainer, "elapsed", lambda self: 10.0 * self.progress.step)  # 10 s a step
     cfg = tiny(tmp_path, max_seconds=125)
     result = train_run(cfg, progress=False, plots=False)
     assert result.summary["steps"] == 13

@@ -6,11 +6,12 @@ import pytest
 import torch
 from torch.distributions import MultivariateNormal
 
+from flowforge.config import ConfigError, parse_config
 from flowforge.data.binarized_mnist import load_binarized_mnist
-from flowforge.models.vae import VAE
+from flowforge.models.vae import VAE, elbo, iwae_bound
+from flowforge.objectives.base import anneal_beta
+from flowforge.runs import train_run
 from flowforge.testing import perturb_parameters
-from flowforge.train.objectives import elbo, iwae_bound
-from flowforge.train.vae import VAEConfig, train_vae
 
 SIGMA = 0.5
 
@@ -111,24 +112,50 @@ def test_kl_warmup_weights_only_the_prior_and_posterior_terms():
         vae.log_weights(x, 3, beta=1.5)
 
 
-def test_train_vae_follows_the_warmup_schedule(shared_data):
-    config = {
-        "data": {"n_train": 50, "n_val": 10, "n_test": 10, "path": str(shared_data / "mnist.npz")},
-        "model": {"latent": 2, "hidden": [8], "posterior": {"name": "planar", "layers": 1}},
-        "train": {"steps": 4, "batch_size": 10, "warmup": 100, "eval_every": 1},
-        "eval": {"k": 2, "n": 10},
+def _vae_config(tmp_path, mnist, **objective):
+    return {
+        "name": "tiny",
+        "output_dir": str(tmp_path),
+        "objective": {"name": "elbo", "eval_k": 2, "eval_n": 10, **objective},
+        "data": {
+            "name": "binarized_mnist",
+            "n_train": 50,
+            "n_val": 10,
+            "n_test": 10,
+            "path": str(mnist),
+        },
+        "model": {
+            "name": "vae",
+            "latent": 2,
+            "hidden": [8],
+            "posterior": "planar",
+            "flow_layers": 1,
+        },
+        "train": {"steps": 4, "batch_size": 10, "eval_every": 1, "grad_clip": 0},
     }
+
+
+def test_the_elbo_objective_follows_the_warmup_schedule(shared_data, tmp_path, monkeypatch):
+    from flowforge.models import vae as vae_module
+
     betas = []
-    summary = train_vae(config, progress=lambda r: betas.append(r["beta"]))
+    loss = vae_module.VAE.loss
+    monkeypatch.setattr(
+        vae_module.VAE,
+        "loss",
+        lambda self, x, o, k, beta: betas.append(float(beta)) or loss(self, x, o, k, beta),
+    )
+    mnist = shared_data / "mnist.npz"
+    train_run(parse_config(_vae_config(tmp_path, mnist, kl_warmup=100)), progress=False)
+    assert betas == pytest.approx([anneal_beta(t, 0.01, 100) for t in range(4)])
     assert betas == pytest.approx([0.01, 0.02, 0.03, 0.04])
-    assert summary["warmup"] == 100
-    config["train"]["warmup"] = 0
     betas.clear()
-    train_vae(config, progress=lambda r: betas.append(r["beta"]))
+    cfg = _vae_config(tmp_path, mnist)
+    cfg["name"] = "plain"
+    train_run(parse_config(cfg), progress=False)
     assert betas == [1.0] * 4
-    config["train"]["warmup"] = -1
-    with pytest.raises(ValueError, match="'warmup'"):
-        train_vae(config)
+    with pytest.raises(ConfigError, match="kl_warmup: should be >= 0"):
+        train_run(parse_config(_vae_config(tmp_path, mnist, kl_warmup=-1)), progress=False)
 
 
 def test_elbo_below_iwae_below_exact_log_px_on_average():
@@ -156,10 +183,10 @@ def test_shapes_and_validation():
         VAE(10, posterior="nice")
     with pytest.raises(ValueError, match="'objective'"):
         vae.loss(x, "mle")
-    with pytest.raises(ValueError, match="model.posterior"):
-        VAEConfig.from_dict({"model": {"posterior": {"name": "planar", "depth": 3}}})
-    with pytest.raises(ValueError, match="train.epochs"):
-        VAEConfig.from_dict({"train": {"epochs": 3}})
+    with pytest.raises(ValueError, match="model.depth: unknown option"):
+        parse_config({"objective": {"name": "elbo"}, "model": {"name": "vae", "depth": 3}})
+    with pytest.raises(ValueError, match="objective.epochs"):
+        parse_config({"objective": {"name": "elbo", "epochs": 3}, "model": {"name": "vae"}})
 
 
 def test_binarized_mnist_splits(shared_data):
@@ -178,13 +205,25 @@ def test_binarized_mnist_splits(shared_data):
 def test_tiny_vae_trains_on_an_mnist_slice(shared_data, tmp_path, posterior, layers, objective):
     config = {
         "name": "tiny",
-        "data": {"n_train": 300, "n_val": 20, "n_test": 20, "path": str(shared_data / "mnist.npz")},
-        "model": {"latent": 4, "hidden": [16], "posterior": {"name": posterior, "layers": layers}},
-        "train": {"steps": 60, "batch_size": 50, "lr": 1e-2, "objective": objective, "k": 3},
-        "eval": {"k": 10, "n": 20},
+        "output_dir": str(tmp_path),
+        "objective": {"name": objective, "k": 3, "eval_k": 10, "eval_n": 20},
+        "data": {
+            "name": "binarized_mnist",
+            "n_train": 300,
+            "n_val": 20,
+            "n_test": 20,
+            "path": str(shared_data / "mnist.npz"),
+        },
+        "model": {
+            "name": "vae",
+            "latent": 4,
+            "hidden": [16],
+            "posterior": posterior,
+            "flow_layers": layers,
+        },
+        "train": {"steps": 60, "batch_size": 50, "lr": 1e-2, "eval_every": 20, "grad_clip": 0},
     }
-    config["train"]["eval_every"] = 20
-    summary = train_vae(config, tmp_path)
+    summary = train_run(parse_config(config), progress=False).summary
     records = [line for line in (tmp_path / "tiny" / "metrics.jsonl").read_text().splitlines()]
     assert len(records) == 3
     # far better than the 784 ln 2 = 543 nats of coin flips, and the bounds are ordered

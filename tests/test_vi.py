@@ -5,15 +5,18 @@ import math
 import pytest
 import torch
 
+from flowforge.config import parse_config
 from flowforge.distributions import DiagonalNormal
 from flowforge.flows import Flow
-from flowforge.models import iaf, maf
-from flowforge.models.planar_radial import planar
+from flowforge.models import maf
+from flowforge.models.vae import elbo, iwae_bound
+from flowforge.objectives.base import anneal_beta
+from flowforge.objectives.reverse_kl import estimate_kl, reverse_kl
+from flowforge.runs import load, train_run
 from flowforge.targets import Target, banana, energy, funnel, grid_log_z, make_target
 from flowforge.testing import perturb_parameters
-from flowforge.train.objectives import anneal_beta, elbo, iwae_bound, reverse_kl
-from flowforge.train.variational import distill, estimate_kl, fit_target
 from flowforge.transforms import Compose
+from helpers import distill_run, save_teacher
 
 
 def test_u1_log_z_by_grid_matches_the_reference():
@@ -80,40 +83,83 @@ def test_reverse_kl_estimate_matches_the_closed_form():
     )
 
 
+def _fit(tmp_path, target, model, steps, lr, batch=128, name="q", **objective):
+    """A reverse-KL run through the one trainer; returns its summary."""
+    cfg = parse_config(
+        {
+            "name": name,
+            "output_dir": str(tmp_path),
+            "objective": {
+                "name": "reverse_kl",
+                "target": target,
+                "eval_samples": 5000,
+                **objective,
+            },
+            "model": model,
+            "train": {
+                "steps": steps,
+                "batch_size": batch,
+                "lr": lr,
+                "grad_clip": 0,
+                "eval_every": steps,
+            },
+        }
+    )
+    return train_run(cfg, progress=False).summary
+
+
 @pytest.mark.slow
-def test_small_planar_flow_beats_the_best_gaussian_on_u1():
-    target = make_target("U1")
-    gauss = fit_target(_gaussian_flow(), target, steps=300, batch_size=128, lr=2e-2, seed=0)
-    flow = fit_target(planar(2, layers=8), target, steps=400, batch_size=128, lr=1e-2, seed=0)
-    assert gauss.kl is not None and flow.kl is not None
-    assert flow.kl < gauss.kl - 0.2, (flow.kl, gauss.kl)
-    assert flow.kl >= -4 * flow.loss_stderr  # a KL is never negative beyond noise
+def test_eight_planar_layers_beat_one_on_u1(tmp_path):
+    one = _fit(tmp_path, "U1", {"name": "planar", "layers": 1}, 300, 2e-2, name="one")
+    flow = _fit(tmp_path, "U1", {"name": "planar", "layers": 8}, 400, 1e-2, name="p")
+    assert flow["kl"] < one["kl"] - 0.2, (flow["kl"], one["kl"])
+    assert flow["kl"] >= -4 * flow["loss_stderr"]  # a KL is never negative beyond noise
 
 
-def test_fit_target_accepts_a_plain_function_and_validates():
-    q = _gaussian_flow(3)
-    result = fit_target(q, lambda z: -0.5 * (z - 1).pow(2).sum(1), steps=200, lr=5e-2, seed=0)
-    assert result.kl is None
-    assert torch.allclose(q.base.loc, torch.ones(3), atol=0.15)
-    with pytest.raises(ValueError, match="'steps'"):
-        fit_target(q, lambda z: -z.pow(2).sum(1), steps=0)
-    with pytest.raises(ValueError, match="dimension"):
-        fit_target(q, make_target("U1"), steps=1)
+def test_a_registered_target_is_fitted_and_bad_options_are_named(tmp_path):
+    from flowforge.config import ConfigError
+    from flowforge.targets import TARGETS, register_target
+
+    @register_target("shifted-gaussian-3d")
+    def _shifted() -> Target:
+        return Target("shifted", lambda z: -0.5 * (z - 1).pow(2).sum(1), 3)
+
+    try:
+        summary = _fit(
+            tmp_path, "shifted-gaussian-3d", {"name": "realnvp", "couplings": 2}, 300, 2e-2
+        )
+        assert (
+            summary["kl"] is None and abs(summary["loss"] + 3 * 0.5 * math.log(2 * math.pi)) < 0.1
+        )
+        q = load(tmp_path / "q")
+        assert torch.allclose(q.sample(4000).mean(0), torch.ones(3), atol=0.15)
+        with pytest.raises(ValueError, match="already registered"):
+            register_target("shifted-gaussian-3d")(_shifted)
+    finally:
+        del TARGETS["shifted-gaussian-3d"]
+    with pytest.raises(ConfigError, match="unknown target 'U9'"):
+        _fit(tmp_path, "U9", {"name": "planar"}, 1, 1e-2)
+    with pytest.raises(ConfigError, match="reads no data set"):
+        parse_config(
+            {"objective": {"name": "reverse_kl", "target": "U1"}, "data": {"name": "moons"}}
+        )
     with pytest.raises(ValueError, match="unknown"):
         make_target("U9")
 
 
 @pytest.mark.slow
-def test_distillation_moves_the_student_towards_a_frozen_teacher():
+def test_distillation_moves_the_student_towards_a_frozen_teacher(tmp_path):
+    from flowforge.config import ConfigError
+
     torch.manual_seed(0)
     teacher = maf(2, layers=2, hidden=(8, 8), batch_norm=False)
     perturb_parameters(teacher, scale=0.5)
-    before = [p.detach().clone() for p in teacher.parameters()]
-    student = iaf(2, layers=2, hidden=(16, 16))
-    teacher_target = Target("teacher", lambda x: teacher.log_prob(x), 2, 0.0)
-    kl_start = estimate_kl(student, teacher_target, n=5000)[2]
-    result = distill(student, teacher, steps=300, batch_size=128, lr=1e-2, seed=0)
-    assert result.kl < 0.5 * kl_start, (result.kl, kl_start)
-    assert all(torch.equal(a, b) for a, b in zip(before, teacher.parameters(), strict=True))
-    with pytest.raises(ValueError, match="event shape"):
-        distill(iaf(3, layers=1), teacher, steps=1)
+    path = save_teacher(teacher, tmp_path / "teacher.pt", [2])
+    before = path.read_bytes()
+    student = {"name": "iaf", "layers": 2, "hidden": [16, 16]}
+    start = distill_run(tmp_path, path, student, steps=1, lr=1e-9, name="start")
+    done = distill_run(tmp_path, path, student, steps=300, lr=1e-2, name="done")
+    assert done["kl"] < 0.5 * start["kl"], (done["kl"], start["kl"])
+    assert path.read_bytes() == before  # the teacher is read, never written
+    with pytest.raises(ConfigError, match="no run directory or checkpoint"):
+        distill_run(tmp_path, tmp_path / "absent", student, steps=1, lr=1e-2, name="bad")

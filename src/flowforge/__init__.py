@@ -6,7 +6,17 @@ log-determinant); a :class:`Flow` is a transform plus a base distribution; model
 
 from flowforge.distributions import DiagonalNormal, StandardLogistic, StandardNormal
 from flowforge.flows import Flow
+from flowforge.version import __version__
 
-__version__ = "0.1.0"
 
-__all__ = ["DiagonalNormal", "Flow", "StandardLogistic", "StandardNormal", "__version__"]
+__all__ = ["DiagonalNormal", "Flow", "StandardLogistic", "StandardNormal", "__version__", "load"]
+
+
+def __getattr__(name: str) -> object:
+    """``flowforge.load`` (:func:`flowforge.runs.load`), imported on first use so that the
+    core (transforms, nn, flows) loads without the run machinery."""
+    if name == "load":
+        from flowforge.runs import load
+
+        return load
+    raise AttributeError(f"module 'flowforge' has no attribute {name!r}")

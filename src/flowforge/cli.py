@@ -3,12 +3,12 @@
 ::
 
     flowforge train [CONFIG.yaml] [--set key=value ...] [--device cpu|cuda] [--resume RUN_DIR]
-                    [--compile]
+                    [--compile]          (any objective: mle, elbo, iwae, reverse_kl, distill)
     flowforge eval RUN_DIR [--split test|val|train]
-    flowforge sample RUN_DIR [-n 1000] [--temperature 1.0] [--class K] [--out FILE]
+    flowforge sample RUN_DIR [-n 1000] [--temperature 1.0] [--class K | --context V] [--out FILE]
     flowforge interpolate RUN_DIR        (image runs: PNG grid of latent interpolations)
     flowforge manipulate RUN_DIR         (image runs: thin-to-thick stroke edits)
-    flowforge fit-target U1 [--model planar --set layers=32] [--anneal]
+    flowforge fit-target U1 [--model planar --set layers=32] [--anneal]   (a reverse_kl run)
     flowforge check [PATTERN]
     flowforge list
 
@@ -23,17 +23,19 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-
-import yaml
+from typing import TYPE_CHECKING
 
 from flowforge.config import ConfigError, apply_overrides, load_config, parse_config
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 __all__ = ["main"]
 
 
 def _train(args: argparse.Namespace) -> int:
+    from flowforge.runs import train_run
     from flowforge.train.distributed import Group
-    from flowforge.train.loop import train_run
 
     overrides = list(args.set or [])
     if args.device:
@@ -41,128 +43,179 @@ def _train(args: argparse.Namespace) -> int:
     if args.compile:
         overrides.append("train.compile=true")
     if args.resume:
-        run_dir = Path(args.resume)
-        config_path = run_dir / "config.yaml"
         if args.config is not None:
             raise ConfigError("give either CONFIG or --resume RUN_DIR, not both")
-        if not config_path.is_file():
-            raise ConfigError(f"--resume: not a run directory (no config.yaml): {run_dir}")
-        cfg = parse_config(apply_overrides(yaml.safe_load(config_path.read_text()), overrides))
+        result = train_run(resume=args.resume, overrides=overrides, progress=not args.quiet)
     else:
-        raw = _read_yaml(args.config)
-        if isinstance(raw.get("model"), dict) and raw["model"].get("name") == "vae":
-            if Group.from_environment().active:
-                raise ConfigError("VAE baselines train in one process: run them without torchrun")
-            return _train_vae(apply_overrides(raw, overrides))
         cfg = load_config(args.config, overrides)
-    result = train_run(
-        cfg, resume=Path(args.resume) if args.resume else None, progress=not args.quiet
-    )
+        result = train_run(cfg, progress=not args.quiet)
     if Group.from_environment().is_main:  # under torchrun, rank 0 reports
-        _print_summary(result.run_dir, result.summary)
+        print(summary_line(result.summary))
+        print(f"wrote {result.run_dir}/")
     return 0
 
 
-def _read_yaml(path: str | None) -> dict:
-    if path is None:
-        return {}
-    if not Path(path).is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        raw = yaml.safe_load(Path(path).read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: should hold a mapping of sections")
-    return raw
-
-
-def _train_vae(raw: dict) -> int:
-    """A ``model: {name: vae, posterior: {...}}`` config: ELBO/IWAE training of a VAE."""
-    from flowforge.train.vae import train_vae
-
-    out_dir = raw.pop("output_dir", "runs")
-    try:
-        summary = train_vae(raw, out_dir=out_dir)
-    except (ValueError, TypeError) as e:
-        raise ConfigError(f"vae config: {e}") from None
-    print(json.dumps(summary, indent=2))
-    return 0
-
-
-def _print_summary(run_dir: Path, s: dict) -> None:
-    line = f"test NLL {s['test_nll']:.4f} ± {s['test_stderr']:.4f} nats"
+def summary_line(s: dict) -> str:
+    """One line of a run's summary, in the objective's own terms."""
+    head = f"{s['name']}: {s['model']}"
+    head += f" on {s['data']}" if s.get("data") else ""
+    head += f" ({s['objective']}), {s['steps']} steps in {s['train_seconds']:.1f} s: "
     if "test_bpd" in s:
-        line = f"test {s['test_bpd']:.4f} ± {s['test_bpd_stderr']:.4f} bits/dim ({line})"
+        body = (
+            f"test {s['test_bpd']:.4f} ± {s['test_bpd_stderr']:.4f} bits/dim "
+            f"(test NLL {s['test_nll']:.4f} ± {s['test_stderr']:.4f} nats)"
+        )
+    elif "test_elbo" in s:
+        body = (
+            f"test ELBO {s['test_elbo']:.3f}, -log p(x) {s['test_nll']:.3f} ± "
+            f"{s['test_nll_stderr']:.3f} nats (k = {s['eval_k']}, {s['eval_n']} examples)"
+        )
+    elif "test_nll" in s:
+        body = f"test NLL {s['test_nll']:.4f} ± {s['test_stderr']:.4f} nats"
+    else:
+        body = f"E_q[log q - log p] {s['loss']:.4f} ± {s['loss_stderr']:.4f}"
+        body += "" if s.get("kl") is None else f", KL(q || p) {s['kl']:.4f} nats"
     if "entropy" in s:
-        line += f"; true entropy {s['entropy']:.4f}, gap {s['gap']:+.4f}"
-    print(
-        f"{s['name']}: {s['model']} on {s['data']}, {s['steps']} steps in "
-        f"{s['train_seconds']:.1f} s: {line}"
-    )
-    print(f"wrote {run_dir}/")
+        body += f"; true entropy {s['entropy']:.4f}, gap {s['gap']:+.4f}"
+    return head + body
+
+
+def _finite_or_fail(what: str, values: dict) -> None:
+    """A command never exits 0 with a NaN or infinite result."""
+    import math
+
+    bad = [k for k, v in values.items() if isinstance(v, float) and not math.isfinite(v)]
+    if bad:
+        raise ConfigError(f"{what}: {', '.join(bad)} is not finite (the model is broken)")
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from flowforge.train.loop import load_run
-    from flowforge.train.metrics import bits_per_dim, evaluate_nll
+    from flowforge.runs import open_run
 
-    cfg, splits, flow = load_run(args.run)
-    x, c = getattr(splits, args.split), getattr(splits, f"{args.split}_context")
-    nll, se = evaluate_nll(flow, x, c, cfg.train.eval_batch_size)
-    out = {"run": str(args.run), "split": args.split, "nll": nll, "stderr": se, "n": len(x)}
-    if splits.unit == "bits/dim":
-        dims = int(x[0].numel())
-        out.update(bpd=bits_per_dim(nll, dims), bpd_stderr=bits_per_dim(se, dims))
-    if splits.entropy is not None:
-        out.update(entropy=splits.entropy, gap=nll - splits.entropy)
-    print(json.dumps(out, indent=2))
+    run = open_run(args.run)
+    device = args.device or "cpu"
+    out = run.objective(device).evaluate(run.model(device=device), args.split)
+    _finite_or_fail(f"eval {args.run}", out)
+    print(json.dumps({"run": str(args.run), "split": args.split, **out}, indent=2))
     return 0
+
+
+SAMPLE_SUFFIXES = {".npy", ".csv", ".png"}
 
 
 def _sample(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from flowforge.train.loop import load_run
+    from flowforge.runs import open_run
 
     if args.n < 1:
         raise ConfigError(f"-n: should be positive, got {args.n}")
     if not args.temperature > 0:
         raise ConfigError(f"--temperature: should be positive, got {args.temperature}")
-    _, splits, flow = load_run(args.run)
+    run = open_run(args.run)
+    spec = run.spec
+    image = len(spec["event_shape"]) == 3
+    suffix = "" if args.label is None else f"_class{args.label}"
+    default = f"samples_T{args.temperature}{suffix}.png" if image else "samples.npy"
+    out = Path(args.out) if args.out else run.path / default
+    if out.suffix not in SAMPLE_SUFFIXES:
+        raise ConfigError(f"--out: unknown format {out.suffix!r}; use .npy, .csv or .png")
+    if out.suffix == ".png" and not image:
+        raise ConfigError(
+            f"--out: a PNG needs an image run (this run's shape is {spec['event_shape']})"
+        )
+    context = sample_context(spec, args.n, args.label, args.context)
+    model = run.model(device=args.device or "cpu")
     torch.manual_seed(args.seed)
-    if len(splits.event_shape) == 3:  # images: a PNG grid
+    if out.suffix == ".png":
         from flowforge.viz.images import sample_grid
 
-        if args.label is not None and not splits.context_features:
-            raise ConfigError("--class: this run's model is not class-conditional")
-        suffix = "" if args.label is None else f"_class{args.label}"
-        out = (
-            Path(args.out)
-            if args.out
-            else Path(args.run) / f"samples_T{args.temperature}{suffix}.png"
-        )
-        sample_grid(flow, out, args.n, args.temperature, args.label, splits.context_features or 10)
+        sample_grid(model, out, args.n, args.temperature, args.label, spec["context_classes"] or 10)
         print(f"wrote {args.n} samples to {out}")
         return 0
-    context = None
-    if splits.test_context is not None:
-        context = splits.test_context[torch.randint(len(splits.test_context), (args.n,))]
-    x = flow.sample(args.n, context, temperature=args.temperature).cpu().numpy()
-    out = Path(args.out) if args.out else Path(args.run) / "samples.npy"
-    np.save(out, x)
+    if context is not None:
+        context = context.to(next(model.parameters()).device)
+    x = model.sample(args.n, context, temperature=args.temperature).cpu().numpy()
+    if not np.isfinite(x).all():
+        raise ConfigError(
+            f"sample {args.run}: {int((~np.isfinite(x)).sum())} values are not finite"
+        )
+    if out.suffix == ".npy":
+        np.save(out, x)
+    else:
+        np.savetxt(out, x.reshape(len(x), -1), delimiter=",", fmt="%.8g")
     print(f"wrote {args.n} samples of shape {tuple(x.shape[1:])} to {out}")
     return 0
 
 
-def _image_run(run: str):  # noqa: ANN202
-    from flowforge.train.loop import load_run
+def sample_context(spec: dict, n: int, label: int | None, values: str | None) -> Tensor | None:
+    """The ``(n, context_features)`` context for sampling a run with ``spec``: one-hot
+    ``label`` (class-conditional runs), or ``values`` (comma-separated numbers for every
+    sample, or a ``.npy``/``.csv`` file with one row or ``n`` rows); ``None`` for an
+    unconditional run. Every mismatch is a :class:`ConfigError`."""
+    import numpy as np
+    import torch
 
-    cfg, splits, flow = load_run(run)
-    if len(splits.event_shape) != 3:
-        raise ConfigError(f"{run}: not an image run (data shape {splits.event_shape})")
-    return cfg, splits, flow
+    features, classes = spec.get("context_features", 0), spec.get("context_classes", 0)
+    if label is not None and values is not None:
+        raise ConfigError("give --class or --context, not both")
+    if label is not None:
+        if not classes:
+            why = "it has no context" if not features else "its context is not a class label"
+            raise ConfigError(f"--class: this run is not class-conditional ({why})")
+        if not 0 <= label < classes:
+            raise ConfigError(f"--class: should be in [0, {classes}), got {label}")
+        return torch.nn.functional.one_hot(torch.full((n,), label), classes).float()
+    if values is None:
+        if features:
+            hint = " or --class K" if classes else ""
+            raise ConfigError(
+                f"this run is conditional on {features} context features: give --context{hint}"
+            )
+        return None
+    if not features:
+        raise ConfigError("--context: this run's model is unconditional")
+    path = Path(values)
+    if path.suffix in (".npy", ".csv"):
+        if not path.is_file():
+            raise ConfigError(f"--context: file not found: {path}")
+        try:
+            rows = (
+                np.load(path, allow_pickle=False)
+                if path.suffix == ".npy"
+                else np.loadtxt(path, delimiter=",", ndmin=2)
+            )
+        except ValueError as e:
+            raise ConfigError(f"--context: cannot read {path}: {e}") from None
+    else:
+        try:
+            rows = np.array([[float(v) for v in values.split(",")]])
+        except ValueError:
+            raise ConfigError(
+                f"--context: should be comma-separated numbers or a .npy/.csv file, got {values!r}"
+            ) from None
+    rows = np.asarray(rows, dtype=np.float64).reshape(-1, rows.shape[-1] if rows.ndim else 1)
+    if rows.shape[1] != features:
+        raise ConfigError(f"--context: {rows.shape[1]} values per row, the model takes {features}")
+    if len(rows) not in (1, n):
+        raise ConfigError(f"--context: {len(rows)} rows; give 1 or -n ({n})")
+    if not np.isfinite(rows).all():
+        raise ConfigError("--context: holds NaN or infinite values")
+    return torch.from_numpy(rows).float().expand(n, features).contiguous()
+
+
+def _image_run(run_path: str):  # noqa: ANN202
+    """An image run's model and data (interpolation and edits start from test images)."""
+    from flowforge.runs import open_run
+    from flowforge.runs.build import load_data
+
+    run = open_run(run_path)
+    if len(run.spec["event_shape"]) != 3:
+        raise ConfigError(f"{run_path}: not an image run (data shape {run.spec['event_shape']})")
+    splits = load_data(run.config)
+    assert splits is not None  # image runs are maximum-likelihood runs on data
+    return run, splits, run.model()
 
 
 def _interpolate(args: argparse.Namespace) -> int:
@@ -195,59 +248,33 @@ def _manipulate(args: argparse.Namespace) -> int:
 
 
 def _fit_target(args: argparse.Namespace) -> int:
-    import torch
+    """Shorthand for a ``reverse_kl`` config: ``--set KEY=VALUE`` without a section sets a
+    recipe option, ``--set section.key=VALUE`` any config key."""
+    from flowforge.runs import train_run
 
-    from flowforge.models import RECIPES
-    from flowforge.targets import make_target
-    from flowforge.train.variational import fit_target
-    from flowforge.viz.vi import plot_vi_grid
-
-    try:
-        target = make_target(args.target)
-    except ValueError as e:
-        raise ConfigError(f"TARGET: {e}") from None
-    if args.model not in RECIPES:
-        raise ConfigError(f"--model: unknown model {args.model!r}; choose one of {sorted(RECIPES)}")
-    options = apply_overrides({}, args.set or [])
-    torch.manual_seed(args.seed)
-    try:
-        flow = RECIPES[args.model](target.dim, **options)
-    except (ValueError, TypeError) as e:
-        raise ConfigError(f"--set: {args.model!r} cannot be built: {e}") from None
-    result = fit_target(
-        flow,
-        target,
-        args.steps,
-        args.batch_size,
-        args.lr,
-        args.anneal,
-        args.anneal_length,
-        seed=args.seed,
-    )
-    out = Path(args.out or f"runs/vi-{args.target}-{args.model}")
-    out.mkdir(parents=True, exist_ok=True)
-    summary = {
-        "target": args.target,
-        "model": args.model,
-        "options": options,
-        "kl": result.kl,
-        "loss": result.loss,
-        "loss_stderr": result.loss_stderr,
-        "steps": result.steps,
-        "skipped": result.skipped,
-        "seconds": round(result.seconds, 2),
+    model_options = [s for s in args.set or [] if "." not in s.split("=", 1)[0]]
+    config_keys = [s for s in args.set or [] if s not in model_options]
+    raw = {
+        "name": f"vi-{args.target}-{args.model}",
+        "seed": args.seed,
+        "objective": {
+            "name": "reverse_kl",
+            "target": args.target,
+            "anneal": args.anneal_length if args.anneal else 0,
+        },
+        "model": {"name": args.model, **apply_overrides({}, model_options)},
+        "train": {
+            "steps": args.steps,
+            "batch_size": args.batch_size,
+            "lr": args.lr,
+            "grad_clip": 0,
+            "eval_every": max(1, args.steps // 10),
+        },
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    if target.dim == 2:
-        plot_vi_grid(
-            [target],
-            {(target.name, args.model): flow},
-            [args.model],
-            out / "fit.png",
-            kls=None if result.kl is None else {(target.name, args.model): result.kl},
-        )
-    print(json.dumps(summary, indent=2))
-    print(f"wrote {out}/")
+    cfg = parse_config(apply_overrides(raw, config_keys))
+    result = train_run(cfg, progress=not args.quiet)
+    print(summary_line(result.summary))
+    print(f"wrote {result.run_dir}/")
     return 0
 
 
@@ -283,10 +310,14 @@ def _check(args: argparse.Namespace) -> int:
 
 def _list(args: argparse.Namespace) -> int:
     from flowforge.data.registry import DATASETS
-    from flowforge.models import RECIPES
+    from flowforge.models import MODELS
+    from flowforge.objectives import OBJECTIVES
+    from flowforge.targets import TARGETS
 
-    print("models:    " + ", ".join(sorted(RECIPES)))
-    print("data sets: " + ", ".join(sorted(DATASETS)))
+    print("objectives: " + ", ".join(OBJECTIVES))
+    print("models:     " + ", ".join(sorted(MODELS)))
+    print("data sets:  " + ", ".join(sorted(DATASETS)))
+    print("targets:    " + ", ".join(TARGETS))
     return 0
 
 
@@ -295,20 +326,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="train a flow by maximum likelihood")
+    p = sub.add_parser("train", help="train a run (any objective), or resume one")
     p.add_argument("config", nargs="?", help="YAML config (default: RealNVP on the parabola)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
     p.add_argument("--device", help="cpu, cuda, cuda:N or auto (overrides the config)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(
-        "--compile", action="store_true", help="torch.compile the training step's log_prob"
+        "--compile", action="store_true", help="torch.compile the training step's loss terms"
     )
     p.set_defaults(func=_train)
 
     p = sub.add_parser("eval", help="evaluate a run's best model")
     p.add_argument("run", help="run directory")
     p.add_argument("--split", choices=["test", "val", "train"], default="test")
+    p.add_argument("--device", help="cpu, cuda, cuda:N or auto (default cpu)")
     p.set_defaults(func=_eval)
 
     p = sub.add_parser("sample", help="draw samples from a run's best model")
@@ -316,8 +348,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=int, default=1000, help="number of samples")
     p.add_argument("--temperature", type=float, default=1.0, help="base noise scale")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", help="output .npy, or .png for image runs (default: in RUN)")
+    p.add_argument("--out", help="output .npy, .csv, or .png for image runs (default: in RUN)")
     p.add_argument("--class", dest="label", type=int, help="class to sample (class-conditional)")
+    p.add_argument(
+        "--context", help="context of every sample: comma-separated numbers, or a .npy/.csv file"
+    )
+    p.add_argument("--device", help="cpu, cuda, cuda:N or auto (default cpu)")
     p.set_defaults(func=_sample)
 
     p = sub.add_parser("interpolate", help="latent interpolations between test images (PNG)")
@@ -337,14 +373,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fit-target", help="variational inference: fit a flow to an energy")
     p.add_argument("target", help="U1, U2, U3, U4, funnel or banana")
     p.add_argument("--model", default="planar", help="recipe name (default planar)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="recipe option")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="recipe option (KEY) or config key (section.key)",
+    )
     p.add_argument("--steps", type=int, default=5000)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--anneal", action="store_true", help="beta_t = min(1, 0.01 + t/length)")
     p.add_argument("--anneal-length", type=int, default=10000)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", help="output directory (default runs/vi-TARGET-MODEL)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_fit_target)
 
     p = sub.add_parser("check", help="run the conformance kit over every registered transform")
@@ -361,7 +402,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from flowforge.allocator import tune_allocator
     from flowforge.train.checkpoint import CheckpointError
-    from flowforge.train.loop import TrainingDiverged, TrainingInterrupted
+    from flowforge.train.trainer import TrainingDiverged, TrainingInterrupted
 
     user_errors = (ConfigError, CheckpointError, TrainingDiverged, FileNotFoundError)
     tune_allocator()  # fewer page faults on activation-sized tensors (flowforge.allocator)

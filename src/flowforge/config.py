@@ -4,13 +4,15 @@ A config has four sections beside ``name``, ``seed``, ``device`` and ``output_di
 
     name: realnvp-parabola
     seed: 0
+    objective: {name: mle}                                                # + objective options
     data:  {name: parabola, n_train: 20000, n_val: 5000, n_test: 20000}   # + loader options
     model: {name: realnvp, couplings: 5, hidden: [32, 32]}                # + recipe options
     train: {steps: 3000, batch_size: 512, lr: 0.001}
 
-``data`` and ``model`` options beyond the fixed keys are checked against the registered
-loader's and recipe's signatures, so a typo fails before any work starts. ``--set a.b=value``
-overrides any key (the value is parsed as YAML).
+``objective``, ``data`` and ``model`` options beyond the fixed keys are checked against the
+registered objective's, loader's and recipe's signatures, so a typo fails before any work
+starts. Objectives that read no data (``reverse_kl``, ``distill``) take no ``data`` section.
+``--set a.b=value`` overrides any key (the value is parsed as YAML).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import yaml
 __all__ = [
     "ConfigError",
     "DataConfig",
+    "ObjectiveConfig",
     "ModelConfig",
     "RunConfig",
     "TrainConfig",
@@ -49,6 +52,17 @@ class DataConfig:
     n_train: int = 20000
     n_val: int = 5000
     n_test: int = 20000
+    seed: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ObjectiveConfig:
+    """``objective:`` section: ``mle`` (default), ``elbo``, ``iwae``, ``reverse_kl`` or
+    ``distill`` (:data:`flowforge.objectives.OBJECTIVES`). ``options`` are the objective's
+    keyword arguments."""
+
+    name: str = "mle"
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -116,16 +130,29 @@ class RunConfig:
     device: str = "cpu"
     output_dir: str = "runs"
     deterministic: bool = False
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
+    @property
+    def uses_data(self) -> bool:
+        """Whether the objective reads a data set (the ``data`` section)."""
+        from flowforge.objectives import OBJECTIVES
+
+        return OBJECTIVES[self.objective.name].uses_data
+
     def to_dict(self) -> dict[str, Any]:
-        """The config as the YAML layout (options flattened into their sections)."""
+        """The config as the YAML layout (options flattened into their sections); it parses
+        back to an equal config."""
         d = dataclasses.asdict(self)
-        for section in ("data", "model"):
+        for section in ("objective", "data", "model"):
             options = d[section].pop("options")
             d[section].update(options)
+        if d["data"]["seed"] is None:
+            del d["data"]["seed"]
+        if not self.uses_data:
+            del d["data"]
         return d
 
 
@@ -239,6 +266,9 @@ def _check_values(cfg: RunConfig) -> None:
             raise ConfigError(f"{path}: should be >= 0, got {value}")
         if path in _CHOICES and value not in _CHOICES[path]:
             raise ConfigError(f"{path}: should be one of {list(_CHOICES[path])}, got {value!r}")
+    for path, seed in (("seed", cfg.seed), ("data.seed", cfg.data.seed)):
+        if seed is not None and not 0 <= seed < 2**32:
+            raise ConfigError(f"{path}: should be in [0, 2**32), got {seed}")
     if not 0.0 <= cfg.train.ema < 1.0:
         raise ConfigError(f"train.ema: should be in [0, 1), got {cfg.train.ema}")
     if not cfg.name or "/" in cfg.name or cfg.name.startswith("."):
@@ -247,24 +277,30 @@ def _check_values(cfg: RunConfig) -> None:
         raise ConfigError(
             f"device: should be 'cpu', 'auto', 'cuda[:N]' or 'mps', got {cfg.device!r}"
         )
+    _check_options("objective", cfg.objective.name, cfg.objective.options)
     _check_options("data", cfg.data.name, cfg.data.options)
     _check_options("model", cfg.model.name, cfg.model.options)
 
 
 def _check_options(section: str, name: str, options: dict[str, Any]) -> None:
-    """Checks ``options`` against the registered loader's or recipe's signature."""
+    """Checks ``options`` against the registered objective's, loader's or recipe's
+    signature."""
     from flowforge.data.registry import DATASETS, dataset_options
-    from flowforge.models import RECIPES
+    from flowforge.models import MODELS
+    from flowforge.objectives import OBJECTIVES, objective_options
 
-    registry = DATASETS if section == "data" else RECIPES
+    registry: dict[str, Any] = {"data": DATASETS, "model": MODELS, "objective": OBJECTIVES}[section]
     if name not in registry:
-        what = "data set" if section == "data" else "model"
+        what = {"data": "data set", "model": "model", "objective": "objective"}[section]
         raise ConfigError(
             f"{section}.name: unknown {what} {name!r}; choose one of {sorted(registry)}"
         )
     fn = registry[name]
     if section == "data":
         params = dataset_options(name)
+    elif section == "objective":
+        params = objective_options(name)
+        fn = fn.__init__
     else:  # the first argument (features or shape) and the context size come from the data
         params = dict(list(inspect.signature(fn).parameters.items())[1:])
         params.pop("context_features", None)
@@ -287,6 +323,10 @@ def parse_config(raw: dict[str, Any] | None) -> RunConfig:
     """Validates a raw mapping (from YAML) into a :class:`RunConfig`."""
     cfg = _fill(RunConfig, raw or {}, "")
     _check_values(cfg)
+    if not cfg.uses_data and "data" in (raw or {}):
+        raise ConfigError(
+            f"data: objective {cfg.objective.name!r} reads no data set; remove the data section"
+        )
     return cfg
 
 

@@ -36,7 +36,16 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["TARGETS", "Target", "banana", "funnel", "grid_log_z", "make_target", "energy"]
+__all__ = [
+    "TARGETS",
+    "Target",
+    "banana",
+    "energy",
+    "funnel",
+    "grid_log_z",
+    "make_target",
+    "register_target",
+]
 
 _LOG_2PI = math.log(2 * math.pi)
 _EDGE = 0.1  # width of the Gaussian edge of the z1-strip of U2-U4
@@ -184,6 +193,21 @@ TARGETS: dict[str, Callable[[], Target]] = {
     "funnel": funnel,
     "banana": banana,
 }
+
+
+def register_target(
+    name: str,
+) -> Callable[[Callable[[], Target]], Callable[[], Target]]:
+    """Decorator registering a target factory ``() -> Target`` under ``name``, so configs can
+    name it (``objective: {name: reverse_kl, target: NAME}``)."""
+
+    def add(factory: Callable[[], Target]) -> Callable[[], Target]:
+        if name in TARGETS:
+            raise ValueError(f"a target named {name!r} is already registered")
+        TARGETS[name] = factory
+        return factory
+
+    return add
 
 
 def make_target(name: str) -> Target:

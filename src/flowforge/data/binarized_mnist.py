@@ -66,6 +66,7 @@ def load_binarized_mnist(
         val=binarize(scaled(train_all[50000 : 50000 + n_val]), g),
         test=binarize(scaled(test[:n_test]), g),
         unit="nats",
+        binarize_train=True,
         info={
             "kind": "binarized MNIST",
             "train": "intensities, binarize per batch",

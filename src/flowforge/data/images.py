@@ -300,6 +300,7 @@ def _splits(
         val_context=onehot(y_tr[idx["val"]]),
         test_context=onehot(y_te[:n_test]),
         unit="bits/dim",
+        context_classes=n_classes if conditional else 0,
         info={
             "kind": "image",
             "source": source,

@@ -28,8 +28,10 @@ import numpy as np
 import torch
 
 from flowforge.data.registry import Splits, register_dataset
+from flowforge.distributions import StandardNormal
 from flowforge.flows import Flow
-from flowforge.models.realnvp import realnvp
+from flowforge.nn.mlp import MLP
+from flowforge.transforms import Affine, Compose, Coupling, depth_scale_bound, half_mask
 
 __all__ = [
     "TRUE_LOG_PROB",
@@ -106,11 +108,22 @@ def funnel_log_prob(x: np.ndarray) -> np.ndarray:
 
 
 def teacher_flow(features: int = 8, seed: int = TASK_SEED) -> Flow:
-    """The fixed random teacher: ``realnvp(features, couplings=4, hidden=(32, 32))`` with every
-    parameter drawn from ``N(0, 0.15^2)`` (so no layer is the identity), in eval mode."""
+    """The fixed random teacher: four affine couplings with half masks and MLPs of 2 x 32 ReLU
+    units (the layers of ``realnvp(features, couplings=4, hidden=(32, 32), mask="half")``, built
+    here from transforms so that data does not import the recipes) with every parameter drawn
+    from ``N(0, 0.15^2)`` (so no layer is the identity), in eval mode."""
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        flow = realnvp(features, couplings=4, hidden=(32, 32), mask="half").double()
+        bound = depth_scale_bound(2)  # each half is transformed by every other coupling
+        couplings = [
+            Coupling(
+                half_mask(features, first=i % 2 == 0),
+                lambda a, b: MLP(a, b, (32, 32), "relu", 0),
+                Affine(bound),
+            )
+            for i in range(4)
+        ]
+        flow = Flow(Compose(couplings), StandardNormal(features)).double()
         g = torch.Generator().manual_seed(seed)
         with torch.no_grad():
             for p in flow.parameters():
@@ -229,4 +242,4 @@ def moons_conditional(n_train: int, n_val: int, n_test: int, seed: int = 0) -> S
     data = [torch.from_numpy(x).float() for x in xs]
     context = [torch.nn.functional.one_hot(torch.from_numpy(c), 2).float() for c in cs]
     info = {"kind": "known conditional density", "context": "one-hot moon label"}
-    return Splits(*data, *context, entropy=h, entropy_stderr=se, info=info)
+    return Splits(*data, *context, entropy=h, entropy_stderr=se, info=info, context_classes=2)

@@ -30,6 +30,10 @@ class Splits:
         entropy_stderr: its standard error (0 when exact).
         unit: ``"nats"`` for continuous data, ``"bits/dim"`` for 8-bit images.
         info: free-form facts about the data (source, preprocessing).
+        context_classes: when the context is a one-hot class label, the number of classes
+            (so ``flowforge sample --class K`` knows it may build one); 0 otherwise.
+        binarize_train: the training split holds intensities in [0, 1] to be binarized afresh
+            per batch (dynamic binarization); validation and test are binary already.
     """
 
     train: Tensor
@@ -42,6 +46,8 @@ class Splits:
     entropy_stderr: float | None = None
     unit: str = "nats"
     info: dict = field(default_factory=dict)
+    context_classes: int = 0
+    binarize_train: bool = False
 
     @property
     def event_shape(self) -> tuple[int, ...]:

@@ -1,11 +1,16 @@
 """Paper recipes: functions that assemble transforms into flows, with the papers' defaults.
 
-:data:`RECIPES` maps the names used in configs (``model.name``) to recipes. A recipe takes the
-data's feature count (vectors) or event shape (images) first, then ``context_features`` and
-its own keyword options, which configs pass through and validate against its signature.
+:data:`RECIPES` maps the names used in configs (``model.name``) to flow recipes and
+:data:`MODELS` adds the other models a run can train (the VAE). A recipe takes the data's
+feature count (vectors) or event shape (images) first, then ``context_features`` and its own
+keyword options, which configs pass through and validate against its signature.
+:func:`build_model` builds one from what a checkpoint stores, so no data is needed.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from torch import nn
 
 from flowforge.flows import Flow
 from flowforge.models.ffjord import ffjord
@@ -21,6 +26,7 @@ from flowforge.models.realnvp import realnvp
 from flowforge.models.realnvp_image import realnvp_image, realnvp_multiscale
 from flowforge.models.resflow import resflow
 from flowforge.models.sos import sos
+from flowforge.models.vae import VAE
 
 RECIPES: dict[str, Callable[..., Flow]] = {
     "nice": nice,
@@ -40,8 +46,34 @@ RECIPES: dict[str, Callable[..., Flow]] = {
     "glow": glow,
 }
 
+#: every model a run can train: the flow recipes and the VAE (``vae(data_dim, latent, ...)``)
+MODELS: dict[str, Callable[..., nn.Module]] = {**RECIPES, "vae": VAE}
+
+
+def build_model(
+    name: str,
+    options: dict[str, Any],
+    event_shape: Sequence[int],
+    context_features: int = 0,
+) -> nn.Module:
+    """Builds model ``name`` for data of ``event_shape`` (``(D,)`` passes ``D``, images pass
+    the shape) with ``context_features`` and the recipe's ``options``; a ``ValueError`` or
+    ``TypeError`` names what the recipe refused."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
+    shape = tuple(int(s) for s in event_shape)
+    first = shape[0] if len(shape) == 1 else shape
+    kwargs = dict(options)
+    if context_features:
+        kwargs["context_features"] = int(context_features)
+    return MODELS[name](first, **kwargs)
+
+
 __all__ = [
+    "MODELS",
     "RECIPES",
+    "VAE",
+    "build_model",
     "ffjord",
     "glow",
     "iaf",

@@ -34,12 +34,30 @@ from torch.nn import functional as F
 
 from flowforge.models.iaf import iaf
 from flowforge.nn.mlp import MLP, make_activation
-from flowforge.train.objectives import elbo, iwae_bound
 from flowforge.transforms import Compose, Inverse, Planar, Radial, Transform
 
-__all__ = ["POSTERIORS", "VAE"]
+__all__ = ["POSTERIORS", "VAE", "elbo", "iwae_bound"]
 
 _LOG_2PI = math.log(2 * math.pi)
+
+
+def _check_log_w(log_w: Tensor) -> None:
+    if log_w.dim() < 1 or log_w.shape[0] < 1:
+        raise ValueError(f"'log_w' should have shape (k, *batch), got {tuple(log_w.shape)}")
+
+
+def elbo(log_w: Tensor) -> Tensor:
+    """The ELBO from log importance weights ``(k, *batch)``: their mean over ``k``."""
+    _check_log_w(log_w)
+    return log_w.mean(0)
+
+
+def iwae_bound(log_w: Tensor) -> Tensor:
+    """The importance-weighted bound ``log mean_k exp(log_w)`` from ``(k, *batch)`` log weights
+    (``k = 1`` is the ELBO; it increases with ``k`` towards ``log p(x)``)."""
+    _check_log_w(log_w)
+    return torch.logsumexp(log_w, 0) - math.log(log_w.shape[0])
+
 
 #: posterior flow builders ``(latent, layers, context_features) -> Transform`` (sampling
 #: direction = ``inverse``); ``"gaussian"`` has no flow.
@@ -176,6 +194,20 @@ class VAE(nn.Module):
             "k": k,
             "n": len(w),
         }
+
+    @torch.no_grad()
+    def sample(self, n: int, context: Tensor | None = None, temperature: float = 1.0) -> Tensor:
+        """``n`` draws of the decoder's mean ``E[x | z]`` with ``z ~ N(0, temperature^2 I)``:
+        Bernoulli probabilities for binary data, Gaussian means otherwise; ``(n, data_dim)``.
+        (The mean, not a noisy draw of ``x``, is what sample figures of VAEs show.)"""
+        if context is not None:
+            raise ValueError("a VAE takes no context")
+        if n < 1 or not temperature > 0:
+            raise ValueError(f"'n' and 'temperature' should be positive, got {n}, {temperature}")
+        device = self.head.weight.device
+        z = temperature * torch.randn(n, self.latent, device=device, dtype=self.head.weight.dtype)
+        out = self.decoder(z)
+        return torch.sigmoid(out) if self.likelihood == "bernoulli" else out
 
     def extra_repr(self) -> str:
         return (

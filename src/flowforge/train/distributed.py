@@ -29,7 +29,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-__all__ = ["Group", "LogProb", "exit_process", "needs_data_init"]
+__all__ = ["Group", "exit_process", "needs_data_init"]
 
 
 @dataclass
@@ -147,17 +147,6 @@ class Group:
         out: list[Any] = [None] * self.world_size
         dist.all_gather_object(out, obj)
         return out
-
-
-class LogProb(nn.Module):
-    """``flow.log_prob`` as a module's ``forward``, the call DDP hooks into."""
-
-    def __init__(self, flow: nn.Module) -> None:
-        super().__init__()
-        self.flow = flow
-
-    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
-        return self.flow.log_prob(x, context)  # type: ignore[operator]
 
 
 def exit_process(status: int = 0) -> NoReturn:

@@ -28,9 +28,6 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
-from torchdiffeq import odeint, odeint_adjoint
-from torchdiffeq._impl.odeint import SOLVERS
-from torchdiffeq._impl.solvers import FixedGridODESolver
 
 from flowforge.nn.mlp import make_activation
 from flowforge.transforms.base import Transform
@@ -45,8 +42,21 @@ __all__ = [
     "regularization",
 ]
 
-# torchdiffeq's solver table, split into fixed-step methods (which need a step size) and others
-FIXED_STEP = tuple(k for k, v in SOLVERS.items() if issubclass(v, FixedGridODESolver))
+# torchdiffeq's solvers (its public ``odeint`` takes them by name; the library is imported only
+# when a CNF integrates, so ``import flowforge.transforms`` does not load it): fixed-step
+# methods need a step size. tests/test_continuous.py checks these against torchdiffeq's table.
+FIXED_STEP = (
+    "euler",
+    "midpoint",
+    "heun2",
+    "heun3",
+    "rk4",
+    "explicit_adams",
+    "implicit_adams",
+    "fixed_adams",
+)
+ADAPTIVE_STEP = ("dopri8", "dopri5", "bosh3", "fehlberg2", "adaptive_heun", "scipy_solver")
+SOLVERS = FIXED_STEP + ADAPTIVE_STEP
 
 
 class ConcatSquashLinear(nn.Module):
@@ -261,6 +271,8 @@ class CNF(Transform):
         kwargs: dict = {"method": self.method, "atol": self.atol, "rtol": self.rtol}
         if self.method in FIXED_STEP:
             kwargs["options"] = {"step_size": self.step_size}
+        from torchdiffeq import odeint, odeint_adjoint
+
         if self.adjoint:
             params = tuple(p for p in self.parameters() if p.requires_grad)
             if context is not None and context.requires_grad:

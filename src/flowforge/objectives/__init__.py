@@ -1,0 +1,32 @@
+"""Training objectives, one file each: what a step minimises and how a model is scored.
+
+:data:`OBJECTIVES` maps the config's ``objective.name`` to its class (see
+:class:`~flowforge.objectives.base.Objective` for the protocol every one follows):
+
+- ``mle``: exact maximum likelihood of a flow on data (:mod:`.mle`);
+- ``elbo``, ``iwae``: variational bounds of a VAE with any posterior flow (:mod:`.elbo`);
+- ``reverse_kl``: a flow fitted to an unnormalised target (:mod:`.reverse_kl`);
+- ``distill``: a student flow fitted to a teacher run (:mod:`.distill`).
+"""
+
+from __future__ import annotations
+
+import inspect
+
+from flowforge.objectives.base import Objective, ObjectiveError, Setting
+from flowforge.objectives.distill import Distillation
+from flowforge.objectives.elbo import ELBO, IWAE
+from flowforge.objectives.mle import MaximumLikelihood
+from flowforge.objectives.reverse_kl import ReverseKL
+
+__all__ = ["OBJECTIVES", "Objective", "ObjectiveError", "Setting", "objective_options"]
+
+OBJECTIVES: dict[str, type[Objective]] = {
+    cls.name: cls for cls in (MaximumLikelihood, ELBO, IWAE, ReverseKL, Distillation)
+}
+
+
+def objective_options(name: str) -> dict[str, inspect.Parameter]:
+    """The keyword options of objective ``name`` (its constructor's, beyond the setting)."""
+    params = inspect.signature(OBJECTIVES[name].__init__).parameters
+    return {k: p for k, p in params.items() if k not in ("self", "setting")}

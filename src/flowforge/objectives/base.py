@@ -1,0 +1,202 @@
+r"""The training objective as a strategy: what one step minimises and how a model is scored.
+
+The trainer (:mod:`flowforge.train.trainer`) knows nothing of likelihoods, bounds or targets.
+It asks an :class:`Objective` for
+
+- the model to build: :meth:`~Objective.model_inputs` (event shape, context size, class count),
+  so a checkpoint can rebuild the model without the data;
+- each step's inputs :meth:`~Objective.batch` (a pure function of the seed and the step plus
+  torch's random state, which checkpoints keep: that is what makes resume bit-identical), a
+  module :meth:`~Objective.training_module` that maps them to per-example terms (the trainer
+  may compile it, or wrap it in ``DistributedDataParallel`` when :attr:`~Objective.
+  data_parallel`), and :meth:`~Objective.loss`, the scalar to minimise;
+- :meth:`~Objective.validate` (lower is better: it picks ``best.pt``) and
+  :meth:`~Objective.evaluate`, the test numbers of the summary and of ``flowforge eval``.
+
+Adding an objective is one file in this package with a subclass and its registration in
+:data:`flowforge.objectives.OBJECTIVES`; its keyword options become the config's
+``objective:`` section, validated against the constructor's signature.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from flowforge.data.registry import Splits
+
+__all__ = [
+    "Objective",
+    "ObjectiveError",
+    "Setting",
+    "anneal_beta",
+    "batch_indices",
+    "eval_mode",
+    "evaluation_rng",
+    "tensor_fingerprint",
+]
+
+
+class ObjectiveError(ValueError):
+    """An objective that cannot work with the given data, model or options."""
+
+
+@dataclass
+class Setting:
+    """What every objective gets from the run.
+
+    Attributes:
+        seed: the run's seed (batches depend only on it and the step).
+        batch_size: examples (or samples) per training step.
+        eval_batch_size: examples per evaluation pass.
+        device: where the model lives.
+        data: the data set's splits, for objectives that read data (else ``None``).
+        load_model: opens another run's model by directory (distillation's teacher); given by
+            the runs layer, which objectives may not import.
+    """
+
+    seed: int
+    batch_size: int
+    eval_batch_size: int
+    device: torch.device
+    data: Splits | None = None
+    load_model: Callable[[str], nn.Module] | None = None
+
+
+def batch_indices(n: int, batch_size: int, seed: int, step: int) -> Tensor:
+    """Indices of the batch at ``step``: epoch-wise permutations drawn from ``(seed, epoch)``."""
+    per_epoch = max(1, n // batch_size)
+    epoch, i = divmod(step, per_epoch)
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    perm = torch.randperm(n, generator=g)
+    return perm[i * batch_size : (i + 1) * batch_size]
+
+
+def anneal_beta(step: int, start: float = 0.01, length: int = 10000) -> float:
+    r"""The inverse temperature :math:`\beta_t = \min(1, \beta_0 + t / \mathrm{length})` of
+    Rezende and Mohamed (2015, https://arxiv.org/abs/1505.05770), also the KL warm-up of
+    Sønderby et al. (2016, https://arxiv.org/abs/1602.02282)."""
+    if length < 1:
+        raise ValueError(f"'length' should be positive, got {length}")
+    return min(1.0, start + step / length)
+
+
+@contextmanager
+def evaluation_rng(seed: int, device: torch.device) -> Iterator[None]:
+    """Fixed random numbers inside the block (common random numbers, so evaluations at
+    different steps compare the model, not the noise); the training stream is restored after
+    it, so evaluating never changes what training draws next."""
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """The model in eval mode inside the block, in its previous mode after it."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def tensor_fingerprint(*tensors: Tensor | None) -> str:
+    """SHA-256 of the tensors' bytes (``None`` counts as empty): a check that a resumed run
+    reads the data it started with."""
+    h = hashlib.sha256()
+    for t in tensors:
+        if t is not None:
+            h.update(str(tuple(t.shape)).encode())
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+class Objective(ABC):
+    """A training objective (see the module docstring for the protocol).
+
+    Class attributes:
+        name: the config's ``objective.name``.
+        metric: the validation metric's name (``val_<metric>`` in metrics records), lower is
+            better.
+        uses_data: whether the run reads a data set (``data:`` section).
+        data_parallel: whether the training inputs are per-example tensors that can be split
+            over torchrun processes.
+        model_type: the kind of model the objective trains.
+        train_key: the metrics record's name for the mean training loss.
+    """
+
+    name: ClassVar[str]
+    metric: ClassVar[str]
+    uses_data: ClassVar[bool] = True
+    data_parallel: ClassVar[bool] = False
+    model_type: ClassVar[type[nn.Module]] = nn.Module
+    train_key: ClassVar[str] = "train_loss"
+
+    def __init__(self, setting: Setting) -> None:
+        if self.uses_data and setting.data is None:
+            raise ObjectiveError(f"objective {self.name!r} needs a data set")
+        self.setting = setting
+
+    @property
+    def data(self) -> Splits:
+        assert self.setting.data is not None  # checked in __init__
+        return self.setting.data
+
+    # -- the model ---------------------------------------------------------------------------
+    @abstractmethod
+    def model_inputs(self) -> dict[str, Any]:
+        """``{"event_shape": [...], "context_features": int, "context_classes": int}``: what
+        the model is built for, stored in checkpoints."""
+
+    def check_model(self, model: nn.Module) -> None:
+        """Refuses a model of the wrong kind for this objective."""
+        if not isinstance(model, self.model_type):
+            raise ObjectiveError(
+                f"objective {self.name!r} trains a {self.model_type.__name__}, "
+                f"not a {type(model).__name__}"
+            )
+
+    # -- training ----------------------------------------------------------------------------
+    @abstractmethod
+    def batch(self, step: int) -> tuple[Tensor, ...]:
+        """The inputs of the training module at ``step`` (on the model's device)."""
+
+    @abstractmethod
+    def training_module(self, model: nn.Module) -> nn.Module:
+        """A module whose ``forward(*batch)`` returns the step's loss terms."""
+
+    @abstractmethod
+    def loss(self, terms: Tensor, model: nn.Module, step: int) -> Tensor:
+        """The scalar to minimise from the training module's output."""
+
+    def fingerprint(self) -> dict[str, str]:
+        """Facts a resumed run must share with its checkpoint (e.g. the data's hash)."""
+        return {}
+
+    # -- scores ------------------------------------------------------------------------------
+    @abstractmethod
+    def validate(self, model: nn.Module) -> dict[str, float]:
+        """Validation numbers; must hold ``val_<metric>`` (lower is better) and
+        ``val_stderr``."""
+
+    @abstractmethod
+    def evaluate(self, model: nn.Module, split: str = "test") -> dict[str, Any]:
+        """The numbers of the summary and of ``flowforge eval`` on ``split``."""
+
+    def check_split(self, split: str) -> None:
+        """Data objectives evaluate any split; the others only their own samples."""
+        splits = ("train", "val", "test") if self.uses_data else ("test",)
+        if split not in splits:
+            raise ObjectiveError(
+                f"objective {self.name!r} evaluates {', '.join(splits)}, not {split!r}"
+            )
