@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 from flowforge.data.known import TRUE_LOG_PROB
-from flowforge.train.loop import load_run
+from flowforge.runs import open_run
+from flowforge.runs.build import load_data
 from flowforge.transforms import SlowDirectionWarning
 
 
@@ -29,7 +30,8 @@ def _model_log_prob(flow, x, c, batch=4096):  # noqa: ANN001, ANN202
 
 
 def row(run_dir: str) -> str:
-    cfg, splits, flow = load_run(run_dir)
+    run = open_run(run_dir)
+    cfg, splits, flow = run.config, load_data(run.config), run.model()
     summary = json.loads((Path(run_dir) / "summary.json").read_text())
     x, c = splits.test, splits.test_context
     lp = _model_log_prob(flow, x, c)

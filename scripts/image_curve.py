@@ -18,13 +18,14 @@ from pathlib import Path
 
 import torch
 
+from flowforge.objectives.mle import bits_per_dim, evaluate_nll
+from flowforge.runs import open_run
+from flowforge.runs.build import load_data
 from flowforge.train.checkpoint import (
     load_averaged_parameters,
     load_checkpoint,
     load_model_state,
 )
-from flowforge.train.loop import load_run
-from flowforge.train.metrics import bits_per_dim, evaluate_nll
 
 
 def peak_rss_mb(pid):
@@ -65,7 +66,8 @@ def main():
     torch.set_num_threads(1)
     torch.manual_seed(0)
     ckpt = args.run_dir / "checkpoints" / "last.pt"
-    cfg, splits, flow = load_run(args.run_dir, "last.pt")
+    run = open_run(args.run_dir)
+    cfg, splits, flow = run.config, load_data(run.config), run.model("last")
     x = splits.test[: args.n_test]
     c = None if splits.test_context is None else splits.test_context[: args.n_test]
     dims = math.prod(splits.event_shape)

@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 
 from flowforge.latent import attribute_direction, thickness_groups
-from flowforge.train.loop import load_run
+from flowforge.runs import open_run
+from flowforge.runs.build import load_data
 from flowforge.viz.images import interpolation_grid, manipulation_grid, sample_grid
 
 
@@ -31,7 +32,8 @@ def main():
     args = p.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
-    cfg, splits, flow = load_run(args.run_dir)
+    run = open_run(args.run_dir)
+    splits, flow = load_data(run.config), run.model()
     levels = splits.info["levels"]
     t = args.temperature
     n_classes = splits.context_features

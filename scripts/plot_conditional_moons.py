@@ -14,14 +14,16 @@ import numpy as np
 import torch
 
 from flowforge.data.known import moons_conditional_log_prob
-from flowforge.train.loop import load_run
+from flowforge.runs import open_run
+from flowforge.runs.build import load_data
 from flowforge.viz.plots import plot_density
 
 BOX = (-3.5, 3.5, -2.0, 2.5)
 
 
 def main(run_dir: str, out: str) -> None:
-    cfg, splits, flow = load_run(run_dir)
+    run = open_run(run_dir)
+    cfg, splits, flow = run.config, load_data(run.config), run.model()
     if splits.context_features != 2:
         raise SystemExit(f"{run_dir} was not trained on moons_conditional")
     fig, axes = plt.subplots(2, 3, figsize=(11, 7))

@@ -13,14 +13,16 @@ import sys
 
 import torch
 
-from flowforge.train.loop import load_run
+from flowforge.runs import open_run
+from flowforge.runs.build import load_data
 from flowforge.transforms.logdet import BackwardInForward, ExactLogDet, NeumannLogDet
 from flowforge.transforms.residual import ResidualBlock
 
 torch.set_num_threads(1)
 run = sys.argv[1]
 terms = [int(a) for a in sys.argv[2:]] or [2, 4, 8]
-cfg, splits, flow = load_run(run)
+_run = open_run(run)
+cfg, splits, flow = _run.config, load_data(_run.config), _run.model()
 flow.train()
 x = splits.val[:256]
 blocks = [m for m in flow.modules() if isinstance(m, ResidualBlock)]
