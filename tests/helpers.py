@@ -37,3 +37,49 @@ def distill_run(tmp_path, teacher, student, steps, lr, name):
         }
     )
     return train_run(cfg, progress=False, plots=False).summary
+
+
+def cli_process(*args, cwd):
+    """``python -m flowforge.cli ARGS`` in ``cwd``, one thread, output captured."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "flowforge.cli", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def metrics(run_dir):
+    import json
+
+    return [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def metrics_without_time(run_dir):
+    """The metrics records without their wall-clock field."""
+    return [{k: v for k, v in r.items() if k != "elapsed"} for r in metrics(run_dir)]
+
+
+def final_parameters(run_dir):
+    from flowforge.train.checkpoint import load_checkpoint
+
+    return load_checkpoint(run_dir / "checkpoints" / "last.pt")["model"]
+
+
+def kill_after(proc, run_dir, evaluations, sig):
+    """Sends ``sig`` once the run has logged ``evaluations`` records (or ended by itself)."""
+    import time
+
+    while not (run_dir / "metrics.jsonl").exists() or len(metrics(run_dir)) < evaluations:
+        if proc.poll() is not None:
+            return proc.returncode
+        time.sleep(0.02)
+    proc.send_signal(sig)
+    return proc.wait(timeout=60)

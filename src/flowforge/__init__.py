@@ -8,7 +8,6 @@ from flowforge.distributions import DiagonalNormal, StandardLogistic, StandardNo
 from flowforge.flows import Flow
 from flowforge.version import __version__
 
-
 __all__ = ["DiagonalNormal", "Flow", "StandardLogistic", "StandardNormal", "__version__", "load"]
 
 

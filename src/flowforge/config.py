@@ -256,7 +256,7 @@ def _fill(cls: type, raw: Any, where: str) -> Any:
     return obj
 
 
-def _check_values(cfg: RunConfig) -> None:
+def _check_values(cfg: RunConfig, check_data: bool = True) -> None:
     for path in _POSITIVE | _NON_NEGATIVE | set(_CHOICES):
         section, key = path.split(".")
         value = getattr(getattr(cfg, section), key)
@@ -278,7 +278,8 @@ def _check_values(cfg: RunConfig) -> None:
             f"device: should be 'cpu', 'auto', 'cuda[:N]' or 'mps', got {cfg.device!r}"
         )
     _check_options("objective", cfg.objective.name, cfg.objective.options)
-    _check_options("data", cfg.data.name, cfg.data.options)
+    if check_data:
+        _check_options("data", cfg.data.name, cfg.data.options)
     _check_options("model", cfg.model.name, cfg.model.options)
 
 
@@ -319,10 +320,12 @@ def _check_options(section: str, name: str, options: dict[str, Any]) -> None:
             raise ConfigError(f"{section}.{key}: should be {_describe(annotation)}, got {value!r}")
 
 
-def parse_config(raw: dict[str, Any] | None) -> RunConfig:
-    """Validates a raw mapping (from YAML) into a :class:`RunConfig`."""
+def parse_config(raw: dict[str, Any] | None, check_data: bool = True) -> RunConfig:
+    """Validates a raw mapping (from YAML) into a :class:`RunConfig`. ``check_data=False``
+    leaves the data section unchecked: opening a finished run needs no registered data set
+    (reading its data later checks it then)."""
     cfg = _fill(RunConfig, raw or {}, "")
-    _check_values(cfg)
+    _check_values(cfg, check_data)
     if not cfg.uses_data and "data" in (raw or {}):
         raise ConfigError(
             f"data: objective {cfg.objective.name!r} reads no data set; remove the data section"

@@ -71,7 +71,8 @@ class Distillation(ReverseKL):
                 f"objective.teacher: distillation takes a flow over vectors, got event shape "
                 f"{tuple(teacher.event_shape)}"
             )
-        return Target(f"teacher {name}", lambda x: teacher.log_prob(x), dim, 0.0)
+        dtype = next(teacher.parameters()).dtype
+        return Target(f"teacher {name}", lambda x: teacher.log_prob(x.to(dtype)), dim, 0.0)
 
     def fingerprint(self) -> dict[str, str]:
         """The teacher checkpoint's SHA-256: a resumed student must learn the same teacher."""

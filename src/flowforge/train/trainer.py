@@ -34,7 +34,6 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
-from flowforge.version import __version__
 from flowforge.config import RunConfig
 from flowforge.objectives import Objective
 from flowforge.train.averaging import ParameterAverage
@@ -42,6 +41,7 @@ from flowforge.train.checkpoint import CheckpointError, load_checkpoint, load_mo
 from flowforge.train.distributed import Group, needs_data_init
 from flowforge.train.schedule import learning_rate, rank_seed, rng_state, set_rng_state
 from flowforge.train.state import Progress, StateError
+from flowforge.version import __version__
 
 __all__ = ["RunFiles", "Trainer", "TrainingDiverged", "TrainingInterrupted"]
 
