@@ -183,6 +183,21 @@ class Objective(ABC):
         """Facts a resumed run must share with its checkpoint (e.g. the data's hash)."""
         return {}
 
+    def parameters(self, model: nn.Module) -> Iterator[nn.Parameter]:
+        """The parameters the trainer's optimiser updates (all of the model's by default; an
+        adversarial objective updates its critic itself and returns the generator's)."""
+        return model.parameters()
+
+    def state_dict(self) -> dict[str, Any]:
+        """State of the objective's own that a resume needs (e.g. a critic's optimiser, an
+        RBM's persistent chains); saved in every training checkpoint."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores :meth:`state_dict`; a state of another shape is a ``ValueError``."""
+        if state:
+            raise ValueError(f"objective {self.name!r} keeps no state, got {sorted(state)}")
+
     # -- scores ------------------------------------------------------------------------------
     @abstractmethod
     def validate(self, model: nn.Module) -> dict[str, float]:

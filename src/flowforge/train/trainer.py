@@ -111,8 +111,9 @@ class Trainer:
         self.device = next(model.parameters(), torch.zeros(())).device
         self.train_module = self._compiled(objective.training_module(model))
         # the fused kernel updates every parameter in one pass: 9-13 % off a MAF/RealNVP step
+        self.parameters = list(objective.parameters(model))
         self.optimizer = torch.optim.AdamW(
-            model.parameters(),
+            self.parameters,
             lr=cfg.train.lr,
             weight_decay=cfg.train.weight_decay,
             fused=self.device.type in ("cpu", "cuda"),
@@ -173,6 +174,7 @@ class Trainer:
             **self.identity,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
+            "objective_state": self.objective.state_dict(),
             **counters,
             "rng": rng,
             **({"rng_ranks": ranks} if ranks else {}),
@@ -196,6 +198,7 @@ class Trainer:
         try:
             self.progress = Progress.from_payload(payload)
             self.optimizer.load_state_dict(payload["optimizer"])
+            self.objective.load_state_dict(payload.get("objective_state", {}))
             set_rng_state(self._rank_rng(payload))
             if self.average is not None:  # a run that turns averaging on starts it here
                 if "ema" in payload:
@@ -233,7 +236,7 @@ class Trainer:
         loss.backward()
         # one fused norm over all gradients: it clips and detects NaN/inf in a single pass
         max_norm = self.cfg.train.grad_clip if self.cfg.train.grad_clip > 0 else math.inf
-        total = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        total = torch.nn.utils.clip_grad_norm_(self.parameters, max_norm)
         if not torch.isfinite(total):
             bad = next(
                 (
