@@ -43,10 +43,20 @@ def _train(args: argparse.Namespace) -> int:
     if args.compile:
         overrides.append("train.compile=true")
     if args.resume:
-        if args.config is not None:
-            raise ConfigError("give either CONFIG or --resume RUN_DIR, not both")
+        if args.config is not None or args.data is not None:
+            raise ConfigError("give CONFIG, --data FILE or --resume RUN_DIR, one of them")
         result = train_run(resume=args.resume, overrides=overrides, progress=not args.quiet)
+    elif args.data is not None:
+        from flowforge.runs.shorthand import data_file_config
+
+        if args.config is not None:
+            raise ConfigError("give CONFIG or --data FILE, not both")
+        context = args.context.split(",") if args.context else None
+        raw = data_file_config(args.data, args.model or "nsf", context)
+        result = train_run(parse_config(apply_overrides(raw, overrides)), progress=not args.quiet)
     else:
+        if args.model or args.context:
+            raise ConfigError("--model and --context go with --data FILE (in a config: model.name)")
         cfg = load_config(args.config, overrides)
         result = train_run(cfg, progress=not args.quiet)
     if Group.from_environment().is_main:  # under torchrun, rank 0 reports
@@ -251,26 +261,20 @@ def _fit_target(args: argparse.Namespace) -> int:
     """Shorthand for a ``reverse_kl`` config: ``--set KEY=VALUE`` without a section sets a
     recipe option, ``--set section.key=VALUE`` any config key."""
     from flowforge.runs import train_run
+    from flowforge.runs.shorthand import fit_target_config
 
     model_options = [s for s in args.set or [] if "." not in s.split("=", 1)[0]]
     config_keys = [s for s in args.set or [] if s not in model_options]
-    raw = {
-        "name": f"vi-{args.target}-{args.model}",
-        "seed": args.seed,
-        "objective": {
-            "name": "reverse_kl",
-            "target": args.target,
-            "anneal": args.anneal_length if args.anneal else 0,
-        },
-        "model": {"name": args.model, **apply_overrides({}, model_options)},
-        "train": {
-            "steps": args.steps,
-            "batch_size": args.batch_size,
-            "lr": args.lr,
-            "grad_clip": 0,
-            "eval_every": max(1, args.steps // 10),
-        },
-    }
+    raw = fit_target_config(
+        args.target,
+        args.model,
+        apply_overrides({}, model_options),
+        args.steps,
+        args.batch_size,
+        args.lr,
+        args.anneal_length if args.anneal else 0,
+        args.seed,
+    )
     cfg = parse_config(apply_overrides(raw, config_keys))
     result = train_run(cfg, progress=not args.quiet)
     print(summary_line(result.summary))
@@ -328,6 +332,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a run (any objective), or resume one")
     p.add_argument("config", nargs="?", help="YAML config (default: RealNVP on the parabola)")
+    p.add_argument(
+        "--data", metavar="FILE", help="your own .csv/.tsv/.npy/.npz file (a sized config)"
+    )
+    p.add_argument("--model", help="with --data: nsf (default), maf or realnvp")
+    p.add_argument(
+        "--context", metavar="COLS", help="with --data: context columns, comma-separated"
+    )
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
     p.add_argument("--device", help="cpu, cuda, cuda:N or auto (overrides the config)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")

@@ -1,6 +1,7 @@
 """Data sets and preprocessing. Loaders register in :mod:`flowforge.data.registry`."""
 
 import flowforge.data.binarized_mnist  # noqa: F401  (registers binarized_mnist)
+import flowforge.data.files  # noqa: F401  (registers file: the user's own data)
 import flowforge.data.known  # noqa: F401  (registers the known-density tasks)
 import flowforge.data.tabular  # noqa: F401  (registers the tabular data sets)
 from flowforge.data import images  # noqa: F401  (registers the image data sets)

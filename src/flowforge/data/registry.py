@@ -34,6 +34,8 @@ class Splits:
             (so ``flowforge sample --class K`` knows it may build one); 0 otherwise.
         binarize_train: the training split holds intensities in [0, 1] to be binarized afresh
             per batch (dynamic binarization); validation and test are binary already.
+        standardization: ``(mean, std)`` per feature, fitted on the training split, for a
+            fixed standardisation inside the model (the tensors stay in the data's units).
     """
 
     train: Tensor
@@ -48,6 +50,7 @@ class Splits:
     info: dict = field(default_factory=dict)
     context_classes: int = 0
     binarize_train: bool = False
+    standardization: tuple[Tensor, Tensor] | None = None
 
     @property
     def event_shape(self) -> tuple[int, ...]:

@@ -10,6 +10,7 @@ keyword options, which configs pass through and validate against its signature.
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import torch
 from torch import nn
 
 from flowforge.flows import Flow
@@ -27,6 +28,7 @@ from flowforge.models.realnvp_image import realnvp_image, realnvp_multiscale
 from flowforge.models.resflow import resflow
 from flowforge.models.sos import sos
 from flowforge.models.vae import VAE
+from flowforge.transforms import Compose, Standardize
 
 RECIPES: dict[str, Callable[..., Flow]] = {
     "nice": nice,
@@ -55,10 +57,12 @@ def build_model(
     options: dict[str, Any],
     event_shape: Sequence[int],
     context_features: int = 0,
+    standardize: dict[str, Sequence[float]] | None = None,
 ) -> nn.Module:
     """Builds model ``name`` for data of ``event_shape`` (``(D,)`` passes ``D``, images pass
-    the shape) with ``context_features`` and the recipe's ``options``; a ``ValueError`` or
-    ``TypeError`` names what the recipe refused."""
+    the shape) with ``context_features`` and the recipe's ``options``; ``standardize``
+    (``{"loc": [...], "scale": [...]}``) puts a fixed :class:`~flowforge.transforms.Standardize`
+    in front of a flow. A ``ValueError`` or ``TypeError`` names what the recipe refused."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
     shape = tuple(int(s) for s in event_shape)
@@ -66,7 +70,13 @@ def build_model(
     kwargs = dict(options)
     if context_features:
         kwargs["context_features"] = int(context_features)
-    return MODELS[name](first, **kwargs)
+    model = MODELS[name](first, **kwargs)
+    if standardize is None:
+        return model
+    if not isinstance(model, Flow):
+        raise ValueError(f"model {name!r} is not a flow: it cannot take a standardisation")
+    loc, scale = torch.tensor(standardize["loc"]), torch.tensor(standardize["scale"])
+    return Flow(Compose([Standardize(loc, scale), model.transform]), model.base)
 
 
 __all__ = [

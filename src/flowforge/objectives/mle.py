@@ -87,11 +87,15 @@ class MaximumLikelihood(Objective):
 
     def model_inputs(self) -> dict[str, Any]:
         s = self.data
-        return {
+        inputs: dict[str, Any] = {
             "event_shape": list(s.event_shape),
             "context_features": s.context_features,
             "context_classes": s.context_classes,
         }
+        if s.standardization is not None:  # a fixed Standardize in front of the flow
+            loc, scale = s.standardization
+            inputs["standardize"] = {"loc": loc.tolist(), "scale": scale.tolist()}
+        return inputs
 
     def batch(self, step: int) -> tuple[Tensor, ...]:
         s, st = self.data, self.setting

@@ -21,7 +21,13 @@ from flowforge.transforms.dequantization import (
     VariationalDequantization,
     quantize,
 )
-from flowforge.transforms.elementwise import DiagonalScaling, ElementwiseAffine, Logit, Sigmoid
+from flowforge.transforms.elementwise import (
+    DiagonalScaling,
+    ElementwiseAffine,
+    Logit,
+    Sigmoid,
+    Standardize,
+)
 from flowforge.transforms.linear import InvertibleConv1x1, LULinear
 from flowforge.transforms.logdet import (
     BackwardInForward,
@@ -88,6 +94,7 @@ __all__ = [
     "ReversePermutation",
     "RouletteLogDet",
     "Sigmoid",
+    "Standardize",
     "SlowDirectionWarning",
     "Squeeze",
     "SumOfSquaresPolynomial",

@@ -71,6 +71,49 @@ class ElementwiseAffine(Transform):
         return f"features={self.log_scale.numel()}, shift={self.shift is not None}"
 
 
+class Standardize(Transform):
+    r"""A fixed element-wise standardisation over dimension 1, fitted on training data.
+
+    .. math:: z = (x - \mu) / \sigma, \qquad \log|\det J| = -\textstyle\sum_i \log \sigma_i
+
+    In front of a flow it lets the flow see standardised data while ``log_prob`` stays in the
+    data's own units (its log-determinant is part of the density) and samples come back in
+    them. ``loc`` and ``scale`` are buffers: saved with the model, never trained.
+
+    Arguments:
+        loc: per-feature means ``(features,)``.
+        scale: per-feature standard deviations ``(features,)``, positive and finite.
+    """
+
+    def __init__(self, loc: Tensor, scale: Tensor) -> None:
+        super().__init__()
+        loc, scale = torch.as_tensor(loc).flatten(), torch.as_tensor(scale).flatten()
+        if loc.shape != scale.shape or loc.numel() < 1:
+            raise ValueError(
+                f"'loc' and 'scale' should be equal-length vectors, got {tuple(loc.shape)} and "
+                f"{tuple(scale.shape)}"
+            )
+        if not bool(torch.isfinite(loc).all()) or not bool(
+            ((scale > 0) & torch.isfinite(scale)).all()
+        ):
+            raise ValueError("'loc' should be finite and 'scale' positive and finite")
+        self.register_buffer("loc", loc.clone())
+        self.register_buffer("scale", scale.clone())
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        z = (x - _channel_view(self.loc, x)) / _channel_view(self.scale, x)
+        ladj = -torch.log(self.scale).sum() * _positions(x)
+        return z, ladj.expand(x.shape[0]).to(x.dtype)
+
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        x = z * _channel_view(self.scale, z) + _channel_view(self.loc, z)
+        ladj = torch.log(self.scale).sum() * _positions(z)
+        return x, ladj.expand(z.shape[0]).to(z.dtype)
+
+    def extra_repr(self) -> str:
+        return f"features={self.loc.numel()}"
+
+
 class DiagonalScaling(ElementwiseAffine):
     r"""NICE's last layer: a learned diagonal scaling :math:`z = e^{s} \odot x`, the only volume
     change of a NICE model (Dinh et al. 2014, https://arxiv.org/abs/1410.8516, section 3.3).

@@ -22,6 +22,7 @@ from flowforge.transforms import (
     RandomPermutation,
     ReversePermutation,
     Sigmoid,
+    Standardize,
     alternating_mask,
     half_mask,
 )
@@ -44,6 +45,13 @@ def _mlp(context: int = 0):  # noqa: ANN202
 register(Case("elementwise/affine", lambda: ElementwiseAffine(5), vector_inputs(5)))
 register(Case("elementwise/affine_image", lambda: ElementwiseAffine(4), _image_inputs))
 register(Case("elementwise/diagonal_scaling", lambda: DiagonalScaling(5), vector_inputs(5)))
+register(
+    Case(
+        "elementwise/standardize",
+        lambda: Standardize(torch.tensor([1.0, -2, 0, 3, 50]), torch.tensor([0.5, 2, 1, 3, 40])),
+        vector_inputs(5),
+    )
+)
 register(Case("elementwise/logit", lambda: Logit(), _unit_interval))
 register(Case("elementwise/logit_alpha", lambda: Logit(alpha=0.05), _unit_interval))
 register(Case("elementwise/sigmoid", lambda: Sigmoid(), vector_inputs(5)))

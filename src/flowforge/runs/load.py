@@ -1,0 +1,106 @@
+"""Opening a run: ``flowforge.load(run)`` gives its model without touching the data set.
+
+A checkpoint carries the model's spec (recipe, options, event shape, context size; see
+:mod:`flowforge.runs.build`), so :func:`load` rebuilds the model and loads the weights with
+``weights_only`` loading on any device. :class:`Run` adds what the commands need: the config,
+the summary, and the objective (which reads the data only when asked, e.g. for a test NLL).
+Checkpoints written before specs existed rebuild the spec from the config, which reads the data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from flowforge.config import ConfigError, RunConfig, parse_config
+from flowforge.objectives import Objective
+from flowforge.runs.build import (
+    build_from_spec,
+    load_data,
+    make_objective,
+    model_spec,
+    resolve_device,
+)
+from flowforge.runs.directory import RunDirectory
+from flowforge.train.checkpoint import load_checkpoint, load_model_state
+
+__all__ = ["Run", "load", "open_run"]
+
+
+@dataclass
+class Run:
+    """An opened run directory: its config, the model's spec and the files."""
+
+    directory: RunDirectory
+    config: RunConfig
+    spec: dict[str, Any]
+
+    @property
+    def path(self) -> Path:
+        return self.directory.path
+
+    def model(self, checkpoint: str = "best", device: str | torch.device = "cpu") -> nn.Module:
+        """The model of ``checkpoint`` (``"best"``, ``"last"`` or a file name in
+        ``checkpoints/``), in eval mode on ``device``."""
+        return _load_file(self.directory.model_checkpoint(checkpoint), device, self.spec)
+
+    def objective(self, device: str | torch.device = "cpu") -> Objective:
+        """The run's objective; reads the data set when the objective uses one."""
+        dev = resolve_device(str(device))
+        return make_objective(self.config, dev, load_data(self.config), load_model=load)
+
+    @property
+    def summary(self) -> dict[str, Any] | None:
+        return self.directory.read_summary()
+
+
+def open_run(path: str | Path) -> Run:
+    """Opens a run directory (validated: see :meth:`RunDirectory.open`)."""
+    directory = RunDirectory.open(path)
+    cfg = parse_config(directory.read_config(), check_data=False)
+    payload = load_checkpoint(directory.model_checkpoint("best"))
+    spec = payload.get("spec") or _spec_from_config(cfg)
+    return Run(directory, cfg, spec)
+
+
+def load(
+    run: str | Path, checkpoint: str = "best", device: str | torch.device = "cpu"
+) -> nn.Module:
+    """The trained model of a run directory (its ``best.pt``, else ``last.pt``; or
+    ``checkpoint`` ``"last"`` or a file name in ``checkpoints/``), or of one checkpoint file,
+    in eval mode on ``device``. Needs no data set.
+
+    >>> flow = flowforge.load("runs/realnvp-moons")          # doctest: +SKIP
+    >>> flow.sample(1000, temperature=0.8)                    # doctest: +SKIP
+    """
+    path = Path(run)
+    if path.is_dir():
+        return open_run(path).model(checkpoint, device)
+    if not path.is_file():
+        raise ConfigError(f"no run directory or checkpoint at {path}")
+    return _load_file(path, device)
+
+
+def _load_file(
+    path: Path, device: str | torch.device, spec: dict[str, Any] | None = None
+) -> nn.Module:
+    device = resolve_device(str(device))
+    payload = load_checkpoint(path, map_location=device)
+    if spec is None:
+        spec = payload.get("spec")
+    if spec is None:  # a checkpoint from before specs: the config knows how to rebuild it
+        if not isinstance(payload.get("config"), dict):
+            raise ConfigError(f"{path}: holds neither a model spec nor a config")
+        spec = _spec_from_config(parse_config(payload["config"], check_data=False))
+    model = build_from_spec(spec).to(device)
+    load_model_state(path, model, payload)
+    return model.eval()
+
+
+def _spec_from_config(cfg: RunConfig) -> dict[str, Any]:
+    objective = make_objective(cfg, torch.device("cpu"), load_data(cfg), load_model=load)
+    return model_spec(cfg, objective)

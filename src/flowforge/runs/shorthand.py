@@ -1,0 +1,93 @@
+"""The command line's short forms, as the configs they stand for.
+
+- ``flowforge train --data FILE [--model nsf] [--context COLS]``: maximum likelihood on the
+  user's file (:mod:`flowforge.data.files`) with an 80/10/10 split, a model sized from the
+  rows and features (:mod:`flowforge.models.sizing`) and a training length sized from the
+  rows (about 100 epochs, between 500 and 20,000 steps, early stopping on validation);
+- ``flowforge fit-target TARGET [--model planar]``: a ``reverse_kl`` run.
+
+Each returns a raw config mapping; the run writes the resolved config, so what a short form
+chose is on disk and can be changed with ``--set`` like any key.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from flowforge.config import ConfigError
+from flowforge.data.files import read_table
+from flowforge.models.sizing import SIZED, sized_options
+
+__all__ = ["data_file_config", "fit_target_config"]
+
+
+def data_file_config(path: str, model: str = "nsf", context: list[str] | None = None) -> dict:
+    """The config of ``flowforge train --data PATH --model MODEL [--context C1,C2]``."""
+    if model not in SIZED:
+        raise ConfigError(
+            f"--model: the short form sizes {', '.join(SIZED)}; for {model!r} "
+            f"write a config with data.name: file"
+        )
+    file = Path(path)
+    try:
+        values, names = read_table(file)
+    except ValueError as e:
+        raise ConfigError(f"--data: {e}") from None
+    rows = values.shape[0]
+    features = len(names) - len(context or [])
+    n_val = n_test = max(2, rows // 10)
+    n_train = rows - n_val - n_test
+    if n_train < 2 or features < 1:
+        raise ConfigError(f"--data: {file} has {rows} rows and {features} feature columns; too few")
+    batch = min(256, n_train)
+    steps = int(min(20000, max(500, math.ceil(100 * n_train / batch))))
+    data: dict[str, Any] = {
+        "name": "file",
+        "path": str(file.resolve()),
+        "n_train": n_train,
+        "n_val": n_val,
+        "n_test": n_test,
+    }
+    if context:
+        data["context"] = list(context)
+    return {
+        "name": file.stem or "file",
+        "data": data,
+        "model": {"name": model, **sized_options(model, max(features, 1), n_train)},
+        "train": {
+            "steps": steps,
+            "batch_size": batch,
+            "lr": 1e-3,
+            "eval_every": max(10, steps // 50),
+            "patience": 10,
+        },
+    }
+
+
+def fit_target_config(
+    target: str,
+    model: str,
+    model_options: dict[str, Any],
+    steps: int,
+    batch_size: int,
+    lr: float,
+    anneal: int,
+    seed: int,
+) -> dict:
+    """The config of ``flowforge fit-target``: reverse KL to ``target`` (``anneal`` steps of
+    annealing, 0: off), Adam with a cosine schedule and no clipping, as Rezende and Mohamed."""
+    return {
+        "name": f"vi-{target}-{model}",
+        "seed": seed,
+        "objective": {"name": "reverse_kl", "target": target, "anneal": anneal},
+        "model": {"name": model, **model_options},
+        "train": {
+            "steps": steps,
+            "batch_size": batch_size,
+            "lr": lr,
+            "grad_clip": 0,
+            "eval_every": max(1, steps // 10),
+        },
+    }

@@ -1,0 +1,187 @@
+"""Starting and resuming a run: config -> data, objective, model -> trainer -> summary.
+
+``train_run(cfg)`` writes ``<output_dir>/<name>/`` (see :mod:`flowforge.runs.directory`).
+Everything that can be wrong with the config, the data or the model is found before the
+directory is created. ``train_run(resume=RUN_DIR, overrides=[...])`` continues a run from
+``last.pt``: the overrides are applied to the run's ``config.yaml``, which is rewritten, so
+the config on disk is always the one that resumes (a metrics record notes the change), and
+a checkpoint whose model, objective or data differ from the run's is refused.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flowforge.config import ConfigError, RunConfig, apply_overrides, parse_config
+from flowforge.runs.build import (
+    build_from_spec,
+    load_data,
+    make_objective,
+    model_spec,
+    resolve_device,
+)
+from flowforge.runs.directory import RunDirectory
+from flowforge.runs.figures import draw_run_figures
+from flowforge.runs.load import load
+from flowforge.train.checkpoint import CheckpointError, load_checkpoint, load_model_state
+from flowforge.train.distributed import Group
+from flowforge.train.schedule import seed_everything
+from flowforge.train.trainer import Trainer, TrainingDiverged, stop_signals
+
+__all__ = ["RunResult", "train_run"]
+
+
+@dataclass
+class RunResult:
+    """Where a run wrote its files, and its summary."""
+
+    run_dir: Path
+    summary: dict[str, Any]
+
+
+def train_run(
+    cfg: RunConfig | None = None,
+    resume: str | Path | None = None,
+    overrides: list[str] | None = None,
+    progress: bool = True,
+    plots: bool = True,
+) -> RunResult:
+    """Trains ``cfg``, or resumes the run in directory ``resume`` (its own config, with
+    ``overrides`` applied; or ``cfg`` when given).
+
+    Under torchrun every process calls it and they train one model data-parallel
+    (:mod:`flowforge.train.distributed`); rank 0 writes the files.
+    """
+    directory = None
+    if resume is not None:
+        directory = RunDirectory.open(resume)
+        if not directory.checkpoint_path("last.pt").is_file():
+            raise CheckpointError(f"nothing to resume: {directory.checkpoint_path('last.pt')}")
+        if cfg is None:
+            cfg = parse_config(apply_overrides(directory.read_config(), overrides or []))
+    elif cfg is None:
+        raise ConfigError("give a config, or a run directory to resume")
+    elif overrides:
+        cfg = parse_config(apply_overrides(cfg.to_dict(), overrides))
+    group = Group.from_environment()
+    _check_group(cfg, group)
+
+    device = resolve_device(cfg.device, group.local_rank)
+    seed_everything(cfg.seed, cfg.deterministic)
+    objective = make_objective(cfg, device, load_data(cfg), load_model=load)
+    spec = model_spec(cfg, objective)
+    model = build_from_spec(spec).to(device)
+    try:
+        objective.check_model(model)
+    except ValueError as e:
+        raise ConfigError(f"model: {e}") from None
+    identity = {
+        "spec": spec,
+        "objective": cfg.objective.name,
+        "fingerprint": objective.fingerprint(),
+    }
+    group.join(device)
+
+    if directory is None:
+        created = RunDirectory.create(cfg.output_dir, cfg.name) if group.is_main else None
+        directory = RunDirectory(group.broadcast(None if created is None else str(created.path)))
+    # rank 0 holds the directory's lock for all ranks
+    with directory.lock() if group.is_main else nullcontext():
+        trainer = Trainer(cfg, objective, model, directory, identity, group)
+        if resume is not None:
+            _check_belongs(directory.checkpoint_path("last.pt"), identity)
+            trainer.restore(directory.checkpoint_path("last.pt"))
+            step = trainer.progress.step
+            if group.is_main:
+                directory.remove_temporary_files()
+                directory.truncate_metrics(step)
+                if cfg.to_dict() != directory.read_config():
+                    directory.write_config(cfg.to_dict())
+                    directory.append_metrics(
+                        {"step": step, "event": "resume", "overrides": list(overrides or [])}
+                    )
+                print(f"resuming {directory.path} at step {step}", file=sys.stderr)
+        else:
+            if group.is_main:
+                directory.write_config(cfg.to_dict())
+            trainer.start()
+        if group.active:
+            trainer.wrap_data_parallel()
+        with stop_signals() as stop:
+            trainer.fit(progress, stop)
+        scores = _summarise(trainer, directory) if group.is_main else None
+        if plots and group.is_main:
+            draw_run_figures(cfg, objective, model, directory)
+    scores = group.broadcast(scores)
+    bad = [k for k, v in scores.items() if isinstance(v, float) and not math.isfinite(v)]
+    if bad:
+        raise TrainingDiverged(
+            f"{directory.path}: the trained model's {', '.join(bad)} is not finite "
+            f"(see summary.json); its checkpoints are kept"
+        )
+    return RunResult(directory.path, directory.read_summary() or {})
+
+
+def _check_group(cfg: RunConfig, group: Group) -> None:
+    if cfg.train.batch_size % group.world_size:
+        raise ConfigError(
+            f"train.batch_size: {cfg.train.batch_size} examples cannot be split evenly over "
+            f"{group.world_size} processes"
+        )
+    if group.active and cfg.device.startswith("cuda:"):
+        raise ConfigError(
+            f"device: under torchrun give 'cuda' (each process takes GPU LOCAL_RANK), "
+            f"not {cfg.device!r}"
+        )
+    from flowforge.objectives import OBJECTIVES
+
+    if group.active and not OBJECTIVES[cfg.objective.name].data_parallel:
+        raise ConfigError(
+            f"objective {cfg.objective.name!r} trains in one process: run it without torchrun"
+        )
+
+
+def _check_belongs(path: Path, identity: dict[str, Any]) -> None:
+    """Refuses a checkpoint of another model, objective or data set (e.g. a ``last.pt``
+    copied from another run); checkpoints from before identities were stored pass."""
+    payload = load_checkpoint(path)
+    for key in ("spec", "objective", "fingerprint"):
+        if key in payload and payload[key] != identity[key]:
+            raise CheckpointError(
+                f"{path}: its {key} differs from this run's ({_difference(payload[key], identity[key])}); "
+                f"it belongs to another run"
+            )
+
+
+def _difference(a: Any, b: Any) -> str:
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+        return f"{', '.join(map(str, keys))} changed"
+    return f"{a!r} vs {b!r}"
+
+
+def _summarise(trainer: Trainer, directory: RunDirectory) -> dict[str, Any]:
+    """Loads ``best.pt`` into the model and writes the summary: the run's facts and the
+    objective's test numbers (the same numbers ``flowforge eval`` prints); returns those."""
+    cfg, model, objective = trainer.cfg, trainer.model, trainer.objective
+    best = directory.checkpoint_path("best.pt")
+    if best.exists():
+        load_model_state(best, model, load_checkpoint(best, map_location=trainer.device))
+    summary: dict[str, Any] = {
+        "name": cfg.name,
+        "objective": cfg.objective.name,
+        "model": cfg.model.name,
+        "data": cfg.data.name if cfg.uses_data else None,
+        "steps": trainer.progress.step,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "train_seconds": round(trainer.elapsed(), 2),
+        f"best_val_{objective.metric}": trainer.progress.best_val,
+    }
+    scores = objective.evaluate(model, "test")
+    directory.write_summary({**summary, **scores})
+    return scores
