@@ -26,6 +26,8 @@ from torch import Tensor, nn
 
 __all__ = [
     "Compose",
+    "EmptyBatchError",
+    "FloatRangeError",
     "Inverse",
     "InverseDidNotConverge",
     "InverseNotAvailable",
@@ -41,6 +43,15 @@ class InverseNotAvailable(NotImplementedError):
 
 class InverseDidNotConverge(RuntimeError):
     """Raised by a numerical inverse that hit its iteration cap before its tolerance."""
+
+
+class FloatRangeError(OverflowError):
+    """Raised where a finite input gives a value outside the floating-point range of its dtype
+    (an infinity or a NaN), so that no finite or NaN answer is returned in its place."""
+
+
+class EmptyBatchError(ValueError):
+    """Raised for an input with a batch dimension of size 0."""
 
 
 def sum_except_batch(x: Tensor) -> Tensor:
