@@ -84,3 +84,24 @@ def test_depth_scale_bound_splits_the_budget():
     assert bounds == {LOG_SCALE_BUDGET / 32}
     bounds = {m.scale_bound for m in realnvp(4, couplings=5).modules() if isinstance(m, Affine)}
     assert bounds == {5.0}
+
+
+def test_sos_float32_far_from_the_data_is_a_named_error_not_nan():
+    """Issue 19, item 10.2: a float32 SOS flow, weights perturbed by 0.1, gave NaN log_prob at
+    |x| = 100 (the expanded derivative sum_n g_n x^n was inf - inf). Now T' is a sum of squares
+    (never NaN), T is Horner's rule, and a T(x) outside float32 is a FloatRangeError."""
+    from flowforge.models import sos
+    from flowforge.transforms import FloatRangeError
+
+    torch.manual_seed(0)
+    flow = sos(2, layers=2, hidden=(16, 16), batch_norm=False)
+    perturb_parameters(flow, 0.1)
+    flow.eval()
+    signs = torch.tensor([[1.0, 1.0], [-1.0, 1.0], [1.0, -1.0], [-1.0, -1.0]])
+    with torch.no_grad():
+        near = flow.log_prob(signs)
+        assert torch.isfinite(near).all()
+        with pytest.raises(FloatRangeError, match="float32"):
+            flow.log_prob(100 * signs)
+        # float64 holds T(100) and T(T(100)): a finite answer, no error
+        assert not torch.isnan(flow.double().log_prob(100 * signs.double())).any()

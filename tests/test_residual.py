@@ -341,7 +341,7 @@ def test_jacobian_from_the_forward_pass_is_the_autograd_one(activation, context_
     gx_ref, jac_ref = rowwise_jacobian(g, x, c, create_graph=True)
     assert torch.allclose(gx, gx_ref, atol=1e-12)
     assert torch.allclose(jac, jac_ref, atol=1e-12)
-    assert jac.abs().amax() > 0.05  # not the trivial zero Jacobian
+    assert jac.abs().amax() > 0.01  # not the trivial zero Jacobian (each layer normalised to 0.9)
     eye = torch.eye(3, dtype=torch.float64)
     fast = torch.linalg.slogdet(eye + jac)[1]
     ref = torch.linalg.slogdet(eye + jac_ref)[1]
@@ -351,3 +351,41 @@ def test_jacobian_from_the_forward_pass_is_the_autograd_one(activation, context_
     grads = torch.autograd.grad(fast.sum(), inputs, materialize_grads=True)
     grads_ref = torch.autograd.grad(ref.sum(), inputs, materialize_grads=True)
     assert all(torch.allclose(a, b, atol=1e-10) for a, b in zip(grads, grads_ref, strict=True))
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "recipe/iresnet_2d",
+        "residual/mlp_power_series_elu",
+        "residual/mlp_context_backward_in_forward",
+    ],
+)
+def test_eval_after_editing_weights_refreshes_the_spectral_norm(name):
+    """Issue 19, item 10.3: weights loaded (load_state_dict) with a perturbation of 0.5 after
+    the last power iteration. The stale estimate let Lip(g) exceed 1 and the inverse failed
+    (InverseDidNotConverge) or drifted; the eval-mode re-check restores the bound."""
+    import copy
+
+    from flowforge.testing import perturb_parameters
+    from flowforge.testing.registry import all_cases
+
+    case = all_cases()[name]
+    torch.manual_seed(0)
+    t = case.make_transform().double()
+    x, context = case.inputs()
+    t.train()
+    with torch.no_grad():
+        t(x, context)
+    t.eval()
+    edited = copy.deepcopy(t)
+    perturb_parameters(edited, 0.5)
+    t.load_state_dict(edited.state_dict())
+    with torch.no_grad():
+        z, ladj = t(x, context)
+        x2, ladj_inv = t.inverse(z, context)
+    assert torch.allclose(x2, x, atol=1e-5), (x2 - x).abs().max()
+    assert torch.allclose(ladj_inv, -ladj, atol=1e-5)
+    # once refreshed, eval mode is a fixed function again
+    with torch.no_grad():
+        assert torch.equal(t(x, context)[0], z)

@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 
 from flowforge.testing import perturb_parameters
 from flowforge.testing.registry import all_cases
-from flowforge.transforms import InverseDidNotConverge, InverseNotAvailable
+from flowforge.transforms import FloatRangeError, InverseDidNotConverge, InverseNotAvailable
 
 CASES = all_cases()
-NAMED_ERRORS = (ValueError, InverseNotAvailable, InverseDidNotConverge)
+NAMED_ERRORS = (ValueError, InverseNotAvailable, InverseDidNotConverge, FloatRangeError)
 
 
 def _inputs(case, batch, scale, seed):

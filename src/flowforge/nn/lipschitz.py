@@ -12,7 +12,15 @@ Spectral normalisation (Miyato et al. 2018, https://arxiv.org/abs/1802.05957) es
 so a weight already within the bound is left alone (Residual Flows, Chen et al. 2019,
 https://arxiv.org/abs/1906.02735). The power-iteration vectors ``u`` and ``v`` live in buffers:
 they are refined (to a relative tolerance, at most ``max_iterations`` steps) in training mode and
-frozen in eval mode, so an evaluated model is a fixed function that survives ``state_dict``.
+kept in eval mode, so an evaluated model is a fixed function that survives ``state_dict``.
+
+**Stale estimates.** In eval mode the vectors are re-checked whenever the weight changed since
+they were last refined (its tensor or its in-place version counter differ: an optimizer step,
+``load_state_dict`` of edited weights, a manual edit): the power iteration runs, and its
+vectors are kept if it moved :math:`\sigma` by more than ``tol`` (relative). Without this a
+model evaluated after its weights were edited kept the old :math:`\sigma`, so :math:`\hat W`
+could exceed ``coeff`` and residual blocks stopped inverting (issue 19, item 10). A checkpoint's
+own vectors pass the check unchanged, so a loaded model computes exactly what was saved.
 """
 
 from __future__ import annotations
@@ -74,6 +82,27 @@ class _SpectralNorm(nn.Module):
             self.u.copy_(u)
             self.v.copy_(v)
 
+    def _estimate(
+        self, weight: Tensor, apply: Callable[[Tensor], Tensor], apply_t: Callable[[Tensor], Tensor]
+    ) -> None:
+        """Refines ``u``, ``v`` in training mode; in eval mode only when ``weight`` changed since
+        they were last refined and the power iteration moves ``sigma`` by more than ``tol``."""
+        if self.training:  # the weight changes after this call (an optimizer step): re-check
+            self._power_iteration(apply, apply_t)
+            self._estimated_for = None
+            return
+        key = (weight.data_ptr(), weight._version)
+        if key != getattr(self, "_estimated_for", None):
+            with torch.no_grad():
+                u, v = self.u.clone(), self.v.clone()
+                sigma = torch.dot(u, apply(v))
+                self._power_iteration(apply, apply_t)
+                new = torch.dot(self.u, apply(self.v))
+                if bool((new - sigma).abs() <= self.tol * new.abs()):
+                    self.u.copy_(u)  # still valid: keep the vectors bit for bit
+                    self.v.copy_(v)
+        self._estimated_for = key
+
     def normalised(self, apply: Callable[[Tensor], Tensor]) -> Tensor:
         """The scale ``1 / max(1, sigma / c)`` with ``sigma = u^T A v`` (differentiable)."""
         # clones: later training-mode calls refine the buffers in place
@@ -130,9 +159,9 @@ class SpectralNormLinear(_SpectralNorm):
         return self.weight.t() @ u
 
     def normalised_weight(self) -> Tensor:
-        """:math:`\\hat W` ``(out, in)``; in training mode the power iteration runs first."""
-        if self.training:
-            self._power_iteration(self._apply_w, self._apply_wt)
+        """:math:`\\hat W` ``(out, in)``; in training mode the power iteration runs first (in eval
+        mode, only when the weight changed since the last one)."""
+        self._estimate(self.weight, self._apply_w, self._apply_wt)
         return self.weight * self.normalised(self._apply_w)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -194,9 +223,9 @@ class SpectralNormConv2d(_SpectralNorm):
         return F.conv_transpose2d(image, self.weight, padding=self.padding).flatten()
 
     def normalised_weight(self) -> Tensor:
-        """The scaled kernel ``(out, in, k, k)``; in training mode the power iteration runs."""
-        if self.training:
-            self._power_iteration(self._apply_w, self._apply_wt)
+        """The scaled kernel ``(out, in, k, k)``; in training mode the power iteration runs (in
+        eval mode, only when the weight changed since the last one)."""
+        self._estimate(self.weight, self._apply_w, self._apply_wt)
         return self.weight * self.normalised(self._apply_w)
 
     def forward(self, x: Tensor) -> Tensor:

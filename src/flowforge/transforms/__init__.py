@@ -3,6 +3,8 @@
 from flowforge.transforms.autoregressive import MaskedAutoregressive, SlowDirectionWarning
 from flowforge.transforms.base import (
     Compose,
+    EmptyBatchError,
+    FloatRangeError,
     Inverse,
     InverseDidNotConverge,
     InverseNotAvailable,
@@ -67,10 +69,12 @@ __all__ = [
     "Coupling",
     "DiagonalScaling",
     "ElementwiseAffine",
+    "EmptyBatchError",
     "ExactLogDet",
     "ExactTrace",
     "FactorOut",
     "Flatten",
+    "FloatRangeError",
     "HutchinsonTrace",
     "Inverse",
     "InverseDidNotConverge",

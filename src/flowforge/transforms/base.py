@@ -26,12 +26,16 @@ from torch import Tensor, nn
 
 __all__ = [
     "Compose",
+    "EmptyBatchError",
+    "FloatRangeError",
     "Inverse",
     "InverseDidNotConverge",
     "InverseNotAvailable",
     "Transform",
     "check_event",
+    "check_inputs",
     "sum_except_batch",
+    "takes_context",
 ]
 
 
@@ -41,6 +45,15 @@ class InverseNotAvailable(NotImplementedError):
 
 class InverseDidNotConverge(RuntimeError):
     """Raised by a numerical inverse that hit its iteration cap before its tolerance."""
+
+
+class FloatRangeError(OverflowError):
+    """Raised where a finite input gives a value outside the floating-point range of its dtype
+    (an infinity or a NaN), so that no finite or NaN answer is returned in its place."""
+
+
+class EmptyBatchError(ValueError):
+    """Raised for an input with a batch dimension of size 0."""
 
 
 def sum_except_batch(x: Tensor) -> Tensor:
@@ -148,4 +161,29 @@ def check_event(x: Tensor, event_shape: torch.Size | tuple[int, ...], name: str 
         raise ValueError(
             f"'{name}' should have shape (batch, {', '.join(map(str, event_shape))}), "
             f"got {tuple(x.shape)}"
+        )
+
+
+def takes_context(module: nn.Module) -> bool:
+    """Whether ``module`` or any submodule declares ``context_features > 0`` (the conditioners,
+    MADE, Lipschitz networks, CNF dynamics and conditional base distributions all do)."""
+    return any(getattr(m, "context_features", 0) for m in module.modules())
+
+
+def check_inputs(x: Tensor, context: Tensor | None, uses_context: bool, name: str = "x") -> None:
+    """The entry-point checks of a flow or transform call (issue 19, item 10).
+
+    Raises :class:`EmptyBatchError` for a batch of size 0 (which otherwise fails deep inside a
+    layer, or not at all), and a ``ValueError`` for a ``context`` given to a model that takes
+    none (``uses_context``, e.g. :func:`takes_context` of the model computed once), which would
+    otherwise be ignored silently.
+    """
+    if x.dim() == 0 or x.shape[0] == 0:
+        raise EmptyBatchError(
+            f"'{name}' has no samples (shape {tuple(x.shape)}): the batch dimension must be >= 1"
+        )
+    if context is not None and not uses_context:
+        raise ValueError(
+            "'context' was given to a model that takes none (context_features=0); it would be "
+            "ignored: build the model with context_features, or pass no context"
         )

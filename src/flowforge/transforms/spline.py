@@ -25,6 +25,20 @@ Parameters per dimension: ``K`` bin widths, ``K`` bin heights (softmax-normalise
 least ``min_bin_width`` / ``min_bin_height`` of the interval) and ``K - 1`` interior
 derivatives (``min_derivative + softplus``), shifted so that **all-zero parameters give equal
 bins and unit derivatives: the identity**.
+
+**Conditioning.** Every raw parameter :math:`a` is first soft-bounded to :math:`(-L, L)`,
+
+.. math:: a \leftarrow \frac{a}{1 + |a| / L}, \qquad L = \tfrac12 \ln 10^3 \text{ by default}
+
+(zuko's ``MonotonicRQSTransform`` does the same to its widths and heights), which leaves
+:math:`a` unchanged near 0 (zero still gives the identity) and keeps any two bin widths, or
+heights, within a factor :math:`e^{2L} = 10^3` and the derivatives within
+``min_derivative + softplus(shift +- L)`` (about 0.05 to 4). Without it a conditioner with
+large outputs makes bins with :math:`s_k \approx 10^{-3}` and knot derivatives of 10 or more,
+where the spline's slope falls to :math:`2 s_k^2 / \delta \approx 10^{-7}` in mid-bin; a
+float32 output then only holds :math:`x` to :math:`\epsilon |y| / y' \approx 1`, in any
+inverse formula (measured: the float64 inverse of the float32 output is as far off). See
+``docs/reliability.md``, "Numerics under hard parameters".
 """
 
 from __future__ import annotations
@@ -60,6 +74,8 @@ class RationalQuadraticSpline(Transformer):
         min_bin_width: smallest bin width, as a fraction of the interval.
         min_bin_height: smallest bin height, as a fraction of the interval.
         min_derivative: smallest derivative at a knot.
+        raw_bound: the soft bound ``L`` on every raw parameter (``None``: unbounded, the
+            behaviour before the bound, for checkpoints trained with it).
     """
 
     def __init__(
@@ -69,6 +85,7 @@ class RationalQuadraticSpline(Transformer):
         min_bin_width: float = 1e-3,
         min_bin_height: float = 1e-3,
         min_derivative: float = 1e-3,
+        raw_bound: float | None = 0.5 * math.log(1e3),
     ) -> None:
         super().__init__()
         if bins < 1:
@@ -80,6 +97,9 @@ class RationalQuadraticSpline(Transformer):
                 raise ValueError(f"'{name}' should be in [0, 1 / bins), got {value}")
         if not 0 <= min_derivative < 1:
             raise ValueError(f"'min_derivative' should be in [0, 1), got {min_derivative}")
+        if raw_bound is not None and not raw_bound > 0:
+            raise ValueError(f"'raw_bound' should be positive or None, got {raw_bound}")
+        self.raw_bound = None if raw_bound is None else float(raw_bound)
         self.bins, self.bound = bins, float(bound)
         self.min_bin_width, self.min_bin_height = float(min_bin_width), float(min_bin_height)
         self.min_derivative = float(min_derivative)
@@ -110,6 +130,8 @@ class RationalQuadraticSpline(Transformer):
                 f"'params' should have {self.params_per_dim} entries in its last dimension "
                 f"(3 * bins - 1), got {params.shape[-1]}"
             )
+        if self.raw_bound is not None:
+            params = params / (1 + params.abs() / self.raw_bound)
         # one split: its backward is one concatenation, not three zero-filled slice gradients
         raw_w, raw_h, raw_d = params.split([k, k, k - 1], dim=-1)
         xs = self._knots(raw_w, self.min_bin_width)
@@ -172,4 +194,4 @@ class RationalQuadraticSpline(Transformer):
         return torch.where(inside, x, y), torch.where(inside, logd, torch.zeros_like(logd))
 
     def extra_repr(self) -> str:
-        return f"bins={self.bins}, bound={self.bound}"
+        return f"bins={self.bins}, bound={self.bound}, raw_bound={self.raw_bound}"
