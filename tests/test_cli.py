@@ -232,3 +232,10 @@ def test_vae_config_trains_through_train_command(tmp_path, shared_data, capsys):
         )
         == 2
     )
+
+
+def test_check_stress_prints_the_worst_errors(capsys):
+    assert main(["check", "--stress", "elementwise/standardize"]) == 0
+    out = capsys.readouterr().out
+    assert "| elementwise/standardize | float32 |" in out and "p=1" in out
+    assert main(["check", "--stress", "no-such-case"]) == 1

@@ -286,6 +286,16 @@ def _check(args: argparse.Namespace) -> int:
     from flowforge.testing import check_transform
     from flowforge.testing.registry import all_cases
 
+    if args.stress:
+        from flowforge.testing.stress import format_stress, stress
+
+        results = stress(args.pattern)
+        if not results:
+            print(f"no conformance case matches {args.pattern!r}")
+            return 1
+        print(format_stress(results))
+        return 0
+
     cases = {k: v for k, v in all_cases().items() if not args.pattern or args.pattern in k}
     if not cases:
         print(f"no conformance case matches {args.pattern!r}")
@@ -401,6 +411,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check", help="run the conformance kit over every registered transform")
     p.add_argument("pattern", nargs="?", help="only cases whose name contains this")
+    p.add_argument(
+        "--stress",
+        action="store_true",
+        help="worst round-trip and log-det errors under hard parameters, float32 and float64",
+    )
     p.set_defaults(func=_check)
 
     p = sub.add_parser("list", help="list models and data sets")

@@ -114,22 +114,21 @@ def _indices(columns: Sequence[Column] | None, names: list[str], what: str) -> l
     return out
 
 
-def _rows(
-    values: np.ndarray, rows: np.ndarray, cols: list[int], path: Path, drop: bool
-) -> np.ndarray:
-    """``values[rows][:, cols]`` as float64, with its non-finite rows dropped or named."""
-    block = np.asarray(values[np.sort(rows)][:, cols], dtype=np.float64)
-    finite = np.isfinite(block).all(1)
-    if not finite.all():
-        bad = np.sort(rows)[~finite]
-        if not drop:
-            first = ", ".join(str(int(i) + 1) for i in bad[:5])
-            raise ValueError(
-                f"{path}: {len(bad)} rows hold NaN or infinite values (data rows {first}"
-                f"{', ...' if len(bad) > 5 else ''}); drop them with data.drop_nonfinite: true"
-            )
-        block = block[finite]
-    return block
+def _usable_rows(values: np.ndarray, cols: list[int], path: Path, drop: bool) -> np.ndarray:
+    """Indices of the rows whose selected columns are all finite; other rows are named (or
+    dropped with ``drop``)."""
+    finite = np.ones(values.shape[0], dtype=bool)
+    for start in range(0, values.shape[0], 65536):  # chunks: a memory map stays a map
+        block = np.asarray(values[start : start + 65536][:, cols], dtype=np.float64)
+        finite[start : start + len(block)] = np.isfinite(block).all(1)
+    bad = np.flatnonzero(~finite)
+    if len(bad) and not drop:
+        first = ", ".join(str(int(i) + 1) for i in bad[:5])
+        raise ValueError(
+            f"{path}: {len(bad)} rows hold NaN or infinite values (data rows {first}"
+            f"{', ...' if len(bad) > 5 else ''}); drop them with data.drop_nonfinite: true"
+        )
+    return np.flatnonzero(finite)
 
 
 @register_dataset("file")
@@ -189,24 +188,27 @@ def load_file(
                 raise ValueError(f"{other}: its columns {other_names} differ from {path}'s {names}")
             sources[split] = (Path(other), other_values)
     wanted = {"train": n_train, "val": n_val, "test": n_test}
-    perms = {Path(p): rng.permutation(v.shape[0]) for p, v in sources.values()}
-    offsets = {p: 0 for p in perms}
+    cols = feats + ctx
+    order = {  # each file's usable rows in a seeded random order
+        file: rng.permutation(_usable_rows(vals, cols, file, drop_nonfinite))
+        for file, vals in sources.values()
+    }
+    offsets = dict.fromkeys(order, 0)
     tensors: dict[str, torch.Tensor | None] = {}
     for split in ("train", "val", "test"):
         file, vals = sources.get(split, sources["train"])
-        perm, start = perms[file], offsets[file]
-        taken = perm[start : start + wanted[split]]
+        start = offsets[file]
+        taken = order[file][start : start + wanted[split]]
         if len(taken) < wanted[split]:
             in_file = [s for s in wanted if sources.get(s, sources["train"])[0] == file]
             need = sum(wanted[s] for s in in_file)
             raise ValueError(
-                f"{file}: {vals.shape[0]} rows, too few for {' + '.join(in_file)} = {need} "
-                f"(set data.n_train, n_val, n_test; `flowforge train --data FILE` splits 80/10/10)"
+                f"{file}: {len(order[file])} usable rows, too few for {' + '.join(in_file)} = "
+                f"{need} (set data.n_train, n_val, n_test; `flowforge train --data FILE` "
+                f"splits 80/10/10)"
             )
         offsets[file] = start + wanted[split]
-        block = _rows(vals, taken, feats + ctx, file, drop_nonfinite)
-        if len(block) < 2:
-            raise ValueError(f"{file}: fewer than 2 usable rows in the {split} split")
+        block = np.asarray(vals[np.sort(taken)][:, cols], dtype=np.float64)
         tensors[split] = torch.from_numpy(block[:, : len(feats)]).float()
         tensors[f"{split}_context"] = (
             torch.from_numpy(block[:, len(feats) :]).float() if ctx else None
