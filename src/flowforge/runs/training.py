@@ -152,9 +152,9 @@ def _check_belongs(path: Path, identity: dict[str, Any]) -> None:
     payload = load_checkpoint(path)
     for key in ("spec", "objective", "fingerprint"):
         if key in payload and payload[key] != identity[key]:
+            what = _difference(payload[key], identity[key])
             raise CheckpointError(
-                f"{path}: its {key} differs from this run's ({_difference(payload[key], identity[key])}); "
-                f"it belongs to another run"
+                f"{path}: its {key} differs from this run's ({what}); it belongs to another run"
             )
 
 
