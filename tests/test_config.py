@@ -72,3 +72,70 @@ def test_every_shipped_config_is_valid():
     assert configs, "configs/ should hold the example experiments"
     for path in configs:  # one schema for every objective
         load_config(path)
+
+
+# -- bounded YAML and bounded messages (issue 19, item 8) ------------------------------------
+
+
+def _alias_bomb(levels=9):
+    """A "billion laughs" flow sequence: ``levels`` anchors, each nine aliases of the last,
+    so a few hundred bytes stand for 9**levels strings."""
+    names = "abcdefghijklmnopqrstuvwxyz"[:levels]
+    parts = ["&a [" + ", ".join(["lol"] * 9) + "]"]
+    for prev, cur in zip(names[:-1], names[1:], strict=True):
+        parts.append(f"&{cur} [" + ", ".join([f"*{prev}"] * 9) + "]")
+    return "[" + ", ".join(parts) + "]"
+
+
+def _one_line(error):
+    message = str(error.value)
+    assert "\n" not in message and len(message) < 300, message
+    return message
+
+
+def test_alias_bomb_in_a_config_file_is_refused_in_one_line(tmp_path):
+    path = tmp_path / "bomb.yaml"
+    path.write_text(f"train:\n  lr: {_alias_bomb()}\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert _one_line(error).startswith(f"{path}: refused: the YAML expands to more than")
+
+
+def test_alias_bomb_in_a_set_value_is_refused_in_one_line():
+    with pytest.raises(ConfigError) as error:
+        load_config(None, [f"train.lr={_alias_bomb()}"])
+    assert "--set 'train.lr=[&a [lol" in _one_line(error)
+    assert "value: refused: the YAML expands to more than" in str(error.value)
+
+
+def test_shared_structure_is_refused_and_printed_in_bounded_length():
+    """A mapping built in Python (or read by another YAML reader) with one list shared 9**9
+    times: the deep copy in apply_overrides refuses it, and a message prints 80 characters."""
+    bomb = ["lol"] * 9
+    for _ in range(8):
+        bomb = [bomb] * 9
+    with pytest.raises(ConfigError, match="config: refused: the YAML expands"):
+        apply_overrides({"train": {"lr": bomb}}, [])
+    with pytest.raises(ConfigError) as error:
+        parse_config({"train": {"lr": bomb}})
+    assert _one_line(error).startswith("train.lr: should be float, got [[[[[[[[['lol', 'lol'")
+    assert str(error.value).endswith("...")
+    with pytest.raises(ConfigError) as error:
+        parse_config({"name": "/" * 10**6})
+    assert len(_one_line(error)) < 150
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("&a [*a]", "refused: the YAML an alias refers to a node that contains it"),
+        ("[" * 5000 + "]" * 5000, "refused: the YAML is nested too deeply"),
+        ("train: [unclosed\n", "not valid YAML: while parsing"),
+    ],
+)
+def test_other_hostile_yaml_is_a_one_line_error(tmp_path, text, message):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message) as error:
+        load_config(path)
+    _one_line(error)

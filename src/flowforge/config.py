@@ -37,6 +37,7 @@ __all__ = [
     "apply_overrides",
     "load_config",
     "parse_config",
+    "read_yaml",
 ]
 
 
@@ -244,7 +245,7 @@ def _fill(cls: type, raw: Any, where: str) -> Any:
                 continue
             value = _coerce(value, hints[key])
             if not _type_ok(value, hints[key]):
-                raise ConfigError(f"{path}: should be {_describe(hints[key])}, got {value!r}")
+                raise ConfigError(f"{path}: should be {_describe(hints[key])}, got {_brief(value)}")
             kwargs[key] = float(value) if hints[key] is float else value
         elif has_options:
             options[key] = value
@@ -265,17 +266,19 @@ def _check_values(cfg: RunConfig, check_data: bool = True) -> None:
         if path in _NON_NEGATIVE and value < 0:
             raise ConfigError(f"{path}: should be >= 0, got {value}")
         if path in _CHOICES and value not in _CHOICES[path]:
-            raise ConfigError(f"{path}: should be one of {list(_CHOICES[path])}, got {value!r}")
+            raise ConfigError(
+                f"{path}: should be one of {list(_CHOICES[path])}, got {_brief(value)}"
+            )
     for path, seed in (("seed", cfg.seed), ("data.seed", cfg.data.seed)):
         if seed is not None and not 0 <= seed < 2**32:
             raise ConfigError(f"{path}: should be in [0, 2**32), got {seed}")
     if not 0.0 <= cfg.train.ema < 1.0:
         raise ConfigError(f"train.ema: should be in [0, 1), got {cfg.train.ema}")
     if not cfg.name or "/" in cfg.name or cfg.name.startswith("."):
-        raise ConfigError(f"name: should be a plain directory name, got {cfg.name!r}")
+        raise ConfigError(f"name: should be a plain directory name, got {_brief(cfg.name)}")
     if not (cfg.device in ("cpu", "auto") or cfg.device.startswith(("cuda", "mps"))):
         raise ConfigError(
-            f"device: should be 'cpu', 'auto', 'cuda[:N]' or 'mps', got {cfg.device!r}"
+            f"device: should be 'cpu', 'auto', 'cuda[:N]' or 'mps', got {_brief(cfg.device)}"
         )
     _check_options("objective", cfg.objective.name, cfg.objective.options)
     if check_data:
@@ -294,7 +297,7 @@ def _check_options(section: str, name: str, options: dict[str, Any]) -> None:
     if name not in registry:
         what = {"data": "data set", "model": "model", "objective": "objective"}[section]
         raise ConfigError(
-            f"{section}.name: unknown {what} {name!r}; choose one of {sorted(registry)}"
+            f"{section}.name: unknown {what} {_brief(name)}; choose one of {sorted(registry)}"
         )
     fn = registry[name]
     if section == "data":
@@ -317,7 +320,9 @@ def _check_options(section: str, name: str, options: dict[str, Any]) -> None:
         annotation = hints.get(key, params[key].annotation)
         options[key] = value = _coerce(value, annotation)
         if not _type_ok(value, annotation):
-            raise ConfigError(f"{section}.{key}: should be {_describe(annotation)}, got {value!r}")
+            raise ConfigError(
+                f"{section}.{key}: should be {_describe(annotation)}, got {_brief(value)}"
+            )
 
 
 def parse_config(raw: dict[str, Any] | None, check_data: bool = True) -> RunConfig:
@@ -333,9 +338,111 @@ def parse_config(raw: dict[str, Any] | None, check_data: bool = True) -> RunConf
     return cfg
 
 
+# -- reading YAML with bounded aliases, and values in messages with bounded length ---------
+
+MAX_YAML_VALUES = 100_000
+"""Most values (scalars, lists, mappings) a YAML document may expand to through aliases."""
+
+
+class _YamlTooLarge(yaml.YAMLError):
+    """A document that expands past :data:`MAX_YAML_VALUES` values, or expands into itself."""
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int | None]) -> int:
+    """The values ``node`` expands to, each aliased node counted at every use (memoised in
+    ``sizes``, so a nine-level alias bomb costs nine steps, not 9**9)."""
+    if id(node) in sizes:
+        size = sizes[id(node)]
+        if size is None:
+            raise _YamlTooLarge("an alias refers to a node that contains it")
+        return size
+    sizes[id(node)] = None
+    children = node.value if isinstance(node, yaml.SequenceNode) else []
+    if isinstance(node, yaml.MappingNode):
+        children = [child for pair in node.value for child in pair]
+    size = 1 + sum(_expanded_size(child, sizes) for child in children)
+    if size > MAX_YAML_VALUES:
+        raise _YamlTooLarge(f"expands to more than {MAX_YAML_VALUES} values through aliases")
+    sizes[id(node)] = size
+    return size
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that sizes the composed document before building any Python
+    object: aliases share nodes, so a few hundred bytes ("billion laughs") can stand for
+    10**9 values, which any deep copy, dump or repr would then build."""
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        _expanded_size(node, {})
+        return super().construct_document(node)
+
+
+def _load_yaml(text: str, where: str) -> Any:
+    """``yaml.safe_load`` with the alias bound; any failure is a one-line ``ConfigError``
+    starting with ``where``."""
+    try:
+        return yaml.load(text, Loader=_BoundedLoader)  # a SafeLoader: no Python objects
+    except _YamlTooLarge as e:
+        raise ConfigError(f"{where}: refused: the YAML {e}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{where}: not valid YAML: {' '.join(str(e).split())}") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: refused: the YAML is nested too deeply") from None
+
+
+def _brief(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to at most ``limit`` characters, without building the whole repr:
+    a value holding one list many times over (YAML aliases) costs ``limit`` steps, not its
+    expanded size."""
+    out: list[str] = []
+    _render(value, out, limit + 1)
+    text = "".join(out)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_BRACKETS = {list: "[]", tuple: "()", dict: "{}", set: "{}", frozenset: "{}"}
+
+
+def _render(value: Any, out: list[str], budget: int) -> int:
+    """Appends ``value``'s repr to ``out`` until about ``budget`` characters are spent;
+    returns the budget left."""
+    if budget <= 0:
+        return 0
+    kind = next((k for k in _BRACKETS if isinstance(value, k)), None)
+    if kind is None:
+        text = _scalar_repr(value, budget)
+        out.append(text)
+        return budget - len(text)
+    out.append(_BRACKETS[kind][0])
+    budget -= 1
+    for i, item in enumerate(value.items() if kind is dict else value):
+        if budget <= 0:
+            return 0
+        if i:
+            out.append(", ")
+            budget -= 2
+        if kind is dict:
+            budget = _render(item[0], out, budget)
+            out.append(": ")
+            budget = _render(item[1], out, budget - 2)
+        else:
+            budget = _render(item, out, budget)
+    out.append(_BRACKETS[kind][1])
+    return budget - 1
+
+
+def _scalar_repr(value: Any, budget: int) -> str:
+    """The repr of a non-container, from at most ``budget`` characters of a long string."""
+    if isinstance(value, (str, bytes)):
+        return repr(value[:budget])
+    if isinstance(value, int) and value.bit_length() > 128:  # repr refuses > 4300 digits
+        return f"<{value.bit_length()}-bit integer>"
+    return repr(value)[:budget]
+
+
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Applies ``key.sub=value`` overrides (values parsed as YAML) to a raw config mapping."""
-    raw = yaml.safe_load(yaml.safe_dump(raw))  # deep copy of plain data
+    raw = _load_yaml(yaml.safe_dump(raw), "config")  # deep copy of plain data
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: should look like key=value, e.g. train.lr=3e-4")
@@ -343,10 +450,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         keys = path.strip().split(".")
         if not all(keys):
             raise ConfigError(f"--set {item!r}: empty key in {path!r}")
-        try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            raise ConfigError(f"--set {item!r}: value is not valid YAML ({e})") from None
+        value = _load_yaml(text, f"--set {_brief(item)}: value")
         node = raw
         for k in keys[:-1]:
             node = node.setdefault(k, {})
@@ -358,17 +462,16 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
     """Reads, overrides and validates a config; ``path=None`` starts from the defaults."""
-    raw: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML: {e}") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(
-                f"{path}: should hold a mapping of sections, got {type(raw).__name__}"
-            )
+    raw = {} if path is None else read_yaml(path)
     return parse_config(apply_overrides(raw, overrides or []))
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A config file's mapping, read with the alias bound of :func:`_load_yaml`."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    raw = _load_yaml(path.read_text(), str(path)) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: should hold a mapping of sections, got {type(raw).__name__}")
+    return raw

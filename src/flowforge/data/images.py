@@ -31,7 +31,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-import pickle
 import shutil
 import tempfile
 import urllib.request
@@ -42,6 +41,7 @@ import numpy as np
 import torch
 
 from flowforge.data.registry import Splits, register_dataset
+from flowforge.data.safe_pickle import NUMPY_ARRAYS, load_restricted
 
 __all__ = [
     "CIFAR10_ARCHIVE",
@@ -223,8 +223,9 @@ def load_mnist_arrays(
 def load_cifar10_arrays(data_dir: str | Path) -> dict[str, np.ndarray]:
     """CIFAR-10 from its python-pickle batches: ``x_* (n, 3, 32, 32)`` uint8, ``y_*`` labels.
 
-    ``data_dir`` is the folder ``cifar-10-batches-py`` or its parent. Pickles are loaded with
-    :mod:`pickle`, so only use files you trust (the official archive: :data:`CIFAR10_ARCHIVE`).
+    ``data_dir`` is the folder ``cifar-10-batches-py`` or its parent. The pickles are read
+    with numpy arrays as the only objects (:mod:`flowforge.data.safe_pickle`): a batch that
+    names any other class or function is refused before anything of it runs.
     """
     root = Path(data_dir)
     if (root / "cifar-10-batches-py").is_dir():
@@ -234,8 +235,9 @@ def load_cifar10_arrays(data_dir: str | Path) -> dict[str, np.ndarray]:
         path = root / name
         if not path.is_file():
             raise FileNotFoundError(f"data.data_dir: CIFAR-10 batch {path} not found")
-        with path.open("rb") as f:
-            d = pickle.load(f, encoding="bytes")
+        d = load_restricted(path, NUMPY_ARRAYS, encoding="bytes")
+        if not (isinstance(d, dict) and b"data" in d and b"labels" in d):
+            raise ValueError(f"{path}: not a CIFAR-10 batch (a dict with b'data', b'labels')")
         x = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
         return x, np.asarray(d[b"labels"], dtype=np.int64)
 

@@ -10,7 +10,8 @@ https://arxiv.org/abs/1705.07057, ``gpapamak/maf/datasets``):
   after the shuffle: voltage ``0.01 U``, active power ``0.001 U``, sub-meterings ``U``, time 0;
   the last 10 % of rows are test, the last 10 % of the rest validation; z-score with the train
   + validation statistics.
-- ``gas`` (``gas/ethylene_CO.pickle``, a pandas pickle, 8 dims): drop Meth, Eth and Time;
+- ``gas`` (``gas/ethylene_CO.pickle``, a pandas pickle read without running code, or the
+  same table as ``gas/ethylene_CO.csv``, 8 dims): drop Meth, Eth and Time;
   repeatedly drop the first column with a Pearson correlation above 0.98 to another; z-score
   over all rows (sample sd); then the same tail split.
 - ``hepmass`` (``hepmass/1000_train.csv`` and ``1000_test.csv``, 21 dims): keep the signal
@@ -37,11 +38,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from flowforge.data.registry import Splits, register_dataset
+from flowforge.data.safe_pickle import load_restricted, pandas_frame_classes
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "load_bsds300",
@@ -53,6 +59,8 @@ __all__ = [
 ]
 
 ZENODO = "https://zenodo.org/record/1161203"
+GAS_PICKLE = "gas/ethylene_CO.pickle"
+GAS_CSV = "gas/ethylene_CO.csv"
 
 
 def _file(data_dir: str, relative: str) -> Path:
@@ -110,14 +118,32 @@ def _drop_correlated(columns: list[str], values: np.ndarray) -> np.ndarray:
         del keep[int(np.argmax(over > 1))]
 
 
-def load_gas(data_dir: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """GAS (8 dims) as in the MAF code; see the module docstring. Needs pandas."""
+def _gas_frame(data_dir: str) -> pd.DataFrame:
+    """The GAS table: ``gas/ethylene_CO.csv`` when there is one (a header row of column
+    names), else the pickle, read with the allow-list of :mod:`flowforge.data.safe_pickle`."""
     try:
         import pandas as pd
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise ImportError("the GAS loader reads a pandas pickle: pip install pandas") from e
-    frame = pd.read_pickle(_file(data_dir, "gas/ethylene_CO.pickle"))
-    frame = frame.drop(columns=["Meth", "Eth", "Time"])
+
+    csv = Path(data_dir).expanduser() / GAS_CSV if data_dir else None
+    if csv is not None and csv.is_file():
+        return pd.read_csv(csv)
+    path = _file(data_dir, GAS_PICKLE)
+    advice = (
+        f". If this is the genuine file of an older pandas, convert it once, from a copy you "
+        f"trust: python -c \"import pandas as pd; pd.read_pickle('{path}')"
+        f".to_csv('{path.with_suffix('.csv')}', index=False)\""
+    )
+    frame = load_restricted(path, pandas_frame_classes(), advice)
+    if type(frame) is not pd.DataFrame:
+        raise ValueError(f"{path}: holds a {type(frame).__name__}, not a pandas DataFrame")
+    return frame
+
+
+def load_gas(data_dir: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """GAS (8 dims) as in the MAF code; see the module docstring. Needs pandas."""
+    frame = _gas_frame(data_dir).drop(columns=["Meth", "Eth", "Time"])
     values = _drop_correlated(list(frame.columns), frame.to_numpy(dtype=np.float64))
     (values,) = _zscore((values,), values, ddof=1)
     return split_tail(values)

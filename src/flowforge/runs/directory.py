@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from flowforge.config import ConfigError
+from flowforge.config import ConfigError, read_yaml
 from flowforge.train.checkpoint import save_checkpoint
 
 __all__ = ["RunDirectory", "RunLocked", "atomic_write_text"]
@@ -102,11 +102,11 @@ class RunDirectory:
         if not file.is_file():
             raise ConfigError(f"not a run directory (no {CONFIG}): {self.path}")
         try:
-            raw = yaml.safe_load(file.read_text())
-        except (yaml.YAMLError, UnicodeDecodeError) as e:
-            raise ConfigError(f"{file}: not valid YAML ({type(e).__name__})") from None
-        if not isinstance(raw, dict) or not raw:
-            raise ConfigError(f"{file}: empty or not a mapping; the run's config is lost")
+            raw = read_yaml(file)  # bounded alias expansion, one-line errors
+        except UnicodeDecodeError:
+            raise ConfigError(f"{file}: not UTF-8 text; the run's config is lost") from None
+        if not raw:
+            raise ConfigError(f"{file}: empty; the run's config is lost")
         if "train" not in raw or "model" not in raw:
             raise ConfigError(f"{file}: incomplete (no train or model section)")
         return raw
