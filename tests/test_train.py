@@ -278,3 +278,21 @@ def test_time_budget_stops_evaluates_and_resumes(tmp_path, monkeypatch):
 def test_negative_time_budget_is_rejected():
     with pytest.raises(ConfigError, match=r"train.max_seconds: should be >= 0"):
         parse_config({"train": {"max_seconds": -1}})
+
+
+def test_resume_refuses_an_optimizer_state_smaller_than_its_parameter(tmp_path):
+    """A tampered last.pt (Adam's exp_avg cut short) would make the fused step write out of
+    bounds; the trainer checks every tensor against what it loads into and names it."""
+    from flowforge.train.checkpoint import CheckpointError, save_checkpoint
+
+    cfg = tiny(tmp_path, steps=10)
+    run_dir = train_run(cfg, progress=False, plots=False).run_dir
+    last = run_dir / "checkpoints" / "last.pt"
+    payload = load_checkpoint(last)
+    payload.pop("format")
+    state = payload["optimizer"]["state"][0]
+    state["exp_avg"] = state["exp_avg"].flatten()[:1].clone()
+    save_checkpoint(last, payload)
+    cfg.train.steps = 20
+    with pytest.raises(CheckpointError, match="exp_avg"):
+        train_run(cfg, resume=run_dir, progress=False, plots=False)

@@ -37,7 +37,13 @@ from torch import Tensor, nn
 from flowforge.config import RunConfig
 from flowforge.objectives import Objective
 from flowforge.train.averaging import ParameterAverage
-from flowforge.train.checkpoint import CheckpointError, load_checkpoint, load_model_state
+from flowforge.train.checkpoint import (
+    CheckpointError,
+    check_averaged_parameters,
+    check_optimizer_state,
+    load_checkpoint,
+    load_model_state,
+)
 from flowforge.train.distributed import Group, needs_data_init
 from flowforge.train.schedule import learning_rate, rank_seed, rng_state, set_rng_state
 from flowforge.train.state import Progress, StateError
@@ -194,7 +200,10 @@ class Trainer:
     def restore(self, path: Path) -> None:
         """Loads a resume point written by :meth:`state`."""
         payload = load_checkpoint(path, map_location=self.device)
-        load_model_state(path, self.model, payload)
+        load_model_state(path, self.model, payload)  # checks every tensor against the model
+        check_optimizer_state(path, self.optimizer, payload.get("optimizer"))
+        if self.average is not None and "ema" in payload:
+            check_averaged_parameters(path, self.model, payload["ema"])
         try:
             self.progress = Progress.from_payload(payload)
             self.optimizer.load_state_dict(payload["optimizer"])
