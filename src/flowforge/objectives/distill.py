@@ -15,16 +15,20 @@ The test numbers add the other direction, :math:`\mathrm{KL}(p \| q)` on teacher
 
 from __future__ import annotations
 
-import hashlib
 import math
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from flowforge.flows import Flow
-from flowforge.objectives.base import ObjectiveError, Setting, eval_mode, evaluation_rng
+from flowforge.objectives.base import (
+    ObjectiveError,
+    Setting,
+    eval_mode,
+    evaluation_rng,
+    tensor_fingerprint,
+)
 from flowforge.objectives.reverse_kl import ReverseKL
 from flowforge.targets import Target
 
@@ -75,10 +79,9 @@ class Distillation(ReverseKL):
         return Target(f"teacher {name}", lambda x: teacher.log_prob(x.to(dtype)), dim, 0.0)
 
     def fingerprint(self) -> dict[str, str]:
-        """The teacher checkpoint's SHA-256: a resumed student must learn the same teacher."""
-        path = Path(self.teacher_dir)
-        path = path / "checkpoints" / "best.pt" if path.is_dir() else path
-        return {"teacher": hashlib.sha256(path.read_bytes()).hexdigest()} if path.is_file() else {}
+        """A hash of the teacher's parameters and buffers: a resumed student must learn the
+        same teacher."""
+        return {"teacher": tensor_fingerprint(*self.teacher.state_dict().values())}
 
     def evaluate(self, model: nn.Module, split: str = "test") -> dict[str, Any]:
         """The reverse KL (the loss), and ``kl_teacher_student``, ``KL(p || q)`` on

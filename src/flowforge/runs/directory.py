@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 
 from flowforge.config import ConfigError, read_yaml
-from flowforge.train.checkpoint import save_checkpoint
+from flowforge.train.checkpoint import BEST, LAST, save_checkpoint
 
 __all__ = ["RunDirectory", "RunLocked", "atomic_write_text"]
 
@@ -127,9 +127,9 @@ class RunDirectory:
         """``best.pt`` (or ``last.pt`` when the run has not evaluated yet) for ``"best"``,
         ``last.pt`` for ``"last"``, or the file ``name`` in ``checkpoints/``."""
         if name in ("best", "last"):
-            path = self.checkpoint_path(f"{name}.pt")
+            path = self.checkpoint_path(BEST if name == "best" else LAST)
             if name == "best" and not path.is_file():
-                path = self.checkpoint_path("last.pt")
+                path = self.checkpoint_path(LAST)
         else:
             path = self.checkpoint_path(name)
         if not path.is_file():

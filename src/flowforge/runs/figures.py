@@ -33,7 +33,7 @@ def draw_run_figures(
     if isinstance(objective, MaximumLikelihood):
         from flowforge.viz.plots import plot_2d_run
 
-        return plot_2d_run(model, objective.data, directory.path)
+        return plot_2d_run(model, objective.data, directory.plots, directory.read_metrics())
     if isinstance(objective, ReverseKL):
         from flowforge.viz.vi import plot_vi_grid
 

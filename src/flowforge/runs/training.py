@@ -28,7 +28,13 @@ from flowforge.runs.build import (
 from flowforge.runs.directory import RunDirectory
 from flowforge.runs.figures import draw_run_figures
 from flowforge.runs.load import load
-from flowforge.train.checkpoint import CheckpointError, load_checkpoint, load_model_state
+from flowforge.train.checkpoint import (
+    BEST,
+    LAST,
+    CheckpointError,
+    load_checkpoint,
+    load_model_state,
+)
 from flowforge.train.distributed import Group
 from flowforge.train.schedule import seed_everything
 from flowforge.train.trainer import Trainer, TrainingDiverged, stop_signals
@@ -60,7 +66,7 @@ def train_run(
     directory = None
     if resume is not None:
         directory = RunDirectory.open(resume)
-        if not directory.checkpoint_path("last.pt").is_file():
+        if not directory.checkpoint_path(LAST).is_file():
             raise CheckpointError(f"nothing to resume: {directory.checkpoint_path('last.pt')}")
         if cfg is None:
             cfg = parse_config(apply_overrides(directory.read_config(), overrides or []))
@@ -94,8 +100,8 @@ def train_run(
     with directory.lock() if group.is_main else nullcontext():
         trainer = Trainer(cfg, objective, model, directory, identity, group)
         if resume is not None:
-            _check_belongs(directory.checkpoint_path("last.pt"), identity)
-            trainer.restore(directory.checkpoint_path("last.pt"))
+            _check_belongs(directory.checkpoint_path(LAST), identity)
+            trainer.restore(directory.checkpoint_path(LAST))
             step = trainer.progress.step
             if group.is_main:
                 directory.remove_temporary_files()
@@ -169,7 +175,7 @@ def _summarise(trainer: Trainer, directory: RunDirectory) -> dict[str, Any]:
     """Loads ``best.pt`` into the model and writes the summary: the run's facts and the
     objective's test numbers (the same numbers ``flowforge eval`` prints); returns those."""
     cfg, model, objective = trainer.cfg, trainer.model, trainer.objective
-    best = directory.checkpoint_path("best.pt")
+    best = directory.checkpoint_path(BEST)
     if best.exists():
         load_model_state(best, model, load_checkpoint(best, map_location=trainer.device))
     summary: dict[str, Any] = {

@@ -29,7 +29,9 @@ from torch import nn
 from flowforge.train.averaging import ParameterAverage
 
 __all__ = [
+    "BEST",
     "FORMAT",
+    "LAST",
     "CheckpointError",
     "check_averaged_parameters",
     "check_model_state",
@@ -41,6 +43,8 @@ __all__ = [
 ]
 
 FORMAT = "flowforge-checkpoint-v1"
+#: the resume point written at every evaluation, and the best validation model
+LAST, BEST = "last.pt", "best.pt"
 
 
 class CheckpointError(RuntimeError):

@@ -38,6 +38,8 @@ from flowforge.config import RunConfig
 from flowforge.objectives import Objective
 from flowforge.train.averaging import ParameterAverage
 from flowforge.train.checkpoint import (
+    BEST,
+    LAST,
     CheckpointError,
     check_averaged_parameters,
     check_optimizer_state,
@@ -157,7 +159,7 @@ class Trainer:
         good state to roll back to from the start."""
         if self.group.rank > 0:  # its own stream (dequantization noise, estimator probes)
             torch.manual_seed(rank_seed(self.cfg.seed, self.group.rank, 0))
-        self.save("last.pt")
+        self.save(LAST)
 
     def inputs(self, shard: bool = True) -> tuple[Tensor, ...]:
         """The objective's inputs at the current step (this rank's part when ``shard``)."""
@@ -282,7 +284,7 @@ class Trainer:
             return
         while p.step < t.steps:
             if self.group.any(bool(stop)):
-                path = self.save("last.pt")
+                path = self.save(LAST)
                 bar.close()
                 raise TrainingInterrupted(
                     f"{stop[0] if stop else 'a signal to another process'} received at step "
@@ -323,7 +325,7 @@ class Trainer:
             val = self.evaluate_and_log()
             bar.set_postfix(val=f"{val:.4f}")
         p.loss_sum, p.loss_n = 0.0, 0
-        self.save("last.pt")
+        self.save(LAST)
         p.evals_since_best = self.group.broadcast(p.evals_since_best)
         if t.patience and p.evals_since_best >= t.patience:
             self.say(
@@ -359,7 +361,7 @@ class Trainer:
             if val < p.best_val:
                 p.best_val, p.evals_since_best = val, 0
                 self.save(
-                    "best.pt",
+                    BEST,
                     {
                         **self.identity,
                         "model": self.model.state_dict(),
@@ -385,7 +387,7 @@ class Trainer:
     def roll_back(self, what: str) -> None:
         """Back to ``last.pt`` with the learning rate halved once more than the last try, or
         :class:`TrainingDiverged` after ``max_rollbacks``."""
-        last = self.files.checkpoint_path("last.pt")
+        last = self.files.checkpoint_path(LAST)
         t, p = self.cfg.train, self.progress
         tried = [t.lr * p.lr_scale * 2**k for k in range(p.rollbacks, -1, -1)]
         if p.rollbacks >= t.max_rollbacks:

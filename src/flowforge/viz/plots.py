@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib
@@ -47,9 +46,8 @@ def plot_density(
     ax.imshow(dens, origin="lower", extent=box, aspect="auto", cmap="viridis")
 
 
-def plot_curves(metrics_path: Path, ax: plt.Axes) -> None:
-    """Training and validation NLL against steps, from ``metrics.jsonl``."""
-    records = [json.loads(line) for line in metrics_path.read_text().splitlines()]
+def plot_curves(records: list[dict], ax: plt.Axes) -> None:
+    """Training and validation NLL against steps, from a run's metrics records."""
     records = [r for r in records if "val_nll" in r]
     steps = [r["step"] for r in records]
     ax.plot(steps, [r["train_nll"] for r in records], label="train")
@@ -59,9 +57,10 @@ def plot_curves(metrics_path: Path, ax: plt.Axes) -> None:
     ax.legend()
 
 
-def plot_2d_run(flow: Flow, splits: Splits, run_dir: Path) -> list[Path]:
-    """Writes ``plots/density.png``, ``samples.png``, ``latent.png`` and ``curves.png``."""
-    out = Path(run_dir) / "plots"
+def plot_2d_run(flow: Flow, splits: Splits, out: Path, records: list[dict]) -> list[Path]:
+    """Writes ``density.png``, ``samples.png``, ``latent.png`` and ``curves.png`` (from the
+    metrics ``records``) into the folder ``out``."""
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     flow.eval()
     data = splits.test[:5000]
@@ -97,9 +96,8 @@ def plot_2d_run(flow: Flow, splits: Splits, run_dir: Path) -> list[Path]:
     ax.set_title("test data mapped to latent space")
     ax.set_aspect("equal")
     save(fig, "latent.png")
-    metrics = Path(run_dir) / "metrics.jsonl"
-    if metrics.exists():
+    if records:
         fig, ax = plt.subplots(figsize=(6, 4))
-        plot_curves(metrics, ax)
+        plot_curves(records, ax)
         save(fig, "curves.png")
     return sorted(out.glob("*.png"))
