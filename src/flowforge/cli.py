@@ -430,7 +430,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from flowforge.train.checkpoint import CheckpointError
     from flowforge.train.trainer import TrainingDiverged, TrainingInterrupted
 
-    user_errors = (ConfigError, CheckpointError, TrainingDiverged, FileNotFoundError)
+    # OSError: a full or read-only disk, a file that cannot be read; one line, not a traceback
+    user_errors = (ConfigError, CheckpointError, TrainingDiverged, OSError)
     tune_allocator()  # fewer page faults on activation-sized tensors (flowforge.allocator)
     try:
         status = args.func(args)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -274,8 +275,15 @@ def _check_values(cfg: RunConfig, check_data: bool = True) -> None:
             raise ConfigError(f"{path}: should be in [0, 2**32), got {seed}")
     if not 0.0 <= cfg.train.ema < 1.0:
         raise ConfigError(f"train.ema: should be in [0, 1), got {cfg.train.ema}")
-    if not cfg.name or "/" in cfg.name or cfg.name.startswith("."):
-        raise ConfigError(f"name: should be a plain directory name, got {_brief(cfg.name)}")
+    bad_name = not cfg.name or cfg.name.startswith(".") or any(c in cfg.name for c in "/\\\0")
+    if bad_name or len(cfg.name.encode("utf-8", "replace")) > 200:
+        raise ConfigError(
+            f"name: should be a plain directory name (no '/', NUL or leading '.', at most 200 "
+            f"bytes), got {_brief(cfg.name)}"
+        )
+    for key in ("lr", "weight_decay", "grad_clip", "max_seconds", "ema"):
+        if not math.isfinite(getattr(cfg.train, key)):
+            raise ConfigError(f"train.{key}: should be finite, got {getattr(cfg.train, key)}")
     if not (cfg.device in ("cpu", "auto") or cfg.device.startswith(("cuda", "mps"))):
         raise ConfigError(
             f"device: should be 'cpu', 'auto', 'cuda[:N]' or 'mps', got {_brief(cfg.device)}"
@@ -471,7 +479,11 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    raw = _load_yaml(path.read_text(), str(path)) or {}
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    raw = _load_yaml(text, str(path)) or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: should hold a mapping of sections, got {type(raw).__name__}")
     return raw
