@@ -178,6 +178,7 @@ def test_no_source_file_is_ignored_by_git():
     assert proc.stdout.split() == [], "ignored by .gitignore, so never committed"
 
 
+@pytest.mark.slow
 def test_conformance_options_reach_the_checks():
     """``--dtype float32`` (conftest.py) reaches the kit: the spy test prints what it saw."""
     proc = subprocess.run(
