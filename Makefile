@@ -1,26 +1,42 @@
-# Two commands: `make demo` and `make test`. Both set up .venv from nothing.
-# torch is installed first and pinned: any other version pulls a multi-gigabyte CUDA build.
+# `make demo` and `make test` set up .venv from nothing: torch 2.13.0 (CPU) first, then flowforge
+# in editable mode with the extras each needs (docs/install.md). flowforge asks for torch>=2.4,
+# which the installed torch satisfies, so pip keeps it and no CUDA build is pulled in; every
+# set-up step checks that afterwards.
 PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
-TORCH   := torch==2.13.0
+TORCH_VERSION := 2.13.0
+PYTEST  := $(BIN)/python -m pytest
+# extra pytest arguments, e.g. `make test PYTEST_ARGS="-x -k spline"`
+PYTEST_ARGS ?=
+CHECK_TORCH := $(BIN)/python -c "from importlib.metadata import version; v = version('torch'); \
+	assert v.split('+')[0] == '$(TORCH_VERSION)', f'pip replaced torch $(TORCH_VERSION) by {v}'"
 
-.PHONY: demo test lint setup setup-test clean
+.PHONY: demo test test-slow test-all lint package-check docs setup setup-test clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
 $(VENV)/.torch: $(BIN)/python
-	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet torch==$(TORCH_VERSION)
 	touch $@
 
-$(VENV)/.installed: $(VENV)/.torch pyproject.toml
-	$(BIN)/pip install --quiet -e .
+# the command-line tool's extra: YAML configs, progress bars, plots
+$(VENV)/.installed: $(VENV)/.torch pyproject.toml src/flowforge/version.py
+	$(BIN)/pip install --quiet -e '.[cli]'
+	$(CHECK_TORCH)
 	touch $@
 
+# every optional part the tests cover, and the test tools
 $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/pip install --quiet -e '.[test]'
+	$(CHECK_TORCH)
+	touch $@
+
+$(VENV)/.installed-docs: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[docs]'
+	$(CHECK_TORCH)
 	touch $@
 
 setup: $(VENV)/.installed
@@ -29,11 +45,29 @@ setup-test: $(VENV)/.installed-test
 demo: setup
 	$(BIN)/flowforge train
 
+# The fast tier (the README's test command): everything not marked slow, <= 5 minutes on 2 cores.
 test: setup-test
-	$(BIN)/python -m pytest
+	$(PYTEST) -m "not slow" $(PYTEST_ARGS)
+
+# The slow tier alone. pytest exits 5 when it collects nothing (e.g. PYTEST_ARGS selects no slow
+# test): that is not a failure here.
+test-slow: setup-test
+	$(PYTEST) -m slow $(PYTEST_ARGS) || [ $$? -eq 5 ]
+
+# Both tiers in one run.
+test-all: setup-test
+	$(PYTEST) $(PYTEST_ARGS)
 
 lint: setup-test
 	$(BIN)/ruff check src tests benchmarks scripts
 
+# Wheel and sdist, pip keeps an installed torch, and the wheel works in a clean venv.
+package-check:
+	PY=$(PY) bash .ci/package-check
+
+# The documentation site (mkdocs.yml) into site/; any warning fails it.
+docs: $(VENV)/.installed-docs
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache dist build site

@@ -36,6 +36,7 @@ def run(peers, tasks: str, libs: str, *extra: str) -> dict:
     return peers.main(argv)
 
 
+@pytest.mark.slow
 def test_flowforge_and_ref_two_steps(peers):
     report = run(peers, "realnvp2,maf8", "ref,flowforge")
     for task in ("realnvp2", "maf8"):
@@ -75,6 +76,7 @@ def test_made_sweep_benchmark_runs(capsys):
     assert "| affine | 2 |" in table and "| spline, 8 bins | 23 |" in table
 
 
+@pytest.mark.slow
 def test_ab_options_benchmark_runs(capsys):
     spec = importlib.util.spec_from_file_location("ab_options", HARNESS.with_name("ab_options.py"))
     module = importlib.util.module_from_spec(spec)
@@ -97,6 +99,7 @@ def test_glow_nll_check_oracle_holds_for_both_libraries(capsys):
     assert all(g < 1e-8 for pair in gaps.values() for g in pair)
 
 
+@pytest.mark.slow
 def test_malloc_env_benchmark_runs(capsys):
     spec = importlib.util.spec_from_file_location("malloc_env", HARNESS.with_name("malloc_env.py"))
     module = importlib.util.module_from_spec(spec)

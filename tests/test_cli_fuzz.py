@@ -4,6 +4,7 @@ Every outcome is a success (0), a one-line user error (2), or argparse's usage e
 Configs are mutations of a tiny valid one, so the runs that do start take a few steps.
 """
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -121,6 +122,7 @@ def test_random_arguments(argv, capsys, tmp_path_factory, monkeypatch):
     _outcome(capsys, argv)
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 @given(edits=st.lists(st.tuples(PATHS, VALUES), min_size=1, max_size=3))
 def test_random_configs(edits, capsys, tmp_path_factory):

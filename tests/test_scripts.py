@@ -68,6 +68,7 @@ def _script(name, *args, cwd):
     return done.stdout.splitlines()
 
 
+@pytest.mark.slow
 def test_distill_script_trains_teacher_and_student_runs_and_reuses_the_teacher(tmp_path):
     import json
 
@@ -87,6 +88,7 @@ def test_distill_script_trains_teacher_and_student_runs_and_reuses_the_teacher(t
     assert second["student_run"] != first["student_run"]
 
 
+@pytest.mark.slow
 def test_vi_figure_script_fits_each_cell_as_a_run_and_draws_the_grid(tmp_path):
     import json
 
@@ -103,6 +105,7 @@ def test_vi_figure_script_fits_each_cell_as_a_run_and_draws_the_grid(tmp_path):
     assert "reverse_kl" in config and "anneal: 2" in config
 
 
+@pytest.mark.slow
 def test_vae_table_script_runs_an_elbo_run(tmp_path, shared_data):
     import json
 

@@ -30,6 +30,7 @@ def tiny(tmp_path, **train):
     )
 
 
+@pytest.mark.slow
 def test_default_experiment_reaches_the_parabola_entropy(tmp_path):
     """The classic RealNVP toy run, shortened: held-out NLL within 0.05 nats of the truth."""
     cfg = parse_config(
@@ -244,6 +245,7 @@ def test_resume_reads_checkpoints_without_the_loss_accumulator(tmp_path):
     assert train_run(cfg, resume=run_dir, progress=False, plots=False).summary["steps"] == 30
 
 
+@pytest.mark.slow
 def test_compiled_training_step_matches_eager(tmp_path):
     """``train.compile`` trains the same model: the losses track the eager run's closely."""
     pytest.importorskip("torch._inductor")

@@ -3,7 +3,8 @@ r"""The conformance kit: independent checks that any transform or flow must pass
 Public, for users writing their own transforms, and the backbone of flowforge's own test suite,
 which runs it over every entry of :mod:`flowforge.testing.registry`.
 
-Checks on a transform ``t`` at inputs ``x`` (run in float64):
+Checks on a transform ``t`` at inputs ``x`` (run in float64 on the CPU unless ``dtype``/``device``
+say otherwise):
 
 - ``round_trip``: ``t.inverse(t(x)) == x`` and ``t(t.inverse(z)) == z``;
 - ``log_det``: ``ladj`` equals ``log|det J|`` of the brute-force autograd Jacobian, per sample;
@@ -119,19 +120,26 @@ def check_transform(
     context: Tensor | None = None,
     atol: float = 1e-6,
     rtol: float = 1e-5,
+    *,
+    dtype: torch.dtype = torch.float64,
+    device: str | torch.device = "cpu",
 ) -> list[CheckResult]:
-    """Runs every transform check on a fresh ``make()`` at ``x`` (and ``context``), in float64.
+    """Runs every transform check on a fresh ``make()`` at ``x`` (and ``context``), by default
+    in float64 on the CPU.
 
     Arguments:
         make: builds the transform (called twice: the second copy checks ``state_dict``).
         x: inputs ``(batch, *event)`` in the transform's domain; a small batch suffices.
         context: optional ``(batch, context_features)``.
-        atol, rtol: tolerances of the comparisons (numerical inverses may need looser ones).
+        atol, rtol: tolerances of the comparisons (numerical inverses may need looser ones);
+            the defaults suit float64, float32 needs looser ones.
+        dtype, device: where the transform, its inputs and every check run (e.g. float32 on
+            ``"cuda"``); the brute-force Jacobian is taken in the same dtype.
     """
     torch.manual_seed(0)
-    t = make().double()
-    x = x.double()
-    context = None if context is None else context.double()
+    t = make().to(device=device, dtype=dtype)
+    x = x.to(device=device, dtype=dtype)
+    context = None if context is None else context.to(device=device, dtype=dtype)
     _prepare(t, x, context)
     results = [CheckResult("repr", bool(repr(t)), "")]
 
@@ -191,7 +199,7 @@ def check_transform(
         torch.save(t.state_dict(), buffer)
         buffer.seek(0)
         torch.manual_seed(12345)  # a different random initialisation
-        fresh = make().double()
+        fresh = make().to(device=device, dtype=dtype)
         fresh.load_state_dict(torch.load(buffer, weights_only=True))
         fresh.eval()
         with torch.no_grad():
