@@ -207,3 +207,19 @@ def test_conformance_options_reach_the_checks():
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "conformance checks ran on cpu in torch.float32" in proc.stdout
     assert "1 passed" in proc.stdout
+
+
+def test_the_command_without_its_extra_says_how_to_install_it():
+    """``flowforge`` without the cli extra: one line naming the extra, not a traceback."""
+    proc = subprocess.run(
+        [sys.executable, "-c", BLOCKER, "yaml", "flowforge.cli"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=120,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (
+        "error: the flowforge command needs the cli extra (yaml is not installed): "
+        "pip install 'flowforge[cli]'"
+    )

@@ -25,7 +25,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from flowforge.config import ConfigError, apply_overrides, load_config, parse_config
+try:  # the command's own dependencies: the `cli` extra
+    import tqdm  # noqa: F401
+    import yaml  # noqa: F401
+except ImportError as missing:  # tests/test_packaging.py
+    sys.exit(
+        f"error: the flowforge command needs the cli extra ({missing.name} is not installed): "
+        f"pip install 'flowforge[cli]'"
+    )
+
+from flowforge.config import ConfigError, apply_overrides, load_config, parse_config  # noqa: E402
 
 if TYPE_CHECKING:
     from torch import Tensor
