@@ -16,8 +16,8 @@ For each observation x_o (drawn from the prior predictive with a fixed seed) and
 reports, against the exact posterior: the error of the mean in posterior standard deviations
 (max over dimensions), the error of the covariance (Frobenius norm of the difference after
 scaling by the exact standard deviations), C2ST accuracy (sbi.utils.metrics.c2st, 0.5 is
-perfect) on 2000 samples, and the training time. Averages over observations are printed as a
-Markdown table.
+perfect) on 2000 samples, the training time and the epochs sbi's early stopping ran. Averages
+over observations are printed as a Markdown table.
 """
 
 from __future__ import annotations
@@ -90,6 +90,10 @@ class NormalLogInvGamma(Distribution):
     def mean(self) -> Tensor:
         return torch.tensor([self.m, math.log(self.b) - torch.digamma(torch.tensor(self.a)).item()])
 
+    @property
+    def stddev(self) -> Tensor:
+        return self.covariance().diagonal().sqrt()
+
     def covariance(self) -> Tensor:
         """Cov(mu, v) = 0; Var(mu) = E[sigma^2] / k; Var(v) = trigamma(a)."""
         var_mu = self.b / (self.a - 1) / self.k
@@ -156,8 +160,9 @@ def simulate(name: str, n: int, seed: int = 0) -> tuple[Tensor, Tensor]:
 
 def run_npe(
     name: str, builder: object, theta: Tensor, x: Tensor, epochs: int, seed: int = 0
-) -> tuple[object, float]:
-    """Single-round NPE with sbi; returns the posterior and the training time in seconds."""
+) -> tuple[object, float, int]:
+    """Single-round NPE with sbi; returns the posterior, the training time in seconds and the
+    number of epochs trained."""
     from sbi.inference import NPE
 
     prior = SIMULATORS[name][0]()
@@ -166,7 +171,8 @@ def run_npe(
     start = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):  # sbi's "converged after N epochs" line
         inference.append_simulations(theta, x).train(max_num_epochs=epochs)
-    return inference.build_posterior(), time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    return inference.build_posterior(), seconds, int(inference._summary["epochs_trained"][-1])
 
 
 def estimators() -> dict[str, object]:
@@ -200,13 +206,13 @@ def main() -> None:
         f"{args.simulations} simulations, at most {args.epochs} epochs, "
         f"{args.observations} observations, {args.samples} posterior samples each\n"
     )
-    print("| simulator | estimator | mean error (sd) | cov error | C2ST | train s |")
-    print("|---|---|---|---|---|---|")
+    print("| simulator | estimator | mean error (sd) | cov error | C2ST | train s | epochs |")
+    print("|---|---|---|---|---|---|---|")
     for name in SIMULATORS:
         theta, x = simulate(name, args.simulations)
         x_obs = observations(name, args.observations)
         for label, builder in estimators().items():
-            posterior, seconds = run_npe(name, builder, theta, x, args.epochs)
+            posterior, seconds, epochs = run_npe(name, builder, theta, x, args.epochs)
             rows = []
             for i, x_o in enumerate(x_obs):
                 exact = SIMULATORS[name][2](x_o)
@@ -215,7 +221,8 @@ def main() -> None:
                 truth = exact.sample((args.samples,))
                 rows.append((*moment_errors(q, exact), c2st(q, truth).item()))
             m, c, a = (sum(r[j] for r in rows) / len(rows) for j in range(3))
-            print(f"| {name} | {label} | {m:.3f} | {c:.3f} | {a:.3f} | {seconds:.1f} |", flush=True)
+            row = f"| {name} | {label} | {m:.3f} | {c:.3f} | {a:.3f} | {seconds:.1f} | {epochs} |"
+            print(row, flush=True)
 
 
 if __name__ == "__main__":

@@ -88,27 +88,31 @@ def test_embedding_net_sets_the_context_width():
 
 def _npe_errors(name, model, simulations, epochs, **options):
     theta, x = bench.simulate(name, simulations)
-    posterior, _ = bench.run_npe(name, flowforge_nn(model, **options), theta, x, epochs)
+    posterior, _, _ = bench.run_npe(name, flowforge_nn(model, **options), theta, x, epochs)
     errors = []
     for i, x_o in enumerate(bench.observations(name, 3)):
         torch.manual_seed(100 + i)
         q = posterior.sample((4000,), x=x_o, show_progress_bars=False)
         errors.append(bench.moment_errors(q, bench.SIMULATORS[name][2](x_o)))
-    return max(e[0] for e in errors), max(e[1] for e in errors)
+    return sum(e[0] for e in errors) / 3, sum(e[1] for e in errors) / 3  # as the table
+
+
+# The benchmark's flowforge MAF (benchmarks/sbi_npe.py), at its budget: 2000 simulations.
+MAF = {"layers": 5, "hidden": (50, 50), "batch_norm": False}
 
 
 @pytest.mark.slow
 def test_npe_linear_gaussian_matches_the_exact_posterior():
-    err_mean, err_cov = _npe_errors(
-        "linear_gaussian", "maf", 2000, 60, layers=3, hidden=(50, 50), batch_norm=False
-    )
+    err_mean, err_cov = _npe_errors("linear_gaussian", "maf", 2000, 100, **MAF)
     assert err_mean < MEAN_TOL and err_cov < COV_TOL, (err_mean, err_cov)
 
 
 @pytest.mark.slow
 def test_npe_normal_gamma_matches_the_exact_posterior():
-    err_mean, err_cov = _npe_errors("normal_gamma", "nsf", 2000, 60, layers=3, hidden=50)
+    err_mean, err_cov = _npe_errors("normal_gamma", "maf", 2000, 100, **MAF)
     assert err_mean < MEAN_TOL and err_cov < COV_TOL, (err_mean, err_cov)
 
 
+# Means over 3 observations, as in docs/clients.md's table (flowforge MAF: 0.15 and 0.2 on both
+# simulators; sbi's MAF 0.1-0.13 and 0.15-0.33); prior sds are 1.6-5.5 posterior sds.
 MEAN_TOL, COV_TOL = 0.3, 0.5
