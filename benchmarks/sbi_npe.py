@@ -158,6 +158,28 @@ def simulate(name: str, n: int, seed: int = 0) -> tuple[Tensor, Tensor]:
     return theta, simulator(theta)
 
 
+class NullTracker:
+    """sbi's ``Tracker`` protocol, logging nothing (the default writes TensorBoard files to
+    ``./sbi-logs``)."""
+
+    log_dir = ""
+
+    def log_metric(self, name: str, value: float, step: int | None = None) -> None:
+        pass
+
+    def log_metrics(self, metrics: dict, step: int | None = None) -> None:
+        pass
+
+    def log_params(self, params: dict) -> None:
+        pass
+
+    def add_figure(self, name: str, figure: object, step: int | None = None) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+
 def run_npe(
     name: str, builder: object, theta: Tensor, x: Tensor, epochs: int, seed: int = 0
 ) -> tuple[object, float, int]:
@@ -167,7 +189,9 @@ def run_npe(
 
     prior = SIMULATORS[name][0]()
     torch.manual_seed(seed)
-    inference = NPE(prior=prior, density_estimator=builder, show_progress_bars=False)
+    inference = NPE(
+        prior=prior, density_estimator=builder, show_progress_bars=False, tracker=NullTracker()
+    )
     start = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):  # sbi's "converged after N epochs" line
         inference.append_simulations(theta, x).train(max_num_epochs=epochs)

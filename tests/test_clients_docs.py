@@ -14,7 +14,8 @@ def test_the_page_has_its_three_examples():
 
 
 @pytest.mark.parametrize("i", range(len(BLOCKS)))
-def test_block_runs(i):
+def test_block_runs(i, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # sbi writes TensorBoard logs to ./sbi-logs
     code = BLOCKS[i]
     for library in ("pyro", "sbi"):
         if f"from {library}" in code or f"import {library}" in code:
