@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch.distributions import constraints
 
+from flowforge import StandardNormal
 from flowforge.models import maf, realnvp
 from flowforge.testing import perturb_parameters
 
@@ -199,3 +200,14 @@ def test_conflicting_context_widths_are_named():
         Flow(Compose([a, b]), StandardNormal(2))
     flow = Flow(Compose([a]), StandardNormal(2), context_features=3)
     assert flow.context_features == 3
+
+
+def test_a_transform_with_an_inner_context_declares_none_to_the_flow():
+    from flowforge import Flow
+    from flowforge.nn.conv import ConvNet
+    from flowforge.transforms.dequantization import VariationalDequantization
+    from flowforge.transforms.prior import ContextAffine
+
+    vd = VariationalDequantization((1, 4, 4), lambda i, o, k: ConvNet(i, o, 4, context_features=k))
+    assert Flow(vd, StandardNormal((1, 4, 4))).context_features == 0
+    assert Flow(ContextAffine((1, 4, 4), 7), StandardNormal((1, 4, 4))).context_features == 7

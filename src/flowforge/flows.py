@@ -23,17 +23,28 @@ __all__ = ["Flow", "FlowDistribution", "infer_context_features"]
 
 
 def infer_context_features(module: nn.Module) -> int:
-    """The context width the networks inside ``module`` expect: the ``context_features``
-    attribute they share (0 when none takes a context).
+    """The context width the networks inside ``module`` expect from the caller.
+
+    A submodule that declares an int ``context_features`` (MADE, MLP and conv conditioners,
+    amortised parameters, ...) speaks for its whole subtree, so a transform that conditions an
+    inner network on something of its own declares ``context_features = 0`` and hides it
+    (``VariationalDequantization``). 0 when no network takes a context.
 
     Raises:
         ValueError: two networks expect different widths, so no one context fits them all.
     """
-    widths = {
-        int(m.context_features)
-        for m in module.modules()
-        if isinstance(getattr(m, "context_features", None), int) and m.context_features > 0
-    }
+    widths: set[int] = set()
+
+    def visit(m: nn.Module) -> None:
+        for child in m.children():
+            declared = getattr(child, "context_features", None)
+            if isinstance(declared, int) and not isinstance(declared, bool):
+                if declared > 0:
+                    widths.add(declared)
+            else:
+                visit(child)
+
+    visit(module)
     if len(widths) > 1:
         raise ValueError(
             f"the networks of this flow expect contexts of different widths {sorted(widths)}; "
