@@ -2,9 +2,10 @@
 
 The model: ``z ~ N(0, I_2)``, ``x_i | z ~ N(z, sigma^2 I_2)`` for ``i = 1..N``, whose posterior
 is Gaussian and known exactly, so the fitted guide can be checked. The guide is a planar flow
-(Rezende and Mohamed 2015) wrapped as a Pyro distribution by :class:`PyroFlow`, which also
-caches the log-density of its own samples: Pyro scores each guide sample right after drawing
-it, and the cache avoids the planar flow's numerical inverse for those points.
+(Rezende and Mohamed 2015) wrapped as a Pyro distribution by
+:func:`flowforge.contrib.pyro.as_pyro`, which also keeps the log-density of its own samples:
+Pyro scores each guide sample right after drawing it, and the kept value avoids the planar
+flow's numerical inverse for those points.
 
     python examples/pyro_guide.py
 """
@@ -14,35 +15,14 @@ from __future__ import annotations
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.distributions.torch_distribution import TorchDistributionMixin
 from pyro.infer import SVI, Trace_ELBO
 from torch import Tensor
 
-from flowforge.flows import Flow, FlowDistribution
+from flowforge.contrib.pyro import as_pyro
+from flowforge.flows import Flow
 from flowforge.models import planar
 
 SIGMA = 0.5
-
-
-class PyroFlow(FlowDistribution, TorchDistributionMixin):
-    """A flowforge :class:`Flow` as a Pyro distribution; ``log_prob`` of the last
-    ``rsample`` comes from the sampling pass (no inverse)."""
-
-    def __init__(self, flow: Flow, context: Tensor | None = None) -> None:
-        super().__init__(flow, context)
-        self._cache: tuple[Tensor, Tensor] | None = None
-
-    def rsample(self, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:
-        shape = torch.Size(sample_shape)
-        x, log_q = self.flow.sample_and_log_prob(max(shape.numel(), 1), self.context)
-        x = x.reshape(*shape, *self.event_shape)
-        self._cache = (x, log_q.reshape(shape))
-        return x
-
-    def log_prob(self, value: Tensor) -> Tensor:
-        if self._cache is not None and value is self._cache[0]:
-            return self._cache[1]
-        return super().log_prob(value)
 
 
 def model(x: Tensor) -> None:
@@ -68,7 +48,7 @@ def fit_guide(
 
     def guide(x: Tensor) -> None:
         pyro.module("flow", flow)
-        pyro.sample("z", PyroFlow(flow))
+        pyro.sample("z", as_pyro(flow))
 
     optim = pyro.optim.ClippedAdam({"lr": lr, "lrd": 0.01 ** (1 / steps)})
     svi = SVI(model, guide, optim, Trace_ELBO(num_particles=particles))

@@ -29,7 +29,7 @@ def test_planar_guide_recovers_the_conjugate_posterior():
 def test_cached_log_prob_equals_the_flows_density():
     torch.manual_seed(0)
     flow = example.planar(2, layers=3).double()
-    d = example.PyroFlow(flow)
+    d = example.as_pyro(flow)
     z = d.rsample((5,))
     cached = d.log_prob(z)
     assert torch.allclose(cached, flow.log_prob(z.detach().clone()), atol=1e-7)

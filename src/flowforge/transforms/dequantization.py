@@ -117,6 +117,10 @@ class VariationalDequantization(UniformDequantization):
         levels: the number ``K`` of discrete values.
     """
 
+    #: the noise flow is conditioned on the data inside; the transform takes no outer context
+    #: (read by :func:`flowforge.flows.infer_context_features`)
+    context_features = 0
+
     def __init__(
         self,
         event_shape: Sequence[int],

@@ -44,6 +44,7 @@ class ContextAffine(Transform):
         if context_features < 0:
             raise ValueError(f"'context_features' should be >= 0, got {context_features}")
         self.event_shape = shape
+        self.context_features = context_features
         self.loc = nn.Parameter(torch.zeros(shape))
         self.log_scale = nn.Parameter(torch.zeros(shape))
         self.linear = None
