@@ -279,7 +279,7 @@ def _check_values(cfg: RunConfig, check_data: bool = True) -> None:
     if bad_name or len(cfg.name.encode("utf-8", "replace")) > 200:
         raise ConfigError(
             f"name: should be a plain directory name (no '/', NUL or leading '.', at most 200 "
-            f"bytes), got {_brief(cfg.name)}"
+            f"bytes), got {_brief(cfg.name, 40)}"
         )
     for key in ("lr", "weight_decay", "grad_clip", "max_seconds", "ema"):
         if not math.isfinite(getattr(cfg.train, key)):
