@@ -72,6 +72,10 @@ def summary_line(s: dict) -> str:
         )
     elif "test_nll" in s:
         body = f"test NLL {s['test_nll']:.4f} ± {s['test_stderr']:.4f} nats"
+    elif "test_mmd" in s:  # adversarial baselines: no likelihood, sample distances
+        body = (
+            f"test MMD^2 {s['test_mmd']:.4g} ± {s['test_mmd_stderr']:.2g}, SWD {s['test_swd']:.4g}"
+        )
     else:
         body = f"E_q[log q - log p] {s['loss']:.4f} ± {s['loss_stderr']:.4f}"
         body += "" if s.get("kl") is None else f", KL(q || p) {s['kl']:.4f} nats"
