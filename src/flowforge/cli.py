@@ -9,6 +9,7 @@
     flowforge interpolate RUN_DIR        (image runs: PNG grid of latent interpolations)
     flowforge manipulate RUN_DIR         (image runs: thin-to-thick stroke edits)
     flowforge fit-target U1 [--model planar --set layers=32] [--anneal]   (a reverse_kl run)
+    flowforge compare CONFIG.yaml [--out DIR]   (several models, any objective, 3+ seeds)
     flowforge check [PATTERN]
     flowforge list
 
@@ -282,6 +283,16 @@ def _fit_target(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    """Trains the comparison's models over its seeds and writes one report
+    (:mod:`flowforge.compare`)."""
+    from flowforge.compare import load_comparison, run_comparison
+
+    out = run_comparison(load_comparison(args.config), args.out, progress=not args.quiet)
+    print(f"wrote {out}/report.md, report.json, samples.png, curves.png")
+    return 0
+
+
 def _check(args: argparse.Namespace) -> int:
     from flowforge.testing import check_transform
     from flowforge.testing.registry import all_cases
@@ -391,6 +402,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_fit_target)
+
+    p = sub.add_parser("compare", help="train several models on the same data and budget")
+    p.add_argument("config", help="comparison YAML (see configs/compare/)")
+    p.add_argument("--out", help="report directory (default OUTPUT_DIR/NAME)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_compare)
 
     p = sub.add_parser("check", help="run the conformance kit over every registered transform")
     p.add_argument("pattern", nargs="?", help="only cases whose name contains this")
