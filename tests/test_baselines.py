@@ -53,6 +53,17 @@ CASES = {
         "data": MNIST,
         "model": {"name": "rbm", "hidden": 16, "sample_steps": 5},
     },
+    "dcgan": {
+        "objective": {"name": "wgan_gp", "n_critic": 1, "val_n": 64, "eval_n": 64},
+        "data": MNIST,
+        "model": {
+            "name": "gan",
+            "latent": 8,
+            "architecture": "dcgan",
+            "channels": [2, 4],
+            "output": "sigmoid",
+        },
+    },
     "nade": {
         "objective": {"name": "likelihood"},
         "data": MNIST,
@@ -194,7 +205,7 @@ def test_eval_prints_the_summarys_numbers(case, finished, capsys):
     summary = json.loads((run.run_dir / "summary.json").read_text())
     shared = set(out) & set(summary) - {"run", "split"}
     assert shared and all(out[k] == summary[k] for k in shared)
-    key = "test_mmd" if case in ("gan", "wgan", "wgan_gp") else "test_nll"
+    key = "test_mmd" if case in ("gan", "wgan", "wgan_gp", "dcgan") else "test_nll"
     assert np.isfinite(summary[key])
 
 

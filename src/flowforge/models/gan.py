@@ -8,6 +8,12 @@ https://arxiv.org/abs/1704.00028). The generator maps :math:`z \sim \mathcal N(0
 WGANs) maps data to one number. Neither network has batch norm, so a critic's gradient penalty
 is per example, as WGAN-GP requires.
 
+``architecture: dcgan`` (28 x 28 images, flattened to 784) swaps both MLPs for DCGAN-style
+convolutional nets (Radford et al. 2016, https://arxiv.org/abs/1511.06434): the generator a
+linear layer to ``channels[1] x 7 x 7``, then two stride-2 transposed 4 x 4 convolutions with
+batch norm and ReLU between; the critic two stride-2 4 x 4 convolutions with leaky ReLU (no
+batch norm, for the gradient penalty) and a linear layer.
+
 A GAN has no likelihood and no encoder: it only samples (:meth:`GAN.sample`). Which of its
 parameters the trainer's optimiser updates is the objective's choice (the generator's); the
 objective updates the critic itself.
@@ -25,6 +31,41 @@ from flowforge.nn.mlp import MLP
 __all__ = ["GAN"]
 
 OUTPUTS = ("identity", "sigmoid")
+ARCHITECTURES = ("mlp", "dcgan")
+
+
+class _DCGANGenerator(nn.Module):
+    def __init__(self, latent: int, channels: tuple[int, int]) -> None:
+        super().__init__()
+        c1, c2 = channels
+        self.c2 = c2
+        self.net = nn.Sequential(  # net[0] is the first linear layer, as an MLP's
+            nn.Linear(latent, c2 * 7 * 7),
+            nn.Unflatten(1, (c2, 7, 7)),
+            nn.BatchNorm2d(c2),
+            nn.ReLU(),
+            nn.ConvTranspose2d(c2, c1, 4, 2, 1),
+            nn.BatchNorm2d(c1),
+            nn.ReLU(),
+            nn.ConvTranspose2d(c1, 1, 4, 2, 1),
+            nn.Flatten(),
+        )
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.net(z)
+
+
+def _dcgan_critic(channels: tuple[int, int]) -> nn.Module:
+    c1, c2 = channels
+    return nn.Sequential(
+        nn.Unflatten(1, (1, 28, 28)),
+        nn.Conv2d(1, c1, 4, 2, 1),
+        nn.LeakyReLU(0.2),
+        nn.Conv2d(c1, c2, 4, 2, 1),
+        nn.LeakyReLU(0.2),
+        nn.Flatten(),
+        nn.Linear(c2 * 7 * 7, 1),
+    )
 
 
 class GAN(nn.Module):
@@ -40,6 +81,9 @@ class GAN(nn.Module):
         critic_activation: the critic's activation (``leaky_relu`` as in DCGAN's
             discriminator; WGAN-GP's toy critic uses ``relu``).
         output: ``"identity"`` (real vectors) or ``"sigmoid"`` (intensities in [0, 1]).
+        architecture: ``"mlp"``, or ``"dcgan"`` for 28 x 28 images (module docstring; then
+            ``hidden``, ``critic_hidden`` and the activations are unused).
+        channels: the DCGAN's two convolution widths (DCGAN on MNIST-sized images: 64, 128).
     """
 
     def __init__(
@@ -51,6 +95,8 @@ class GAN(nn.Module):
         activation: str = "relu",
         critic_activation: str = "leaky_relu",
         output: str = "identity",
+        architecture: str = "mlp",
+        channels: Sequence[int] = (64, 128),
     ) -> None:
         super().__init__()
         if data_dim < 1 or latent < 1:
@@ -59,8 +105,22 @@ class GAN(nn.Module):
             )
         if output not in OUTPUTS:
             raise ValueError(f"'output' should be one of {list(OUTPUTS)}, got {output!r}")
-        critic_hidden = tuple(hidden if critic_hidden is None else critic_hidden)
+        if architecture not in ARCHITECTURES:
+            raise ValueError(
+                f"'architecture' should be one of {list(ARCHITECTURES)}, got {architecture!r}"
+            )
         self.latent, self.data_dim, self.output = latent, data_dim, output
+        self.architecture = architecture
+        if architecture == "dcgan":
+            if data_dim != 784 or len(channels) != 2 or min(channels) < 1:
+                raise ValueError(
+                    f"the dcgan architecture takes 28 x 28 images (784 features) and two "
+                    f"positive channel counts, got {data_dim} and {list(channels)}"
+                )
+            self.generator: nn.Module = _DCGANGenerator(latent, (channels[0], channels[1]))
+            self.critic: nn.Module = _dcgan_critic((channels[0], channels[1]))
+            return
+        critic_hidden = tuple(hidden if critic_hidden is None else critic_hidden)
         self.generator = MLP(latent, data_dim, tuple(hidden), activation, zero_init=False)
         self.critic = MLP(data_dim, 1, critic_hidden, critic_activation, zero_init=False)
 
@@ -74,7 +134,7 @@ class GAN(nn.Module):
         return self.critic(x).squeeze(-1)
 
     def noise(self, n: int, temperature: float = 1.0) -> Tensor:
-        w = self.generator.net[0].weight
+        w = self.generator.net[0].weight  # type: ignore[index]
         return temperature * torch.randn(n, self.latent, device=w.device, dtype=w.dtype)
 
     @torch.no_grad()
@@ -87,4 +147,7 @@ class GAN(nn.Module):
         return self.generate(self.noise(n, temperature))
 
     def extra_repr(self) -> str:
-        return f"latent={self.latent}, data_dim={self.data_dim}, output={self.output}"
+        return (
+            f"latent={self.latent}, data_dim={self.data_dim}, output={self.output}, "
+            f"architecture={self.architecture}"
+        )
