@@ -280,3 +280,50 @@ def test_rbm_gibbs_samples_follow_the_exact_distribution():
         v, _ = rbm.gibbs(v, 50)
     freq = torch.stack([(v == s).all(1).float().mean() for s in states])
     assert torch.allclose(freq, p, atol=0.03)
+
+
+def test_the_cd_surrogate_has_the_cd_gradient():
+    """d/dW [mean F(v) - mean F(v~)] = -(<p(h|v) v^T>_data - <p(h|v~) v~^T>_model)."""
+    torch.manual_seed(0)
+    rbm = RBM(6, 4, init_scale=0.5)
+    v = torch.bernoulli(torch.full((10, 6), 0.3))
+    neg = torch.bernoulli(torch.full((10, 6), 0.6))
+    (rbm.free_energy(v).mean() - rbm.free_energy(neg).mean()).backward()
+    with torch.no_grad():
+        expected = -(rbm.hidden_probs(v).T @ v - rbm.hidden_probs(neg).T @ neg) / 10
+    assert torch.allclose(rbm.weight.grad, expected, atol=1e-6)
+
+
+def test_nade_is_normalised_and_samples_from_its_density():
+    import itertools
+
+    from flowforge.models.nade import NADE
+
+    torch.manual_seed(0)
+    nade = NADE(5, 7, init_scale=1.0)
+    with torch.no_grad():
+        nade.b.normal_()
+        nade.c.normal_()
+        states = torch.tensor(list(itertools.product((0.0, 1.0), repeat=5)))
+        log_p = nade.log_prob(states)
+        assert abs(float(torch.logsumexp(log_p, 0))) < 1e-5
+        x = nade.sample(20000)
+    freq = torch.stack([(x == s).all(1).float().mean() for s in states])
+    assert torch.allclose(freq, log_p.exp(), atol=0.01)
+
+
+def test_a_failed_critic_update_makes_the_step_bad(tmp_path):
+    """A non-finite critic loss skips the critic's update and makes the generator's loss NaN,
+    so the trainer's rollback machinery sees it."""
+    from flowforge.runs.build import build_from_spec, load_data, make_objective, model_spec
+
+    cfg = parse_config({**config("gan", steps=3), "output_dir": str(tmp_path)})
+    objective = make_objective(cfg, torch.device("cpu"), load_data(cfg))
+    model = build_from_spec(model_spec(cfg, objective))
+    module = objective.training_module(model)
+    (real,) = objective.batch(0)
+    before = [p.detach().clone() for p in model.critic.parameters()]
+    scores = module(real * float("nan"))
+    assert all(torch.equal(a, p) for a, p in zip(before, model.critic.parameters(), strict=True))
+    assert torch.isnan(objective.loss(scores, model, 0))
+    assert torch.isfinite(objective.loss(module(real), model, 1))

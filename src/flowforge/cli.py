@@ -3,7 +3,7 @@
 ::
 
     flowforge train [CONFIG.yaml] [--set key=value ...] [--device cpu|cuda] [--resume RUN_DIR]
-                    [--compile]          (any objective: mle, elbo, iwae, reverse_kl, distill)
+                    [--compile]          (any objective: `flowforge list` names them)
     flowforge eval RUN_DIR [--split test|val|train]
     flowforge sample RUN_DIR [-n 1000] [--temperature 1.0] [--class K | --context V] [--out FILE]
     flowforge interpolate RUN_DIR        (image runs: PNG grid of latent interpolations)

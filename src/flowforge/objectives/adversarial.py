@@ -107,6 +107,7 @@ class Adversarial(Objective):
         self.bandwidth = median_bandwidth(self.data.val[:val_n])
         self.optimizer: torch.optim.Optimizer | None = None
         self._pending: dict[str, Any] | None = None
+        self._critic_failed = False
 
     # -- what subclasses define --------------------------------------------------------------
     def make_optimizer(self, params: list[nn.Parameter]) -> torch.optim.Optimizer:
@@ -117,6 +118,20 @@ class Adversarial(Objective):
 
     def after_critic_step(self, gan: GAN) -> None:
         """What follows each critic update (WGAN: clipping)."""
+
+    def generator_loss(self, scores: Tensor) -> Tensor:
+        """The generator's loss from the critic's scores of generated points."""
+        raise NotImplementedError
+
+    def loss(self, terms: Tensor, model: nn.Module, step: int) -> Tensor:
+        """The generator's loss; NaN when a critic update of this step met a non-finite loss
+        or gradient (it was skipped), so the trainer counts a bad step and, after
+        ``max_bad_steps``, rolls model, optimisers and critic state back."""
+        loss = self.generator_loss(terms)
+        if self._critic_failed:
+            self._critic_failed = False
+            return loss * float("nan")
+        return loss
 
     # -- the model ---------------------------------------------------------------------------
     def model_inputs(self) -> dict[str, Any]:
@@ -163,7 +178,8 @@ class Adversarial(Objective):
             loss = self.critic_loss(gan, real, fake)
             grads = torch.autograd.grad(loss, params)
         if not (torch.isfinite(loss) and all(bool(torch.isfinite(g).all()) for g in grads)):
-            return  # the generator's loss turns non-finite too, and the trainer rolls back
+            self._critic_failed = True  # loss() reports the step as bad
+            return
         for p, g in zip(params, grads, strict=True):
             p.grad = g
         opt.step()
@@ -251,8 +267,8 @@ class GANObjective(Adversarial):
         # -log sigma(D(x)) - log(1 - sigma(D(G(z))))
         return F.softplus(-gan.score(real)).mean() + F.softplus(gan.score(fake)).mean()
 
-    def loss(self, terms: Tensor, model: nn.Module, step: int) -> Tensor:
-        return F.softplus(-terms).mean()  # non-saturating: -log sigma(D(G(z)))
+    def generator_loss(self, scores: Tensor) -> Tensor:
+        return F.softplus(-scores).mean()  # non-saturating: -log sigma(D(G(z)))
 
 
 class WGAN(Adversarial):
@@ -293,8 +309,8 @@ class WGAN(Adversarial):
             for p in gan.critic.parameters():
                 p.clamp_(-self.clip, self.clip)
 
-    def loss(self, terms: Tensor, model: nn.Module, step: int) -> Tensor:
-        return -terms.mean()
+    def generator_loss(self, scores: Tensor) -> Tensor:
+        return -scores.mean()
 
 
 class WGANGP(WGAN):
