@@ -63,6 +63,7 @@ def test_compare_writes_one_report_and_keeps_a_diverged_model(tmp_path, monkeypa
     assert len(report["runs"]) == 12
     table = (out / "report.md").read_text()
     assert "| broken | mle | diverged |" in table and "IWAE bound, k=4" in table
+    assert "encoder q(z\\|x)" in table  # a pipe inside a cell is escaped
     assert (out / "samples.png").stat().st_size > 0 and (out / "curves.png").stat().st_size > 0
 
 

@@ -267,26 +267,42 @@ def markdown(cmp: Comparison, rows: list[dict[str, Any]]) -> str:
         f"Sample measures on {cmp.samples} samples vs as many test points: MMD^2 (Gaussian "
         f"kernel, median-heuristic bandwidth on the test points), sliced 2-Wasserstein (SWD).",
         "",
-        "| model | objective | test NLL (nats) | NLL kind | MMD^2 | SWD | modes covered | "
-        "off-manifold | train s | samples/s | latent inference | diverged |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | objective | test NLL (nats) | NLL kind | per-run se | MMD^2 | SWD | "
+        "modes covered | off-manifold | train s | samples/s | latent inference | diverged |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         if "nll_kind" not in r:
             lines.append(
-                f"| {r['label']} | {r['objective']} | diverged | | | | | | | | | "
+                f"| {r['label']} | {r['objective']} | diverged | | | | | | | | | | "
                 f"{r['diverged']}/{r['runs']} |"
             )
             continue
         modes = "n/a" if r["modes"] is None else f"{_cell(r['modes_covered'])} of {r['modes']}"
         off = "n/a" if r["modes"] is None else _cell(r["modes_off_manifold"], 2)
-        lines.append(
-            f"| {r['label']} | {r['objective']} | {_cell(r['test_nll'], 4)} | {r['nll_kind']} | "
-            f"{_cell(r['mmd'], 2)} | {_cell(r['swd'], 2)} | {modes} | {off} | "
-            f"{_cell(r['train_seconds'])} | {_cell(r['samples_per_second'], 2)} | "
-            f"{r['latent_inference']} | {r['diverged']}/{r['runs']} |"
-        )
+        se = [v for v in r["nll_stderr_per_run"] if v is not None]
+        cells = [
+            r["label"],
+            r["objective"],
+            _cell(r["test_nll"], 4),
+            r["nll_kind"],
+            f"{statistics.fmean(se):.2g}" if se else "none",
+            _cell(r["mmd"], 2),
+            _cell(r["swd"], 2),
+            modes,
+            off,
+            _cell(r["train_seconds"]),
+            _cell(r["samples_per_second"], 2),
+            r["latent_inference"],
+            f"{r['diverged']}/{r['runs']}",
+        ]
+        # a pipe inside a cell (q(z|x)) is escaped
+        lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
     lines += [
+        "",
+        "per-run se: the mean over seeds of each run's standard error of its test NLL (for AIS "
+        "combined with log Z's over the chains; report.json has each run's 3-sigma AIS "
+        "interval as test_nll_low/high).",
         "",
         "Figures: `samples.png` (seed 0), `curves.png` (validation metric per model).",
         "",
