@@ -20,7 +20,9 @@ NADE, the IWAE bound with its ``k`` for VAEs, AIS for the RBM with its error bar
 GANs; the sample-quality measures of :mod:`flowforge.metrics` on the test split; training
 time; sampling throughput; which latent inference the model has; mean and standard deviation
 over the seeds, and how many runs diverged), ``samples.png`` (seed 0's samples beside the
-data) and ``curves.png`` (validation curves). A run that diverges
+data) and ``curves.png`` (validation curves). Samples are what each model's ``sample``
+returns: for the VAE and the RBM on binary data the Bernoulli means, not binary draws, which
+the sample measures then compare with binary test images. A run that diverges
 (:class:`~flowforge.train.trainer.TrainingDiverged`) is reported as diverged, not dropped.
 """
 
@@ -243,8 +245,7 @@ def summarise(cmp: Comparison, results: list[dict[str, Any]]) -> list[dict[str, 
             row["modes"] = first.get("modes_modes")
             row["nll_stderr_per_run"] = [r.get("test_nll_stderr") for r in ok]
             for key in NUMBERS:
-                source = "modes_covered" if key == "modes_covered" else key
-                row[key] = _spread([r.get(source) for r in ok])
+                row[key] = _spread([r.get(key) for r in ok])
         rows.append(row)
     return rows
 
