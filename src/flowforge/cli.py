@@ -3,12 +3,13 @@
 ::
 
     flowforge train [CONFIG.yaml] [--set key=value ...] [--device cpu|cuda] [--resume RUN_DIR]
-                    [--compile]          (any objective: mle, elbo, iwae, reverse_kl, distill)
+                    [--compile]          (any objective: `flowforge list` names them)
     flowforge eval RUN_DIR [--split test|val|train]
     flowforge sample RUN_DIR [-n 1000] [--temperature 1.0] [--class K | --context V] [--out FILE]
     flowforge interpolate RUN_DIR        (image runs: PNG grid of latent interpolations)
     flowforge manipulate RUN_DIR         (image runs: thin-to-thick stroke edits)
     flowforge fit-target U1 [--model planar --set layers=32] [--anneal]   (a reverse_kl run)
+    flowforge compare CONFIG.yaml [--out DIR]   (several models, any objective, 3+ seeds)
     flowforge check [PATTERN]
     flowforge list
 
@@ -91,6 +92,10 @@ def summary_line(s: dict) -> str:
         )
     elif "test_nll" in s:
         body = f"test NLL {s['test_nll']:.4f} ± {s['test_stderr']:.4f} nats"
+    elif "test_mmd" in s:  # adversarial baselines: no likelihood, sample distances
+        body = (
+            f"test MMD^2 {s['test_mmd']:.4g} ± {s['test_mmd_stderr']:.2g}, SWD {s['test_swd']:.4g}"
+        )
     else:
         body = f"E_q[log q - log p] {s['loss']:.4f} ± {s['loss_stderr']:.4f}"
         body += "" if s.get("kl") is None else f", KL(q || p) {s['kl']:.4f} nats"
@@ -291,6 +296,16 @@ def _fit_target(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    """Trains the comparison's models over its seeds and writes one report
+    (:mod:`flowforge.compare`)."""
+    from flowforge.compare import load_comparison, run_comparison
+
+    out = run_comparison(load_comparison(args.config), args.out, progress=not args.quiet)
+    print(f"wrote {out}/report.md, report.json, samples.png, curves.png")
+    return 0
+
+
 def _check(args: argparse.Namespace) -> int:
     from flowforge.testing import check_transform
     from flowforge.testing.registry import all_cases
@@ -417,6 +432,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_fit_target)
+
+    p = sub.add_parser("compare", help="train several models on the same data and budget")
+    p.add_argument("config", help="comparison YAML (see configs/compare/)")
+    p.add_argument("--out", help="report directory (default OUTPUT_DIR/NAME)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_compare)
 
     p = sub.add_parser("check", help="run the conformance kit over every registered transform")
     p.add_argument("pattern", nargs="?", help="only cases whose name contains this")

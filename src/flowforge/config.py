@@ -60,9 +60,10 @@ class DataConfig:
 
 @dataclass
 class ObjectiveConfig:
-    """``objective:`` section: ``mle`` (default), ``elbo``, ``iwae``, ``reverse_kl`` or
-    ``distill`` (:data:`flowforge.objectives.OBJECTIVES`). ``options`` are the objective's
-    keyword arguments."""
+    """``objective:`` section: ``mle`` (default), ``elbo``, ``iwae``, ``reverse_kl``,
+    ``distill``, or a baseline's ``gan``, ``wgan``, ``wgan_gp``, ``cd``, ``likelihood``
+    (:data:`flowforge.objectives.OBJECTIVES`). ``options`` are the objective's keyword
+    arguments."""
 
     name: str = "mle"
     options: dict[str, Any] = field(default_factory=dict)

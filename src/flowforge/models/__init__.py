@@ -15,14 +15,17 @@ from torch import nn
 
 from flowforge.flows import Flow
 from flowforge.models.ffjord import ffjord
+from flowforge.models.gan import GAN
 from flowforge.models.glow import glow
 from flowforge.models.iaf import iaf
 from flowforge.models.iresnet import iresnet
 from flowforge.models.maf import maf
+from flowforge.models.nade import NADE
 from flowforge.models.nice import nice
 from flowforge.models.nice_image import nice_image
 from flowforge.models.nsf import nsf
 from flowforge.models.planar_radial import planar, radial
+from flowforge.models.rbm import RBM
 from flowforge.models.realnvp import realnvp
 from flowforge.models.realnvp_image import realnvp_image, realnvp_multiscale
 from flowforge.models.resflow import resflow
@@ -48,8 +51,17 @@ RECIPES: dict[str, Callable[..., Flow]] = {
     "glow": glow,
 }
 
-#: every model a run can train: the flow recipes and the VAE (``vae(data_dim, latent, ...)``)
-MODELS: dict[str, Callable[..., nn.Module]] = {**RECIPES, "vae": VAE}
+#: every model a run can train: the flow recipes, the VAE (``vae(data_dim, latent, ...)``) and
+#: the baselines of ``docs/comparison.md``: the GAN's generator and critic (``gan``, trained by
+#: the ``gan``, ``wgan`` and ``wgan_gp`` objectives), the RBM (``rbm``, by ``cd``) and NADE
+#: (``nade``, by ``likelihood``)
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    **RECIPES,
+    "vae": VAE,
+    "gan": GAN,
+    "rbm": RBM,
+    "nade": NADE,
+}
 
 
 def build_model(
@@ -80,7 +92,10 @@ def build_model(
 
 
 __all__ = [
+    "GAN",
     "MODELS",
+    "NADE",
+    "RBM",
     "RECIPES",
     "VAE",
     "build_model",

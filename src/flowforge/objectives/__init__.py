@@ -6,17 +6,24 @@
 - ``mle``: exact maximum likelihood of a flow on data (:mod:`.mle`);
 - ``elbo``, ``iwae``: variational bounds of a VAE with any posterior flow (:mod:`.elbo`);
 - ``reverse_kl``: a flow fitted to an unnormalised target (:mod:`.reverse_kl`);
-- ``distill``: a student flow fitted to a teacher run (:mod:`.distill`).
+- ``distill``: a student flow fitted to a teacher run (:mod:`.distill`);
+- ``gan``, ``wgan``, ``wgan_gp``: adversarial baselines, the trainer updating the generator and
+  the objective the critic (:mod:`.adversarial`);
+- ``cd``: an RBM by contrastive divergence (CD-k, PCD), tested by AIS (:mod:`.rbm`);
+- ``likelihood``: exact maximum likelihood of a non-flow model such as NADE (:mod:`.likelihood`).
 """
 
 from __future__ import annotations
 
 import inspect
 
+from flowforge.objectives.adversarial import WGAN, WGANGP, GANObjective
 from flowforge.objectives.base import Objective, ObjectiveError, Setting
 from flowforge.objectives.distill import Distillation
 from flowforge.objectives.elbo import ELBO, IWAE
+from flowforge.objectives.likelihood import ExactLikelihood
 from flowforge.objectives.mle import MaximumLikelihood
+from flowforge.objectives.rbm import ContrastiveDivergence
 from flowforge.objectives.reverse_kl import ReverseKL
 
 __all__ = ["OBJECTIVES", "Objective", "ObjectiveError", "Setting", "objective_options"]
@@ -24,6 +31,10 @@ __all__ = ["OBJECTIVES", "Objective", "ObjectiveError", "Setting", "objective_op
 OBJECTIVES: dict[str, type[Objective]] = {
     cls.name: cls for cls in (MaximumLikelihood, ELBO, IWAE, ReverseKL, Distillation)
 }
+# the baselines of docs/comparison.md
+OBJECTIVES.update(
+    {cls.name: cls for cls in (GANObjective, WGAN, WGANGP, ContrastiveDivergence, ExactLikelihood)}
+)
 
 
 def objective_options(name: str) -> dict[str, inspect.Parameter]:

@@ -1,0 +1,103 @@
+r"""Exact maximum likelihood of a model that is not a flow but has a ``log_prob`` (NADE).
+
+.. math:: \mathcal L(\theta) = -\frac1B \sum_i \log p_\theta(x_i)
+
+for autoregressive models whose conditionals give the exact likelihood in one pass (NADE,
+Larochelle and Murray 2011: :class:`~flowforge.models.nade.NADE`). Data sets that binarize
+dynamically (binarized MNIST) are binarized afresh in every batch. Validation and test numbers
+are the exact NLL in nats per example with its standard error. (Flows use ``mle``, which adds
+their regularisers, bits/dim and dequantization.)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from flowforge.data.binarized_mnist import binarize
+from flowforge.objectives.base import (
+    Objective,
+    ObjectiveError,
+    Setting,
+    batch_indices,
+    eval_mode,
+    evaluation_rng,
+    tensor_fingerprint,
+)
+
+__all__ = ["ExactLikelihood"]
+
+
+class _LogProb(nn.Module):
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model.log_prob(x)  # type: ignore[operator]
+
+
+class ExactLikelihood(Objective):
+    """``objective: {name: likelihood}``: exact maximum likelihood of a model with
+    ``log_prob(x)`` (NADE). Takes no options."""
+
+    name = "likelihood"
+    metric = "nll"
+    data_parallel = True
+    train_key: ClassVar[str] = "train_nll"
+
+    def __init__(self, setting: Setting) -> None:
+        super().__init__(setting)
+        if self.data.context_features:
+            raise ObjectiveError("objective 'likelihood': trains unconditional models")
+
+    def check_model(self, model: nn.Module) -> None:
+        if not callable(getattr(model, "log_prob", None)):
+            raise ObjectiveError(
+                f"objective 'likelihood' trains a model with log_prob, not a {type(model).__name__}"
+            )
+
+    def model_inputs(self) -> dict[str, Any]:
+        return {"event_shape": list(self.data.event_shape), "context_features": 0}
+
+    def batch(self, step: int) -> tuple[Tensor, ...]:
+        s, st = self.data, self.setting
+        x = s.train[batch_indices(s.train.shape[0], st.batch_size, st.seed, step)]
+        if s.binarize_train:
+            x = binarize(x)
+        return (x.to(st.device),)
+
+    def training_module(self, model: nn.Module) -> nn.Module:
+        return _LogProb(model)
+
+    def loss(self, terms: Tensor, model: nn.Module, step: int) -> Tensor:
+        return -terms.mean()
+
+    def fingerprint(self) -> dict[str, str]:
+        return {"train_data": tensor_fingerprint(self.data.train)}
+
+    def _nll(self, model: nn.Module, split: str) -> tuple[float, float, int]:
+        x = getattr(self.data, split)
+        if split == "train" and self.data.binarize_train:
+            with evaluation_rng(self.setting.seed, self.setting.device):
+                x = binarize(x)
+        values = []
+        with torch.no_grad(), eval_mode(model):
+            for chunk in x.split(self.setting.eval_batch_size):
+                values.append(-model.log_prob(chunk.to(self.setting.device)).double().cpu())  # type: ignore[operator]
+        nll = torch.cat(values)
+        se = float(nll.std() / math.sqrt(len(nll))) if len(nll) > 1 else float("nan")
+        return float(nll.mean()), se, len(nll)
+
+    def validate(self, model: nn.Module) -> dict[str, float]:
+        nll, se, _ = self._nll(model, "val")
+        return {"val_nll": nll, "val_stderr": se}
+
+    def evaluate(self, model: nn.Module, split: str = "test") -> dict[str, Any]:
+        """``<split>_nll`` (exact, nats per example), its standard error and ``n_<split>``."""
+        self.check_split(split)
+        nll, se, n = self._nll(model, split)
+        return {f"{split}_nll": nll, f"{split}_stderr": se, f"n_{split}": n, "unit": "nats"}

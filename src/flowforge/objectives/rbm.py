@@ -1,0 +1,198 @@
+r"""Contrastive divergence for RBMs (CD-k, and persistent CD), with an AIS test likelihood.
+
+The gradient of an RBM's log-likelihood is :math:`-\mathbb E_{data} \nabla F(v) + \mathbb
+E_{model} \nabla F(v)`. Contrastive divergence (Hinton 2002, "Training products of experts by
+minimizing contrastive divergence") replaces the model expectation by samples after ``k``
+block-Gibbs sweeps started at the data; persistent CD (Tieleman 2008, "Training restricted
+Boltzmann machines using approximations to the likelihood gradient") continues chains that
+persist across steps (one per batch example, started at the first batch). Either way the step
+minimises the surrogate
+
+.. math:: \mathcal L = \frac1B \sum_i F(v_i) - \frac1B \sum_i F(\tilde v_i), \qquad
+    \tilde v \text{ the model samples, detached,}
+
+whose gradient is the CD (PCD) gradient, so it is a loss like any other for the trainer. PCD's
+chains are the objective's state (:meth:`state_dict`): every checkpoint holds them.
+Salakhutdinov and Murray (2008) evaluate 500-hidden-unit RBMs trained with CD-1, CD-3 and CD-25
+(SGD, learning rate 0.05 decreasing, 0.9 momentum, weight decay); their CD-25 RBM scores about
+-86 nats on the binarized MNIST test set by AIS. Here the trainer's AdamW takes the step
+(``train.lr`` about 1e-3), and data sets that binarize dynamically do so for every batch.
+
+Validation (cheap, lower is better): the mean-field reconstruction error :math:`\sum_i (v_i -
+\sigma(b + W^\top \sigma(c + W v))_i)^2` per validation example (a rough proxy: it does not
+follow the likelihood closely). The test numbers estimate :math:`\log Z` by annealed importance
+sampling (:meth:`flowforge.models.rbm.RBM.ais`, ``eval_chains`` chains, ``eval_betas``
+intermediate distributions of the paper's schedule, a base model with the training data's base
+rates) and report the NLL :math:`\overline{F(v)} + \log \hat Z` on the first ``eval_n`` test
+examples with its standard error (the data's and :math:`\log \hat Z`'s combined) and the AIS
+interval :math:`\log(\hat Z \pm 3\hat\sigma)` as ``<split>_nll_low``/``_high``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from flowforge.data.binarized_mnist import binarize
+from flowforge.models.rbm import RBM
+from flowforge.objectives.base import (
+    Objective,
+    ObjectiveError,
+    Setting,
+    batch_indices,
+    eval_mode,
+    evaluation_rng,
+    tensor_fingerprint,
+)
+
+__all__ = ["ContrastiveDivergence"]
+
+
+class _CDLoss(nn.Module):
+    """``forward(v)``: the CD surrogate ``mean F(v) - mean F(negatives)``."""
+
+    def __init__(self, rbm: RBM, objective: ContrastiveDivergence) -> None:
+        super().__init__()
+        self.rbm = rbm
+        self.negatives = objective.negatives
+
+    def forward(self, v: Tensor) -> Tensor:
+        neg = self.negatives(self.rbm, v)
+        return self.rbm.free_energy(v).mean() - self.rbm.free_energy(neg).mean()
+
+
+class ContrastiveDivergence(Objective):
+    """``objective: {name: cd, k: 1, persistent: false}``: an RBM by CD-k or PCD-k.
+
+    Arguments:
+        setting: from the run.
+        k: Gibbs sweeps per step (CD-1 is Hinton's default; Salakhutdinov and Murray compare
+            1, 3 and 25).
+        persistent: persistent chains (PCD) instead of chains restarted at the data.
+        val_n: validation examples of the reconstruction error (0: all).
+        eval_n: test examples of the NLL (0: all).
+        eval_chains: AIS chains (the paper: 100).
+        eval_betas: AIS intermediate distributions (the paper: 14,500).
+    """
+
+    name = "cd"
+    metric = "recon"
+    model_type = RBM
+    train_key = "train_cd_loss"
+
+    def __init__(
+        self,
+        setting: Setting,
+        k: int = 1,
+        persistent: bool = False,
+        val_n: int = 1000,
+        eval_n: int = 0,
+        eval_chains: int = 100,
+        eval_betas: int = 14500,
+    ) -> None:
+        super().__init__(setting)
+        for key, value in (("k", k), ("eval_chains", eval_chains), ("eval_betas", eval_betas)):
+            if value < (3 if key == "eval_betas" else 1) or (key == "eval_chains" and value < 2):
+                raise ObjectiveError(f"objective.{key}: too small, got {value}")
+        for key, value in (("val_n", val_n), ("eval_n", eval_n)):
+            if value < 0:
+                raise ObjectiveError(f"objective.{key}: should be >= 0, got {value}")
+        if len(self.data.event_shape) != 1 or self.data.context_features:
+            raise ObjectiveError(
+                f"objective 'cd': the RBM models unconditional binary vectors, got data of shape "
+                f"{self.data.event_shape}"
+            )
+        self.k, self.persistent = k, persistent
+        self.val_n, self.eval_n = val_n, eval_n
+        self.eval_chains, self.eval_betas = eval_chains, eval_betas
+        self.chains: Tensor | None = None
+
+    def model_inputs(self) -> dict[str, Any]:
+        return {"event_shape": list(self.data.event_shape), "context_features": 0}
+
+    def batch(self, step: int) -> tuple[Tensor, ...]:
+        s, st = self.data, self.setting
+        v = s.train[batch_indices(s.train.shape[0], st.batch_size, st.seed, step)]
+        if s.binarize_train:
+            v = binarize(v)  # torch's generator: its state is in every checkpoint
+        return (v.to(st.device),)
+
+    def training_module(self, model: nn.Module) -> nn.Module:
+        return _CDLoss(model, self)  # type: ignore[arg-type]
+
+    def negatives(self, rbm: RBM, v: Tensor) -> Tensor:
+        """The model samples of this step: ``k`` Gibbs sweeps from the data (CD) or from the
+        persistent chains, which they then replace (PCD)."""
+        if not self.persistent:
+            return rbm.gibbs(v, self.k)[0]
+        if self.chains is None or self.chains.shape != v.shape:
+            self.chains = v.detach().clone()
+        self.chains = rbm.gibbs(self.chains.to(v), self.k)[0]
+        return self.chains
+
+    def loss(self, terms: Tensor, model: nn.Module, step: int) -> Tensor:
+        return terms
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"chains": self.chains} if self.persistent and self.chains is not None else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if set(state) - {"chains"} or (state and not self.persistent):
+            raise ValueError(
+                f"objective 'cd' (persistent={self.persistent}): state {sorted(state)}"
+            )
+        self.chains = state.get("chains")
+
+    def fingerprint(self) -> dict[str, str]:
+        return {"train_data": tensor_fingerprint(self.data.train)}
+
+    # -- scores ------------------------------------------------------------------------------
+    def _split(self, split: str, n: int) -> Tensor:
+        x = getattr(self.data, split)
+        if split == "train" and self.data.binarize_train:
+            with evaluation_rng(self.setting.seed, self.setting.device):
+                x = binarize(x)
+        return (x[:n] if n else x).to(self.setting.device)
+
+    def validate(self, model: nn.Module) -> dict[str, float]:
+        v = self._split("val", self.val_n)
+        with torch.no_grad():
+            probs = torch.sigmoid(model.visible_logits(model.hidden_probs(v)))  # type: ignore[operator]
+            err = (v - probs).pow(2).sum(-1).double()
+        return {"val_recon": float(err.mean()), "val_stderr": _stderr(err)}
+
+    def base_bias(self) -> Tensor:
+        """The AIS base model's visible biases: the log-odds of the training base rates
+        (clamped to [1e-3, 1 - 1e-3]), as Salakhutdinov and Murray's base-rate model."""
+        p = self.data.train.double().mean(0).clamp(1e-3, 1 - 1e-3)
+        return torch.log(p) - torch.log1p(-p)
+
+    def evaluate(self, model: nn.Module, split: str = "test") -> dict[str, Any]:
+        """``<split>_nll`` (AIS), its standard error, the AIS ``log_z`` with its standard error
+        and 3-sigma interval, and the NLL's interval from it (module docstring)."""
+        self.check_split(split)
+        v = self._split(split, self.eval_n)
+        with evaluation_rng(self.setting.seed, self.setting.device), eval_mode(model):
+            ais = model.ais(self.eval_chains, self.eval_betas, self.base_bias())  # type: ignore[operator]
+            f = model.free_energy(v).detach().double()  # type: ignore[operator]
+        mean_f = float(f.mean())
+        return {
+            f"{split}_nll": mean_f + ais.log_z,
+            f"{split}_stderr": math.sqrt(_stderr(f) ** 2 + ais.stderr**2),
+            # None when 3 sigma exceeds Z-hat (the interval's lower end is -inf)
+            f"{split}_nll_low": mean_f + ais.log_z_low if math.isfinite(ais.log_z_low) else None,
+            f"{split}_nll_high": mean_f + ais.log_z_high,
+            "log_z": ais.log_z,
+            "log_z_stderr": ais.stderr,
+            "ais_chains": ais.chains,
+            "ais_steps": ais.steps,
+            f"n_{split}": len(v),
+            "unit": "nats",
+        }
+
+
+def _stderr(x: Tensor) -> float:
+    return float(x.std() / math.sqrt(len(x))) if len(x) > 1 else float("nan")
