@@ -101,6 +101,8 @@ class TrainConfig:
         eval_batch_size: batch size of evaluation passes.
         max_bad_steps: consecutive non-finite losses or gradients before rolling back.
         max_rollbacks: rollbacks (each halving the learning rate) before giving up.
+        log: experiment logs beside ``metrics.jsonl``, by logger name (``{tensorboard: true}``;
+            see :mod:`flowforge.train.loggers`).
         compile: run the training step's ``log_prob`` through ``torch.compile`` (static
             shapes). Fuses the many small element-wise ops of each layer (see
             docs/benchmarks.md); pays for runs of a few thousand steps or more, since the first
@@ -122,6 +124,7 @@ class TrainConfig:
     max_bad_steps: int = 10
     max_rollbacks: int = 3
     compile: bool = False
+    log: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

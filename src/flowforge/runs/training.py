@@ -36,6 +36,7 @@ from flowforge.train.checkpoint import (
     load_model_state,
 )
 from flowforge.train.distributed import Group
+from flowforge.train.loggers import check_log_config, make_loggers
 from flowforge.train.schedule import seed_everything
 from flowforge.train.trainer import Trainer, TrainingDiverged, stop_signals
 
@@ -76,6 +77,10 @@ def train_run(
         cfg = parse_config(apply_overrides(cfg.to_dict(), overrides))
     group = Group.from_environment()
     _check_group(cfg, group)
+    try:
+        check_log_config(cfg.train.log)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
     device = resolve_device(cfg.device, group.local_rank)
     seed_everything(cfg.seed, cfg.deterministic)
@@ -98,7 +103,11 @@ def train_run(
         directory = RunDirectory(group.broadcast(None if created is None else str(created.path)))
     # rank 0 holds the directory's lock for all ranks
     with directory.lock() if group.is_main else nullcontext():
-        trainer = Trainer(cfg, objective, model, directory, identity, group)
+        try:
+            loggers = make_loggers(cfg.train.log, directory.path) if group.is_main else []
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        trainer = Trainer(cfg, objective, model, directory, identity, group, loggers)
         if resume is not None:
             _check_belongs(directory.checkpoint_path(LAST), identity)
             trainer.restore(directory.checkpoint_path(LAST))
@@ -118,8 +127,12 @@ def train_run(
             trainer.start()
         if group.active:
             trainer.wrap_data_parallel()
-        with stop_signals() as stop:
-            trainer.fit(progress, stop)
+        try:
+            with stop_signals() as stop:
+                trainer.fit(progress, stop)
+        finally:
+            for logger in loggers:
+                logger.close()
         scores = _summarise(trainer, directory) if group.is_main else None
         if plots and group.is_main:
             draw_run_figures(cfg, objective, model, directory)

@@ -47,6 +47,7 @@ from flowforge.train.checkpoint import (
     load_model_state,
 )
 from flowforge.train.distributed import Group, needs_data_init
+from flowforge.train.loggers import RunLogger
 from flowforge.train.schedule import learning_rate, rank_seed, rng_state, set_rng_state
 from flowforge.train.state import Progress, StateError
 from flowforge.version import __version__
@@ -112,8 +113,10 @@ class Trainer:
         files: RunFiles,
         identity: dict[str, Any],
         group: Group | None = None,
+        loggers: list[RunLogger] | None = None,
     ) -> None:
         self.cfg, self.objective, self.model, self.files = cfg, objective, model, files
+        self.loggers = loggers or []
         self.identity = identity
         self.group = group or Group()
         self.device = next(model.parameters(), torch.zeros(())).device
@@ -382,6 +385,9 @@ class Trainer:
         }
         if self.group.is_main:
             self.files.append_metrics(record)
+            with self.averaged():
+                for logger in self.loggers:
+                    logger.log_evaluation(p.step, record, self.model)
         return val
 
     def roll_back(self, what: str) -> None:
