@@ -211,3 +211,12 @@ def test_a_transform_with_an_inner_context_declares_none_to_the_flow():
     vd = VariationalDequantization((1, 4, 4), lambda i, o, k: ConvNet(i, o, 4, context_features=k))
     assert Flow(vd, StandardNormal((1, 4, 4))).context_features == 0
     assert Flow(ContextAffine((1, 4, 4), 7), StandardNormal((1, 4, 4))).context_features == 7
+
+
+def test_an_empty_batch_is_a_named_error():
+    from flowforge.models import maf, realnvp
+    from flowforge.transforms.base import EmptyBatchError
+
+    for flow in (realnvp(2, couplings=2), maf(3, layers=2, hidden=(8,))):
+        with pytest.raises(EmptyBatchError, match="no samples"):
+            flow.log_prob(torch.zeros(0, flow.event_shape[0]))

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from flowforge.distributions import BaseDistribution
 from flowforge.flow_distribution import FlowDistribution
-from flowforge.transforms.base import Transform
+from flowforge.transforms.base import Transform, check_inputs
 
 __all__ = ["Flow", "FlowDistribution", "infer_context_features"]
 
@@ -144,6 +144,7 @@ class Flow(nn.Module):
             raise ValueError(
                 f"'x' should have shape (batch, {', '.join(map(str, shape))}), got {tuple(x.shape)}"
             )
+        check_inputs(x, None, uses_context=True)  # an empty batch is a named error
         self.check_context(context)
         if context is not None and (context.dim() != 2 or context.shape[0] != x.shape[0]):
             raise ValueError(
