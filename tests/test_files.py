@@ -160,6 +160,10 @@ def test_data_short_form_trains_and_a_fresh_shell_evaluates_and_samples(
         assert main(argv) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "s.png").exists() and not (tmp_path / "s.txt").exists()
+    np.save(tmp_path / "plain.npy", values)  # and a NumPy file, read through a memory map
+    npy = ["train", "--data", "plain.npy", "--model", "realnvp", "--quiet"]
+    assert main([*npy, "--set", "train.steps=10", "--set", "train.eval_every=5"]) == 0
+    assert main(["sample", str(tmp_path / "runs" / "plain"), "-n", "3"]) == 0
 
 
 @pytest.mark.slow
