@@ -1,12 +1,7 @@
 """Training runs end to end: results, files, resume, interruption, divergence, bad input."""
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,6 +11,7 @@ from flowforge.data.registry import Splits, register_dataset
 from flowforge.runs import train_run
 from flowforge.train.checkpoint import load_checkpoint
 from flowforge.train.trainer import Trainer, TrainingDiverged
+from helpers import cli_process, final_parameters, kill_after, metrics_without_time
 
 
 def tiny(tmp_path, **train):
@@ -102,36 +98,6 @@ def test_divergence_rolls_back_then_stops_with_the_good_checkpoint(tmp_path, mon
     assert sum(e.get("event") == "rollback" for e in events) == 2
 
 
-def _cli(*args, cwd):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "flowforge.cli", *args],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def _final_params(run_dir: Path):
-    return load_checkpoint(run_dir / "checkpoints" / "last.pt")["model"]
-
-
-def _metrics(run_dir: Path):
-    return [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
-
-
-def _kill_after(proc, run_dir, evaluations, sig):
-    """Sends ``sig`` once the run has logged ``evaluations`` records (or ended by itself)."""
-    while not (run_dir / "metrics.jsonl").exists() or len(_metrics(run_dir)) < evaluations:
-        if proc.poll() is not None:
-            return proc.returncode
-        time.sleep(0.02)
-    proc.send_signal(sig)
-    return proc.wait(timeout=60)
-
-
 OVERRIDES = [
     "--quiet",
     "--set",
@@ -152,16 +118,15 @@ OVERRIDES = [
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     root = tmp_path_factory.mktemp("full")
-    full = _cli("train", *OVERRIDES, "--set", "name=full", cwd=root)
+    full = cli_process("train", *OVERRIDES, "--set", "name=full", cwd=root)
     assert full.wait(timeout=600) == 0, full.stderr.read()
     return root / "runs" / "full"
 
 
 def _assert_identical(run_dir, reference):
-    a, b = _final_params(reference), _final_params(run_dir)
+    a, b = final_parameters(reference), final_parameters(run_dir)
     assert all(torch.equal(a[k], b[k]) for k in a)
-    strip = lambda rs: [{k: v for k, v in r.items() if k != "elapsed"} for r in rs]  # noqa: E731
-    assert strip(_metrics(run_dir)) == strip(_metrics(reference))
+    assert metrics_without_time(run_dir) == metrics_without_time(reference)
 
 
 @pytest.mark.slow
@@ -171,12 +136,12 @@ def test_run_killed_at_random_points_resumes_bit_identical(tmp_path, uninterrupt
 
     rng = random.Random(1234)
     run_dir = tmp_path / "runs" / "cut"
-    proc = _cli("train", *OVERRIDES, "--set", "name=cut", cwd=tmp_path)
+    proc = cli_process("train", *OVERRIDES, "--set", "name=cut", cwd=tmp_path)
     evaluations = 0
     for _ in range(3):
         evaluations += rng.randint(1, 5)
-        _kill_after(proc, run_dir, evaluations, signal.SIGKILL)
-        proc = _cli("train", "--quiet", "--resume", str(run_dir), cwd=tmp_path)
+        kill_after(proc, run_dir, evaluations, signal.SIGKILL)
+        proc = cli_process("train", "--quiet", "--resume", str(run_dir), cwd=tmp_path)
     assert proc.wait(timeout=600) == 0, proc.stderr.read()
     _assert_identical(run_dir, uninterrupted)
 
@@ -184,10 +149,10 @@ def test_run_killed_at_random_points_resumes_bit_identical(tmp_path, uninterrupt
 @pytest.mark.slow
 def test_sigterm_saves_and_prints_how_to_resume(tmp_path, uninterrupted):
     run_dir = tmp_path / "runs" / "cut"
-    proc = _cli("train", *OVERRIDES, "--set", "name=cut", cwd=tmp_path)
-    assert _kill_after(proc, run_dir, 3, signal.SIGTERM) == 130
+    proc = cli_process("train", *OVERRIDES, "--set", "name=cut", cwd=tmp_path)
+    assert kill_after(proc, run_dir, 3, signal.SIGTERM) == 130
     assert "Resume with: flowforge train --resume" in proc.stderr.read()
-    resumed = _cli("train", "--quiet", "--resume", str(run_dir), cwd=tmp_path)
+    resumed = cli_process("train", "--quiet", "--resume", str(run_dir), cwd=tmp_path)
     assert resumed.wait(timeout=600) == 0, resumed.stderr.read()
     _assert_identical(run_dir, uninterrupted)
 

@@ -42,14 +42,12 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from flowforge.data.binarized_mnist import binarize
 from flowforge.metrics import median_bandwidth, mmd, sliced_wasserstein
 from flowforge.models.gan import GAN
 from flowforge.objectives.base import (
     Objective,
     ObjectiveError,
     Setting,
-    batch_indices,
     eval_mode,
     evaluation_rng,
     tensor_fingerprint,
@@ -144,16 +142,8 @@ class Adversarial(Objective):
     def batch(self, step: int) -> tuple[Tensor, ...]:
         """``n_critic`` batches of real data, ``(n_critic, B, D)``: those of the virtual steps
         ``step * n_critic + i`` (each epoch a permutation, as every objective's)."""
-        s, st = self.data, self.setting
-        n = s.train.shape[0]
-        idx = [
-            batch_indices(n, st.batch_size, st.seed, step * self.n_critic + i)
-            for i in range(self.n_critic)
-        ]
-        x = torch.stack([s.train[i] for i in idx])
-        if s.binarize_train:
-            x = binarize(x)
-        return (x.to(st.device),)
+        rows = [self.train_rows(step * self.n_critic + i) for i in range(self.n_critic)]
+        return (torch.stack(rows).to(self.setting.device),)
 
     def training_module(self, model: nn.Module) -> nn.Module:
         self._critic_optimizer(model)  # type: ignore[arg-type]
@@ -221,10 +211,7 @@ class Adversarial(Objective):
         """``<split>_mmd`` (and its standard error, the bandwidth) and ``<split>_swd`` on the
         first ``eval_n`` examples of ``split`` and as many samples; a GAN has no NLL."""
         self.check_split(split)
-        real = getattr(self.data, split)[: self.eval_n]
-        if split == "train" and self.data.binarize_train:
-            with evaluation_rng(self.setting.seed, self.setting.device):
-                real = binarize(real)
+        real = self.split_rows(split)[: self.eval_n]
         fake = self._samples(model, len(real))
         m = mmd(fake, real, self.bandwidth)
         return {

@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from flowforge.data.binarized_mnist import binarize
 from flowforge.data.registry import Splits
 
 __all__ = [
@@ -151,6 +152,24 @@ class Objective(ABC):
     def data(self) -> Splits:
         assert self.setting.data is not None  # checked in __init__
         return self.setting.data
+
+    # -- the data ----------------------------------------------------------------------------
+    def train_rows(self, step: int) -> Tensor:
+        """The training examples of batch ``step`` (epoch-wise permutations of the seed),
+        binarized afresh when the data set asks for it (torch's generator, whose state every
+        checkpoint keeps); on the CPU."""
+        s, st = self.data, self.setting
+        x = s.train[batch_indices(s.train.shape[0], st.batch_size, st.seed, step)]
+        return binarize(x) if s.binarize_train else x
+
+    def split_rows(self, split: str) -> Tensor:
+        """The examples of ``split`` as every evaluation sees them: a training split that is
+        binarized per batch is binarized here from fixed random numbers."""
+        x = getattr(self.data, split)
+        if split == "train" and self.data.binarize_train:
+            with evaluation_rng(self.setting.seed, self.setting.device):
+                x = binarize(x)
+        return x
 
     # -- the model ---------------------------------------------------------------------------
     @abstractmethod

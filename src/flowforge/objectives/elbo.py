@@ -25,14 +25,12 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from flowforge.data.binarized_mnist import binarize
 from flowforge.models.vae import VAE
 from flowforge.objectives.base import (
     Objective,
     ObjectiveError,
     Setting,
     anneal_beta,
-    batch_indices,
     eval_mode,
     evaluation_rng,
     tensor_fingerprint,
@@ -99,11 +97,8 @@ class VariationalBound(Objective):
         return anneal_beta(step, 0.01, self.kl_warmup) if self.kl_warmup else 1.0
 
     def batch(self, step: int) -> tuple[Tensor, ...]:
-        s, st = self.data, self.setting
-        x = s.train[batch_indices(s.train.shape[0], st.batch_size, st.seed, step)]
-        if s.binarize_train:
-            x = binarize(x)  # torch's generator: its state is in every checkpoint
-        return x.to(st.device), torch.tensor(self.beta(step), device=st.device)
+        device = self.setting.device
+        return self.train_rows(step).to(device), torch.tensor(self.beta(step), device=device)
 
     def training_module(self, model: nn.Module) -> nn.Module:
         return _BoundLoss(model, self.bound, self.k)  # type: ignore[arg-type]
@@ -123,10 +118,7 @@ class VariationalBound(Objective):
         """``<split>_elbo``, ``<split>_nll`` (``-log p(x)`` by ``eval_k`` importance samples)
         and its standard error, on the first ``eval_n`` examples of ``split``."""
         self.check_split(split)
-        x = getattr(self.data, split)
-        if split == "train" and self.data.binarize_train:
-            with evaluation_rng(self.setting.seed, self.setting.device):
-                x = binarize(x)
+        x = self.split_rows(split)
         x = x[: self.eval_n] if self.eval_n else x
         with evaluation_rng(self.setting.seed, self.setting.device), eval_mode(model):
             out = model.evaluate(x.to(self.setting.device), k=self.eval_k)  # type: ignore[operator]

@@ -17,27 +17,16 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from flowforge.data.binarized_mnist import binarize
 from flowforge.objectives.base import (
     Objective,
     ObjectiveError,
     Setting,
-    batch_indices,
     eval_mode,
-    evaluation_rng,
     tensor_fingerprint,
 )
+from flowforge.objectives.mle import LogProb
 
 __all__ = ["ExactLikelihood"]
-
-
-class _LogProb(nn.Module):
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.model.log_prob(x)  # type: ignore[operator]
 
 
 class ExactLikelihood(Objective):
@@ -64,14 +53,10 @@ class ExactLikelihood(Objective):
         return {"event_shape": list(self.data.event_shape), "context_features": 0}
 
     def batch(self, step: int) -> tuple[Tensor, ...]:
-        s, st = self.data, self.setting
-        x = s.train[batch_indices(s.train.shape[0], st.batch_size, st.seed, step)]
-        if s.binarize_train:
-            x = binarize(x)
-        return (x.to(st.device),)
+        return (self.train_rows(step).to(self.setting.device),)
 
     def training_module(self, model: nn.Module) -> nn.Module:
-        return _LogProb(model)
+        return LogProb(model)  # type: ignore[arg-type]
 
     def loss(self, terms: Tensor, model: nn.Module, step: int) -> Tensor:
         return -terms.mean()
@@ -80,10 +65,7 @@ class ExactLikelihood(Objective):
         return {"train_data": tensor_fingerprint(self.data.train)}
 
     def _nll(self, model: nn.Module, split: str) -> tuple[float, float, int]:
-        x = getattr(self.data, split)
-        if split == "train" and self.data.binarize_train:
-            with evaluation_rng(self.setting.seed, self.setting.device):
-                x = binarize(x)
+        x = self.split_rows(split)
         values = []
         with torch.no_grad(), eval_mode(model):
             for chunk in x.split(self.setting.eval_batch_size):

@@ -36,13 +36,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from flowforge.data.binarized_mnist import binarize
 from flowforge.models.rbm import RBM
 from flowforge.objectives.base import (
     Objective,
     ObjectiveError,
     Setting,
-    batch_indices,
     eval_mode,
     evaluation_rng,
     tensor_fingerprint,
@@ -114,11 +112,7 @@ class ContrastiveDivergence(Objective):
         return {"event_shape": list(self.data.event_shape), "context_features": 0}
 
     def batch(self, step: int) -> tuple[Tensor, ...]:
-        s, st = self.data, self.setting
-        v = s.train[batch_indices(s.train.shape[0], st.batch_size, st.seed, step)]
-        if s.binarize_train:
-            v = binarize(v)  # torch's generator: its state is in every checkpoint
-        return (v.to(st.device),)
+        return (self.train_rows(step).to(self.setting.device),)
 
     def training_module(self, model: nn.Module) -> nn.Module:
         return _CDLoss(model, self)  # type: ignore[arg-type]
@@ -151,10 +145,7 @@ class ContrastiveDivergence(Objective):
 
     # -- scores ------------------------------------------------------------------------------
     def _split(self, split: str, n: int) -> Tensor:
-        x = getattr(self.data, split)
-        if split == "train" and self.data.binarize_train:
-            with evaluation_rng(self.setting.seed, self.setting.device):
-                x = binarize(x)
+        x = self.split_rows(split)
         return (x[:n] if n else x).to(self.setting.device)
 
     def validate(self, model: nn.Module) -> dict[str, float]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,7 +28,7 @@ from typing import Any
 import yaml
 
 from flowforge.config import ConfigError, read_yaml
-from flowforge.train.checkpoint import BEST, LAST, save_checkpoint
+from flowforge.train.checkpoint import BEST, LAST, atomic_write, save_checkpoint
 
 __all__ = ["RunDirectory", "RunLocked", "atomic_write_text"]
 
@@ -42,17 +41,9 @@ class RunLocked(ConfigError):
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Writes ``text`` to ``path`` through a fsynced temporary file and a rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Writes ``text`` (UTF-8) to ``path`` atomically (:func:`~flowforge.train.checkpoint.
+    atomic_write`)."""
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
 class RunDirectory:

@@ -20,8 +20,9 @@ import os
 import pickle
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 from torch import nn
@@ -30,6 +31,7 @@ from flowforge.train.averaging import ParameterAverage
 
 __all__ = [
     "BEST",
+    "atomic_write",
     "FORMAT",
     "LAST",
     "CheckpointError",
@@ -62,16 +64,15 @@ def _all_finite(state: dict[str, torch.Tensor]) -> bool:
     return all(_finite(v) for v in state.values() if torch.is_floating_point(v))
 
 
-def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
-    """Atomically writes ``payload`` (must hold a finite ``"model"`` state dict) to ``path``."""
-    path = Path(path)
-    if not _all_finite(payload["model"]):
-        raise CheckpointError(f"refusing to write {path}: the model has NaN or infinite weights")
-    path.parent.mkdir(parents=True, exist_ok=True)
+def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Writes ``path`` through ``write(file)`` atomically: a temporary file in the same
+    directory, flushed and fsynced, renamed over ``path``, and the directory fsynced; a crash
+    leaves the old file or the new one, never a torn one (the temporary file is removed on
+    any error; a kill leaves it for :meth:`flowforge.runs.RunDirectory.remove_temporary_files`)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, **payload}, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -83,6 +84,15 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
+    """Atomically writes ``payload`` (must hold a finite ``"model"`` state dict) to ``path``."""
+    path = Path(path)
+    if not _all_finite(payload["model"]):
+        raise CheckpointError(f"refusing to write {path}: the model has NaN or infinite weights")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda f: torch.save({"format": FORMAT, **payload}, f))
 
 
 def _verify_archive(path: Path) -> None:
