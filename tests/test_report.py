@@ -5,8 +5,8 @@ import json
 import re
 
 import pytest
-from browser import browser, pixel_spread, screenshot_dir  # noqa: F401
 
+from browser import browser, pixel_spread, screenshot_dir  # noqa: F401
 from flowforge.cli import main
 from flowforge.config import ConfigError, parse_config
 from flowforge.report import render_report, write_report
@@ -103,5 +103,6 @@ def test_report_in_a_browser(browser, runs, tmp_path):  # noqa: F811
     )
     shots = screenshot_dir()
     if shots:
+        page.evaluate("window.scrollTo(0, 0)")
         page.screenshot(path=str(shots / "report.png"))
     page.close()
