@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 CHECK_TORCH := $(BIN)/python -c "from importlib.metadata import version; v = version('torch'); \
 	assert v.split('+')[0] == '$(TORCH_VERSION)', f'pip replaced torch $(TORCH_VERSION) by {v}'"
 
-.PHONY: demo test test-slow test-all lint package-check docs setup setup-test clean
+.PHONY: demo test test-slow test-browser chromium test-all lint package-check docs setup setup-test clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -49,9 +49,21 @@ demo: setup
 test: setup-test
 	$(PYTEST) -m "not slow" $(PYTEST_ARGS)
 
-# The slow tier alone. pytest exits 5 when it collects nothing (e.g. PYTEST_ARGS selects no slow
+# Debian's chromium for the browser tests (never a browser downloaded at run time): installed
+# with apt on CI when running as root; elsewhere the browser tests skip, naming the reason.
+chromium:
+	@if command -v chromium >/dev/null; then :; \
+	elif [ "$$CI" = "true" ] && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else echo "chromium not installed: the browser tests will skip (apt-get install chromium)"; fi
+
+# The report and playground in headless Chromium (tests/test_report.py, tests/test_serve.py).
+test-browser: setup-test chromium
+	$(PYTEST) tests/test_report.py tests/test_serve.py $(PYTEST_ARGS)
+
+# The slow tier alone (the browser tests among them, so chromium first). pytest exits 5 when it collects nothing (e.g. PYTEST_ARGS selects no slow
 # test): that is not a failure here.
-test-slow: setup-test
+test-slow: setup-test chromium
 	$(PYTEST) -m slow $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 # Both tiers in one run.

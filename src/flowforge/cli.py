@@ -10,6 +10,8 @@
     flowforge manipulate RUN_DIR         (image runs: thin-to-thick stroke edits)
     flowforge fit-target U1 [--model planar --set layers=32] [--anneal]   (a reverse_kl run)
     flowforge compare CONFIG.yaml [--out DIR]   (several models, any objective, 3+ seeds)
+    flowforge report RUN_DIR [RUN_DIR ...] [--out PAGE.html]   (a static HTML page)
+    flowforge serve [--port 8000]       (the local web playground, on 127.0.0.1)
     flowforge check [PATTERN]
     flowforge list
 
@@ -306,6 +308,37 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    """One static HTML page of one or several runs (:mod:`flowforge.report`)."""
+    from flowforge.report import write_report
+
+    if args.draw:
+        _draw_missing_figures(args.runs)
+    out = write_report(args.runs, args.out)
+    print(f"wrote {out}")
+    return 0
+
+
+def _draw_missing_figures(runs: list[str]) -> None:
+    """Draws the figures of runs whose ``plots/`` folder has none (e.g. trained with
+    ``plots=False``, or before every run kind drew figures)."""
+    from flowforge.runs import open_run
+    from flowforge.runs.figures import draw_run_figures
+
+    for path in runs:
+        run = open_run(path)
+        if not list(run.directory.plots.glob("*.png")):
+            draw_run_figures(run.config, run.objective(), run.model(), run.directory)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """The local web playground (:mod:`flowforge.serve`)."""
+    from flowforge.serve import serve
+
+    serve(args.host, args.port, args.workspace, allow_remote=args.allow_remote)
+    return 0
+
+
 def _check(args: argparse.Namespace) -> int:
     from flowforge.testing import check_transform
     from flowforge.testing.registry import all_cases
@@ -438,6 +471,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="report directory (default OUTPUT_DIR/NAME)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_compare)
+
+    p = sub.add_parser("report", help="a static HTML page of one run, or comparing several")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories")
+    p.add_argument("--out", help="the page (default RUN_DIR/report.html, or ./report.html)")
+    p.add_argument(
+        "--no-draw",
+        dest="draw",
+        action="store_false",
+        help="do not draw the figures of runs that have none",
+    )
+    p.set_defaults(func=_report)
+
+    p = sub.add_parser("serve", help="the web playground: train 2-D flows and watch them")
+    p.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free)")
+    p.add_argument("--workspace", default="runs/playground", help="where its runs are written")
+    p.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a non-loopback --host (the playground has no authentication)",
+    )
+    p.set_defaults(func=_serve)
 
     p = sub.add_parser("check", help="run the conformance kit over every registered transform")
     p.add_argument("pattern", nargs="?", help="only cases whose name contains this")

@@ -1,15 +1,26 @@
-"""The figures a finished run draws into its ``plots/`` folder.
+"""The figures a finished run draws into its ``plots/`` folder (drawing code:
+:mod:`flowforge.viz.run_figures`; each figure as ``NAME.png`` and ``NAME.svg``).
 
-- maximum likelihood on 2-D data: data and learned density, samples, latents, curves
-  (:func:`flowforge.viz.plots.plot_2d_run`);
-- reverse KL and distillation in 2-D: the target beside the fitted density and samples
-  (:func:`flowforge.viz.vi.plot_vi_grid`).
+Every run draws ``curves`` (its training and validation curves), and by kind:
 
-Other runs draw on request (``flowforge sample``, ``interpolate``, ``manipulate``).
+- a flow on 2-D data: ``data``, ``density`` (one labelled panel per context when conditional),
+  ``samples``, ``latent``, ``layers`` (the grid pushed layer by layer to latent space);
+- any other model on 2-D data (VAE, GAN, RBM, NADE): ``samples`` beside the data;
+- vector data of more dimensions: ``pairs`` and ``marginals`` (data vs samples);
+- image data: ``samples`` (grids at several temperatures beside the test images);
+- reverse KL and distillation: ``fit`` (the target beside the fitted q) in 2-D, ``pairs`` and
+  ``marginals`` of q's samples otherwise (beside the teacher's for distillation).
+
+A figure that cannot be drawn (e.g. a model that cannot sample) is skipped with a warning:
+figures never fail a run. ``flowforge sample``, ``interpolate`` and ``manipulate`` draw more
+on request.
 """
 
 from __future__ import annotations
 
+import math
+import time
+import warnings
 from pathlib import Path
 
 from torch import nn
@@ -17,7 +28,8 @@ from torch import nn
 from flowforge.config import RunConfig
 from flowforge.flows import Flow
 from flowforge.objectives import Objective
-from flowforge.objectives.mle import MaximumLikelihood
+from flowforge.objectives.distill import Distillation
+from flowforge.objectives.mle import bits_per_dim
 from flowforge.objectives.reverse_kl import ReverseKL
 from flowforge.runs.directory import RunDirectory
 
@@ -28,19 +40,72 @@ def draw_run_figures(
     cfg: RunConfig, objective: Objective, model: nn.Module, directory: RunDirectory
 ) -> list[Path]:
     """Draws the figures of this kind of run; returns the files written."""
-    if not isinstance(model, Flow) or tuple(model.event_shape) != (2,):
-        return []
-    if isinstance(objective, MaximumLikelihood):
-        from flowforge.viz.plots import plot_2d_run
+    from flowforge.viz import run_figures as rf
 
-        return plot_2d_run(model, objective.data, directory.plots, directory.read_metrics())
+    out = directory.plots
+    out.mkdir(parents=True, exist_ok=True)
+    model.eval()
+    files: list[Path] = []
+    start = time.perf_counter()
+
+    def attempt(what: str, draw: object, *args: object, **kwargs: object) -> None:
+        try:
+            files.extend(draw(*args, **kwargs))  # type: ignore[operator]
+        except Exception as e:  # a figure never fails the run
+            warnings.warn(f"{directory.path}: figure {what!r} not drawn: {e}", stacklevel=2)
+
+    data = None if not cfg.uses_data else objective.data
+    entropy = None if data is None else data.entropy
+    records = directory.read_metrics()
+    metric, train_key, unit = objective.metric, objective.train_key, None
+    if data is not None and data.unit == "bits/dim" and any("val_bpd" in r for r in records):
+        # image runs: the curves in bits/dim, the training NLL converted like the validation's
+        dims = math.prod(data.event_shape)
+        records = [
+            {**r, "train_bpd": bits_per_dim(r[train_key], dims)} if train_key in r else r
+            for r in records
+        ]
+        metric, train_key, unit = "bpd", "train_bpd", "bits/dim"
+    attempt("curves", rf.plot_training_curves, records, out, metric, train_key, entropy, unit)
+    what = cfg.model.name
     if isinstance(objective, ReverseKL):
-        from flowforge.viz.vi import plot_vi_grid
+        target = objective.target
+        if target.dim == 2:
+            attempt("fit", rf.plot_target_fit, target, model, out, target.bounds, target.name)
+        else:
 
-        directory.plots.mkdir(parents=True, exist_ok=True)
-        key = (objective.target.name, cfg.model.name)
-        path = plot_vi_grid(
-            [objective.target], {key: model}, [cfg.model.name], directory.plots / "fit.png"
-        )
-        return [path]
-    return []
+            def vi_vectors() -> list[Path]:
+                q = rf.draw_samples(model, 2000)
+                teacher = None
+                if isinstance(objective, Distillation):
+                    teacher = rf.draw_samples(objective.teacher, 2000)
+                return rf.plot_vectors(q, teacher, out, what, "teacher samples")
+
+            attempt("pairs", vi_vectors)
+        return files
+    if data is None:
+        return files
+    shape = tuple(data.event_shape)
+    test, context = data.test, data.test_context
+    if len(shape) == 3:
+        attempt("samples", rf.plot_images, model, test, out, context=context)
+    elif shape == (2,) and isinstance(model, Flow):
+        attempt("2-D figures", rf.plot_flow_2d, model, test, out, context)
+    elif shape == (2,) and context is None:
+        attempt("samples", rf.plot_samples_2d, model, test, out, what)
+    else:
+
+        def vectors() -> list[Path]:
+            c = None if context is None else context[:2000]
+            samples = rf.draw_samples(model, len(test[:2000]), c) if _samples(model) else None
+            return rf.plot_vectors(samples, test, out, what)
+
+        attempt("pairs", vectors)
+    took = time.perf_counter() - start
+    if took > 30:
+        warnings.warn(f"{directory.path}: figures took {took:.0f} s", stacklevel=2)
+    return files
+
+
+def _samples(model: nn.Module) -> bool:
+    return callable(getattr(model, "sample", None))

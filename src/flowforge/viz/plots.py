@@ -1,4 +1,5 @@
-"""Plots of 2-D runs: learned density beside the data, samples, latents, training curves."""
+"""Small plotting helpers for 2-D flows (a density on an axis, NLL curves); the figures of
+runs are in :mod:`flowforge.viz.run_figures`."""
 
 from __future__ import annotations
 
@@ -58,46 +59,9 @@ def plot_curves(records: list[dict], ax: plt.Axes) -> None:
 
 
 def plot_2d_run(flow: Flow, splits: Splits, out: Path, records: list[dict]) -> list[Path]:
-    """Writes ``density.png``, ``samples.png``, ``latent.png`` and ``curves.png`` (from the
-    metrics ``records``) into the folder ``out``."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    flow.eval()
-    data = splits.test[:5000]
-    context = None if splits.test_context is None else splits.test_context[:5000]
-    box = _box(data)
-    device = next((b.device for b in flow.buffers()), torch.device("cpu"))
+    """The figures of a 2-D maximum-likelihood run (:func:`flowforge.viz.run_figures.plot_flow_2d`
+    and its curves) in the folder ``out``; returns the files written."""
+    from flowforge.viz.run_figures import plot_flow_2d, plot_training_curves
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 5))
-    axes[0].hist2d(data[:, 0].numpy(), data[:, 1].numpy(), bins=150, range=[box[:2], box[2:]])
-    axes[0].set_title("data (test)")
-    # a conditional flow is drawn at the context of the first test point
-    plot_density(flow, box, axes[1], context=None if context is None else context[0])
-    axes[1].set_title("learned density")
-
-    def save(fig: plt.Figure, name: str) -> None:
-        fig.tight_layout()
-        fig.savefig(out / name, dpi=80)
-        plt.close(fig)
-
-    save(fig, "density.png")
-    fig, ax = plt.subplots(figsize=(5, 5))
-    with torch.no_grad():
-        c = None if context is None else context.to(device)
-        xs = flow.sample(len(data), c).cpu().numpy()
-        zs = flow.transform_to_latent(data.to(device), c).cpu().numpy()
-    ax.scatter(xs[:, 0], xs[:, 1], s=1, alpha=0.5)
-    ax.set_xlim(*box[:2])
-    ax.set_ylim(*box[2:])
-    ax.set_title("samples")
-    save(fig, "samples.png")
-    fig, ax = plt.subplots(figsize=(5, 5))
-    ax.scatter(zs[:, 0], zs[:, 1], s=1, alpha=0.5, c=data[:, 0].numpy(), cmap="coolwarm")
-    ax.set_title("test data mapped to latent space")
-    ax.set_aspect("equal")
-    save(fig, "latent.png")
-    if records:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        plot_curves(records, ax)
-        save(fig, "curves.png")
-    return sorted(out.glob("*.png"))
+    files = plot_flow_2d(flow, splits.test, Path(out), splits.test_context)
+    return files + plot_training_curves(records, Path(out), "nll", "train_nll", splits.entropy)
