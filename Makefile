@@ -61,8 +61,8 @@ chromium:
 test-browser: setup-test chromium
 	$(PYTEST) tests/test_report.py tests/test_serve.py $(PYTEST_ARGS)
 
-# The slow tier alone (the browser tests among them, so chromium first). pytest exits 5 when it collects nothing (e.g. PYTEST_ARGS selects no slow
-# test): that is not a failure here.
+# The slow tier alone (the browser tests among them, so chromium first). pytest exits 5 when
+# it collects nothing (e.g. PYTEST_ARGS selects no slow test): that is not a failure here.
 test-slow: setup-test chromium
 	$(PYTEST) -m slow $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
