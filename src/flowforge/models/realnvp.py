@@ -13,10 +13,12 @@ from flowforge.distributions import StandardNormal
 from flowforge.flows import Flow
 from flowforge.nn.mlp import MLP
 from flowforge.transforms import (
+    ActNorm,
     Affine,
     BatchNorm,
     Compose,
     Coupling,
+    LULinear,
     Transform,
     alternating_mask,
     depth_scale_bound,
@@ -34,6 +36,7 @@ def realnvp(
     mask: str = "alternating",
     batch_norm: bool = False,
     scale_bound: float | None = None,
+    glow: bool = False,
     context_features: int = 0,
 ) -> Flow:
     """Builds a RealNVP flow over vectors of ``features`` dimensions.
@@ -54,6 +57,10 @@ def realnvp(
         scale_bound: bound on each log-scale; ``None``: :func:`depth_scale_bound`, 5 for
             shallow flows and less for deep ones, so the total stays within
             :data:`LOG_SCALE_BUDGET` nats per dimension (finite far from the data).
+        glow: Glow's step for vectors (Kingma and Dhariwal 2018,
+            https://arxiv.org/abs/1807.03039): an actnorm (data-initialised per-feature
+            affine) and a learned invertible linear map (the 1x1 convolution, in LU form)
+            before each coupling, so every coupling sees a learned mixture of all features.
         context_features: size of a conditioning vector (0: unconditional).
     """
     if features < 2:
@@ -72,6 +79,8 @@ def realnvp(
     for i in range(couplings):
         if batch_norm and i > 0:
             layers.append(BatchNorm(features))
+        if glow:
+            layers += [ActNorm(features), LULinear(features)]
         layers.append(
             Coupling(
                 masks[mask](i),

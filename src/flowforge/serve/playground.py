@@ -65,9 +65,9 @@ MODEL_OPTIONS = {
         "step_size": 0.1,
     },
     "resflow": lambda d: {"name": "resflow", "blocks": d, "hidden": [32, 32]},
-    # Glow's step in 2-D: normalisation, then an affine coupling (a 1x1 convolution of two
-    # features is a 2 x 2 matrix; the alternating masks play its part here)
-    "glow": lambda d: {"name": "realnvp", "couplings": d, "hidden": [64, 64], "batch_norm": True},
+    # Glow's step in 2-D: actnorm, a learned invertible 2 x 2 map (the 1x1 convolution, LU
+    # form), then an affine coupling
+    "glow": lambda d: {"name": "realnvp", "couplings": d, "hidden": [64, 64], "glow": True},
 }
 FAMILIES = {
     "realnvp": Family("RealNVP (affine coupling)", (1, 6, 16)),
@@ -77,7 +77,7 @@ FAMILIES = {
     "radial": Family("Radial", (1, 16, 64)),
     "ffjord": Family("FFJORD (continuous)", (1, 1, 3)),
     "resflow": Family("Residual Flow", (1, 4, 12)),
-    "glow": Family("Glow-like coupling (normalisation + affine coupling)", (1, 6, 16)),
+    "glow": Family("Glow steps (actnorm + invertible linear + affine coupling)", (1, 6, 16)),
 }
 TOY = sorted(toy.DATASETS)
 MAX_POINTS = 20000

@@ -93,6 +93,9 @@ register(Case("recipe/nice_2d", lambda: nice(2, hidden=(16, 16)), vector_inputs(
 register(Case("recipe/nice_6d", lambda: nice(6, couplings=6, hidden=(16,)), vector_inputs(6)))
 register(Case("recipe/realnvp_2d", lambda: realnvp(2), vector_inputs(2)))
 register(
+    Case("recipe/realnvp_glow_steps", lambda: realnvp(3, couplings=3, glow=True), vector_inputs(3))
+)
+register(
     Case(
         "recipe/realnvp_bn_context",
         lambda: realnvp(5, couplings=4, batch_norm=True, mask="half", context_features=2),
