@@ -62,6 +62,23 @@ def _all_finite(state: dict[str, torch.Tensor]) -> bool:
     return all(_finite(v) for v in state.values() if torch.is_floating_point(v))
 
 
+class _Sink:
+    """A binary file that remembers the first ``OSError`` its ``write`` raised."""
+
+    def __init__(self, f: Any) -> None:
+        self.f, self.error = f, None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as e:
+            self.error = self.error or e
+            raise
+
+    def flush(self) -> None:
+        self.f.flush()
+
+
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     """Atomically writes ``payload`` (must hold a finite ``"model"`` state dict) to ``path``."""
     path = Path(path)
@@ -71,7 +88,16 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, **payload}, f)
+            sink = _Sink(f)
+            try:
+                torch.save({"format": FORMAT, **payload}, sink)
+            except RuntimeError:
+                if sink.error is None:
+                    raise
+                # torch's zip writer swallows the file's OSError (a full disk) and fails later
+                # with "unexpected pos": raise the real cause, naming the file
+                e = sink.error
+                raise OSError(e.errno, f"{e.strerror} (writing a checkpoint)", str(path)) from None
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
