@@ -25,7 +25,7 @@ from flowforge.runs.build import (
     model_spec,
     resolve_device,
 )
-from flowforge.runs.directory import RunDirectory
+from flowforge.runs.directory import CONFIG, LOCK, RunDirectory
 from flowforge.runs.figures import draw_run_figures
 from flowforge.runs.load import load
 from flowforge.train.checkpoint import (
@@ -66,9 +66,13 @@ def train_run(
     """
     directory = None
     if resume is not None:
+        _check_started(Path(resume))
         directory = RunDirectory.open(resume)
         if not directory.checkpoint_path(LAST).is_file():
-            raise CheckpointError(f"nothing to resume: {directory.checkpoint_path('last.pt')}")
+            raise CheckpointError(
+                f"nothing to resume: {directory.checkpoint_path(LAST)} was never written "
+                f"(the run stopped before its first checkpoint); start the run again"
+            )
         if cfg is None:
             cfg = parse_config(apply_overrides(directory.read_config(), overrides or []))
     elif cfg is None:
@@ -144,6 +148,15 @@ def train_run(
             f"(see summary.json); its checkpoints are kept"
         )
     return RunResult(directory.path, directory.read_summary() or {})
+
+
+def _check_started(path: Path) -> None:
+    """A run killed before it wrote ``config.yaml`` holds only its lock file (taken first):
+    named as a run with nothing to resume, not as a foreign directory."""
+    if path.is_dir() and (path / LOCK).exists() and not (path / CONFIG).exists():
+        raise CheckpointError(
+            f"nothing to resume: {path} stopped before it wrote its {CONFIG}; start the run again"
+        )
 
 
 def _check_group(cfg: RunConfig, group: Group) -> None:

@@ -11,6 +11,11 @@ For each combination it records
 - ``log_det``: :math:`\max |\log|\det J_{f^{-1}}(f(x))| + \log|\det J_f(x)||` (nats), the
   consistency of the two directions;
 - ``nonfinite``: how many outputs (both directions, values and log-dets) are NaN or infinite;
+- ``condition``: the worst condition number of the Jacobian at the inputs
+  (:func:`flowforge.conditioning.condition_numbers`, float64, 16 points); a result whose
+  ``condition * eps`` passes :data:`CONDITION_TOL` is *ill-conditioned*: its round trip cannot
+  be trusted to that relative accuracy in its dtype, and the table says so (``ill``) instead of
+  showing a finite wrong answer as if it were a measurement of the code;
 - ``error``: the class of an exception, and whether it is a *named* one (one of
   :data:`NAMED_ERRORS`: a limit the library detected and reported) or not (a crash).
 
@@ -28,6 +33,7 @@ from dataclasses import dataclass
 
 import torch
 
+from flowforge.conditioning import condition_numbers
 from flowforge.testing import perturb_parameters
 from flowforge.testing.registry import Case, all_cases
 from flowforge.transforms.base import (
@@ -37,7 +43,11 @@ from flowforge.transforms.base import (
     InverseNotAvailable,
 )
 
-__all__ = ["NAMED_ERRORS", "StressResult", "format_stress", "stress"]
+__all__ = ["CONDITION_TOL", "NAMED_ERRORS", "StressResult", "format_stress", "stress"]
+
+CONDITION_TOL = 1e-4
+"""``condition * eps`` above this flags a result as ill-conditioned (the 1e-4 relative
+round-trip guarantee of ``docs/reliability.md`` cannot hold there)."""
 
 NAMED_ERRORS: tuple[type[BaseException], ...] = (
     FloatRangeError,
@@ -63,6 +73,7 @@ class StressResult:
         error: class name of the exception raised, or ``None``.
         named: the exception is a named numerical error (see :data:`NAMED_ERRORS`).
         skipped: the case has no inverse (:class:`InverseNotAvailable`).
+        condition: worst Jacobian condition number at the inputs (NaN when not measured).
     """
 
     case: str
@@ -75,6 +86,12 @@ class StressResult:
     error: str | None = None
     named: bool = False
     skipped: bool = False
+    condition: float = math.nan
+
+    @property
+    def ill_conditioned(self) -> bool:
+        """``condition * eps`` of the dtype passes :data:`CONDITION_TOL`."""
+        return self.condition * torch.finfo(getattr(torch, self.dtype)).eps > CONDITION_TOL
 
 
 def _max_abs(a: torch.Tensor) -> float:
@@ -82,8 +99,20 @@ def _max_abs(a: torch.Tensor) -> float:
     return float(finite.abs().max()) if finite.numel() else math.nan
 
 
+def _condition(t: torch.nn.Module, x: torch.Tensor, context: torch.Tensor | None) -> float:
+    try:
+        return float(condition_numbers(t, x, context).max())
+    except Exception:  # e.g. a map autograd cannot differentiate twice: not measured
+        return math.nan
+
+
 def _run_one(
-    case: Case, dtype: torch.dtype, perturbation: float, scale: float, seed: int
+    case: Case,
+    dtype: torch.dtype,
+    perturbation: float,
+    scale: float,
+    seed: int,
+    condition: bool = True,
 ) -> StressResult:
     name = str(dtype).removeprefix("torch.")
     x, context = case.inputs()
@@ -116,6 +145,7 @@ def _run_one(
         round_trip=_max_abs(x2 - x),
         log_det=_max_abs(ladj_inv + ladj),
         nonfinite=nonfinite,
+        condition=_condition(t, x, context) if condition else math.nan,
     )
 
 
@@ -125,6 +155,7 @@ def stress(
     input_scales: Sequence[float] = (1.0, 4.0, 16.0),
     dtypes: Sequence[torch.dtype] = (torch.float32, torch.float64),
     seed: int = 0,
+    condition: bool = True,
 ) -> list[StressResult]:
     """Runs the registered cases under hard parameters; one result per combination.
 
@@ -135,6 +166,8 @@ def stress(
         input_scales: factors applied to inputs that take both signs.
         dtypes: dtypes to run in.
         seed: seed of the noise and of the construction.
+        condition: measure each result's Jacobian condition number (one backward pass per
+            dimension of the case, on 16 points).
     """
     cases = all_cases()
     if names is None:
@@ -147,7 +180,7 @@ def stress(
         if unknown:
             raise ValueError(f"unknown conformance cases {unknown}")
     return [
-        _run_one(cases[n], dtype, p, s, seed)
+        _run_one(cases[n], dtype, p, s, seed, condition)
         for n in chosen
         for dtype in dtypes
         for p in perturbations
@@ -167,6 +200,9 @@ def _cell(rows: list[StressResult]) -> str:
     rt = max((r.round_trip for r in measured), key=lambda v: -1 if math.isnan(v) else v)
     ld = max((r.log_det for r in measured), key=lambda v: -1 if math.isnan(v) else v)
     text = f"{rt:.1e}/{ld:.1e}"
+    ill = [r.condition for r in measured if r.ill_conditioned]
+    if ill:  # flagged, not a silent finite wrong answer
+        text = f"ill cond {max(ill):.0e}: {text}"
     bad = sum(r.nonfinite for r in measured)
     if bad:
         text += f" nonfinite {bad}"
@@ -177,8 +213,10 @@ def _cell(rows: list[StressResult]) -> str:
 
 def format_stress(results: Sequence[StressResult]) -> str:
     """A Markdown table: one row per case and dtype, one column per perturbation, each cell the
-    worst round-trip error / log-det mismatch over the input scales, ``named <Error>`` where a
-    named error was raised instead, ``CRASH <Error>`` for any other exception."""
+    worst round-trip error / log-det mismatch over the input scales, prefixed ``ill cond K:``
+    where the Jacobian's condition number ``K`` makes the dtype too coarse (see
+    :data:`CONDITION_TOL`), ``named <Error>`` where a named error was raised instead,
+    ``CRASH <Error>`` for any other exception."""
     perturbations = sorted({r.perturbation for r in results})
     groups: dict[tuple[str, str], dict[float, list[StressResult]]] = {}
     for r in results:

@@ -86,13 +86,43 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
         os.close(dir_fd)
 
 
+class _Sink:
+    """A binary file that remembers the first ``OSError`` its ``write`` raised."""
+
+    def __init__(self, f: Any) -> None:
+        self.f, self.error = f, None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as e:
+            self.error = self.error or e
+            raise
+
+    def flush(self) -> None:
+        self.f.flush()
+
+
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     """Atomically writes ``payload`` (must hold a finite ``"model"`` state dict) to ``path``."""
     path = Path(path)
     if not _all_finite(payload["model"]):
         raise CheckpointError(f"refusing to write {path}: the model has NaN or infinite weights")
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda f: torch.save({"format": FORMAT, **payload}, f))
+
+    def write(f: BinaryIO) -> None:
+        sink = _Sink(f)
+        try:
+            torch.save({"format": FORMAT, **payload}, sink)
+        except RuntimeError:
+            if sink.error is None:
+                raise
+            # torch's zip writer swallows the file's OSError (a full disk) and fails later
+            # with "unexpected pos": raise the real cause, naming the file
+            e = sink.error
+            raise OSError(e.errno, f"{e.strerror} (writing a checkpoint)", str(path)) from None
+
+    atomic_write(path, write)
 
 
 def _verify_archive(path: Path) -> None:
