@@ -115,6 +115,8 @@ def test_a_checkpoint_from_another_data_set_is_refused(tmp_path, run_dir):
         (["train", "--set", "train.lr=.inf"], "train.lr: should be finite"),
         (["train", "--set", "device=cuda:7"], "device: 'cuda:7'"),
         (["train", "--set", "name=a/b"], "plain directory name"),
+        (["train", "--set", "data.n_train=1000000000000"], "at most 1e+09"),
+        (["train", "--set", "train.steps=1000000000000"], "train.steps: at most 1e+09"),
     ],
 )
 def test_cli_abuse_is_one_line_before_any_directory(tmp_path, monkeypatch, capsys, argv, message):

@@ -181,6 +181,8 @@ _NON_NEGATIVE = {
     "train.max_seconds",
     "train.max_rollbacks",
 }
+#: bounds that keep a typo (1e12) from exhausting memory or promising a run that never ends
+MAX_ROWS, MAX_STEPS = 10**9, 10**9
 _CHOICES = {"train.schedule": ("constant", "cosine")}
 
 
@@ -285,6 +287,14 @@ def _check_values(cfg: RunConfig, check_data: bool = True) -> None:
             f"name: should be a plain directory name (no '/', NUL or leading '.', at most 200 "
             f"bytes), got {_brief(cfg.name, 40)}"
         )
+    rows = cfg.data.n_train + cfg.data.n_val + cfg.data.n_test
+    if rows > MAX_ROWS:
+        raise ConfigError(
+            f"data: n_train + n_val + n_test = {rows:.3g} rows; at most {MAX_ROWS:.0e} (a data "
+            f"set is held in memory)"
+        )
+    if cfg.train.steps > MAX_STEPS:
+        raise ConfigError(f"train.steps: at most {MAX_STEPS:.0e}, got {cfg.train.steps:.3g}")
     for key in ("lr", "weight_decay", "grad_clip", "max_seconds", "ema"):
         if not math.isfinite(getattr(cfg.train, key)):
             raise ConfigError(f"train.{key}: should be finite, got {getattr(cfg.train, key)}")
