@@ -211,3 +211,5 @@ def test_a_tiny_inpainting_run_resumes_bit_identical_and_loads_without_data(
         == 2
     )
     assert "(1, 8, 8)" in capsys.readouterr().err
+    assert main(["sample", str(whole.run_dir), "-n", "2"]) == 2
+    assert "flowforge inpaint" in capsys.readouterr().err

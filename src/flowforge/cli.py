@@ -151,6 +151,11 @@ def _sample(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"--out: a PNG needs an image run (this run's shape is {spec['event_shape']})"
         )
+    if len(spec.get("context_shape") or ()) > 1:
+        raise ConfigError(
+            f"{args.run}: its model is conditioned on images {tuple(spec['context_shape'])}; "
+            "sample it with flowforge inpaint (inpainting runs) or flow.sample(n, context=image)"
+        )
     context = sample_context(spec, args.n, args.label, args.context)
     model = run.model(device=args.device or "cpu")
     torch.manual_seed(args.seed)
