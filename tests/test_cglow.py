@@ -213,3 +213,20 @@ def test_a_tiny_inpainting_run_resumes_bit_identical_and_loads_without_data(
     assert "(1, 8, 8)" in capsys.readouterr().err
     assert main(["sample", str(whole.run_dir), "-n", "2"]) == 2
     assert "flowforge inpaint" in capsys.readouterr().err
+
+
+def test_posterior_mean_and_psnr():
+    from flowforge.models.cglow import posterior_mean, psnr
+
+    x = torch.zeros(2, 1, 8, 8)
+    assert torch.allclose(psnr(x + 255 * 0.1, x), torch.full((2,), 20.0))
+    flow = cglow(
+        (1, 8, 8),
+        context_features=1,
+        scales=2,
+        depth=1,
+        hidden_channels=8,
+        feature_channels=4,
+        levels=17,
+    )
+    assert posterior_mean(flow, torch.rand(3, 1, 8, 8), samples=2).shape == (3, 1, 8, 8)
