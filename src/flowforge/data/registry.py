@@ -25,7 +25,9 @@ class Splits:
 
     Attributes:
         train, val, test: ``(n, *event_shape)`` float tensors.
-        train_context, val_context, test_context: ``(n, context_features)`` or ``None``.
+        train_context, val_context, test_context: ``(n, context_features)`` or ``None``; or
+            context images ``(n, C_c, H, W)`` (structured output, :mod:`flowforge.data.
+            structured`), whose ``context_features`` is ``C_c``.
         entropy: true entropy (nats per point) where known, the best test NLL possible.
         entropy_stderr: its standard error (0 when exact).
         unit: ``"nats"`` for continuous data, ``"bits/dim"`` for 8-bit images.
@@ -59,6 +61,12 @@ class Splits:
     @property
     def context_features(self) -> int:
         return 0 if self.train_context is None else int(self.train_context.shape[1])
+
+    @property
+    def context_shape(self) -> tuple[int, ...]:
+        """Shape of one context: ``(context_features,)``, ``(C_c, H, W)`` for an image
+        context, ``()`` without one."""
+        return () if self.train_context is None else tuple(self.train_context.shape[1:])
 
     def check_finite(self, name: str) -> None:
         """Raises a ``ValueError`` naming the split and count if any value is NaN or inf."""

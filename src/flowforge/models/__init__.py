@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from flowforge.flows import Flow
+from flowforge.models.cglow import cglow
 from flowforge.models.ffjord import ffjord
 from flowforge.models.gan import GAN
 from flowforge.models.glow import glow
@@ -49,6 +50,7 @@ RECIPES: dict[str, Callable[..., Flow]] = {
     "realnvp_image": realnvp_image,
     "realnvp_multiscale": realnvp_multiscale,
     "glow": glow,
+    "cglow": cglow,
 }
 
 #: every model a run can train: the flow recipes, the VAE (``vae(data_dim, latent, ...)``) and
@@ -99,6 +101,7 @@ __all__ = [
     "RECIPES",
     "VAE",
     "build_model",
+    "cglow",
     "ffjord",
     "glow",
     "iaf",

@@ -92,6 +92,8 @@ class MaximumLikelihood(Objective):
             "context_features": s.context_features,
             "context_classes": s.context_classes,
         }
+        if len(s.context_shape) > 1:  # an image context (c-Glow): recorded in the spec
+            inputs["context_shape"] = list(s.context_shape)
         if s.standardization is not None:  # a fixed Standardize in front of the flow
             loc, scale = s.standardization
             inputs["standardize"] = {"loc": loc.tolist(), "scale": scale.tolist()}
