@@ -18,7 +18,13 @@ from flowforge.models.rbm import RBM
 from flowforge.runs import train_run
 from flowforge.train.checkpoint import load_checkpoint
 from flowforge.train.trainer import Trainer
-from helpers import cli_process, final_parameters, kill_after, metrics_without_time
+from helpers import (
+    assert_loads_and_samples_without_data,
+    cli_process,
+    final_parameters,
+    kill_after,
+    metrics_without_time,
+)
 
 GAUSSIANS = {"name": "8gaussians", "n_train": 1024, "n_val": 256, "n_test": 256}
 MNIST = {"name": "binarized_mnist", "n_train": 512, "n_val": 64, "n_test": 64}
@@ -181,20 +187,7 @@ def test_the_trainer_updates_only_the_objectives_parameters(case, tmp_path):
 
 @pytest.mark.parametrize("case", NAMES)
 def test_load_and_sample_need_no_data(case, finished, monkeypatch, tmp_path, capsys):
-    from flowforge.data import registry
-
-    def hidden(*args, **kwargs):
-        raise AssertionError("the data set was read")
-
-    monkeypatch.setattr(registry, "load_dataset", hidden)
-    monkeypatch.setattr(registry, "DATASETS", {})
-    run_dir = finished[case].run_dir
-    model = flowforge.load(run_dir)
-    x = model.sample(7)
-    assert x.shape[0] == 7 and bool(torch.isfinite(x).all())
-    out = tmp_path / "s.csv"
-    assert main(["sample", str(run_dir), "-n", "5", "--out", str(out)]) == 0
-    assert np.loadtxt(out, delimiter=",", ndmin=2).shape[0] == 5
+    assert_loads_and_samples_without_data(finished[case].run_dir, monkeypatch, tmp_path)
 
 
 @pytest.mark.parametrize("case", NAMES)

@@ -26,7 +26,7 @@ from flowforge.cli import main
 from flowforge.config import parse_config
 from flowforge.runs import train_run
 from flowforge.train.checkpoint import load_checkpoint
-from helpers import metrics, metrics_without_time
+from helpers import metrics, metrics_without_time, train_teacher
 
 INJECTOR = Path(__file__).parent / "fault_injection"
 SRC = Path(__file__).parents[1] / "src"
@@ -123,17 +123,7 @@ def equal(a, b):
 
 @pytest.fixture(scope="module")
 def teacher(tmp_path_factory):
-    root = tmp_path_factory.mktemp("teacher")
-    cfg = parse_config(
-        {
-            "name": "teacher",
-            "output_dir": str(root),
-            "data": MOONS,
-            "model": {"name": "maf", "layers": 2, "hidden": [16], "batch_norm": False},
-            "train": {"steps": 40, "batch_size": 128, "eval_every": 20},
-        }
-    )
-    return str(train_run(cfg, progress=False, plots=False).run_dir)
+    return train_teacher(tmp_path_factory.mktemp("teacher"), 40)
 
 
 def needs_data(objective):

@@ -127,16 +127,8 @@ def inpainting(
         mask = torch.stack(m) if m else torch.zeros(0, x.shape[2], x.shape[3])
         contexts[split] = inpainting_context(x, mask, levels)
         kind_names[split] = names
-    info = {**base.info, "task": "inpainting", "masks": kinds, "mask_kind": kind_names}
-    return Splits(
-        base.train,
-        base.val,
-        base.test,
-        contexts["train"],
-        contexts["val"],
-        contexts["test"],
-        unit="bits/dim",
-        info=info,
+    return _with_contexts(
+        base, contexts, {"task": "inpainting", "masks": kinds, "mask_kind": kind_names}
     )
 
 
@@ -162,7 +154,11 @@ def denoising(
         x = getattr(base, split)
         g = torch.Generator().manual_seed(seed * 7919 + 202 + k)
         contexts[split] = x / (levels - 1) + noise * torch.randn(x.shape, generator=g)
-    info = {**base.info, "task": "denoising", "noise": noise}
+    return _with_contexts(base, contexts, {"task": "denoising", "noise": noise})
+
+
+def _with_contexts(base: Splits, contexts: dict[str, Tensor], info: dict) -> Splits:
+    """``base``'s images as the outputs, conditioned on one context image per example."""
     return Splits(
         base.train,
         base.val,
@@ -171,7 +167,7 @@ def denoising(
         contexts["val"],
         contexts["test"],
         unit="bits/dim",
-        info=info,
+        info={**base.info, **info},
     )
 
 
