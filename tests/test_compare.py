@@ -84,3 +84,34 @@ def test_the_shipped_comparisons_are_valid(name):
 
     cmp = compare.load_comparison(Path(__file__).parents[1] / "configs" / "compare" / name)
     assert len(cmp.seeds) >= 3 and len(cmp.models) >= 4
+
+
+def test_a_second_invocation_reuses_finished_runs_and_resumes_interrupted_ones(
+    tmp_path, monkeypatch, capsys
+):
+    path = tmp_path / "cmp.yaml"
+    path.write_text(yaml.safe_dump({**TINY, "models": TINY["models"][:1]}))
+    out = tmp_path / "report"
+    assert main(["compare", str(path), "--out", str(out), "--quiet"]) == 0
+    first = json.loads((out / "report.json").read_text())["runs"]
+    runs = out / "runs"
+    (runs / "flow-seed1" / "summary.json").unlink()  # as if killed after its last checkpoint
+    calls = []
+    real = compare.train_run
+
+    def train_run(cfg, **kwargs):
+        calls.append((cfg.name, kwargs.get("resume")))
+        return real(cfg, **kwargs)
+
+    monkeypatch.setattr(compare, "train_run", train_run)
+    assert main(["compare", str(path), "--out", str(out), "--quiet"]) == 0
+    assert calls == [("flow-seed1", runs / "flow-seed1")]
+    assert sorted(p.name for p in runs.iterdir()) == ["flow-seed0", "flow-seed1", "flow-seed2"]
+    again = json.loads((out / "report.json").read_text())["runs"]
+    assert [r["test_nll"] for r in again] == [r["test_nll"] for r in first]
+
+    changed = {**TINY, "models": TINY["models"][:1], "train": {**TINY["train"], "steps": 12}}
+    path.write_text(yaml.safe_dump(changed))
+    capsys.readouterr()
+    assert main(["compare", str(path), "--out", str(out), "--quiet"]) == 2
+    assert "holds a run of another config" in capsys.readouterr().err

@@ -24,12 +24,19 @@ data) and ``curves.png`` (validation curves). Samples are what each model's ``sa
 returns: for the VAE and the RBM on binary data the Bernoulli means, not binary draws, which
 the sample measures then compare with binary test images. A run that diverges
 (:class:`~flowforge.train.trainer.TrainingDiverged`) is reported as diverged, not dropped.
+
+Runs are kept between invocations, so a long comparison survives an interruption: running the
+same command again reuses every finished run (its ``summary.json``) and scores it again,
+resumes an interrupted one from its ``last.pt`` and starts the rest. A run directory whose
+config differs from the comparison's (another budget, say) is an error, never reused; give
+another ``--out`` or remove it.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import shutil
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -40,13 +47,16 @@ import torch
 import yaml
 from torch import nn
 
-from flowforge.config import ConfigError, parse_config
+from flowforge.config import ConfigError, RunConfig, parse_config
 from flowforge.flows import Flow
 from flowforge.metrics import sample_quality
 from flowforge.models.rbm import RBM
 from flowforge.models.vae import VAE
 from flowforge.runs import load, train_run
 from flowforge.runs.build import load_data
+from flowforge.runs.directory import RunDirectory
+from flowforge.runs.training import RunResult
+from flowforge.train.checkpoint import LAST
 from flowforge.train.trainer import TrainingDiverged
 
 __all__ = ["Comparison", "load_comparison", "run_comparison"]
@@ -166,6 +176,27 @@ def _score_run(
     return out, samples
 
 
+def train_or_reuse(cfg: RunConfig, progress: bool) -> RunResult:
+    """The finished run ``output_dir/name`` of this very config, resumed when it was
+    interrupted, or trained now."""
+    path = Path(cfg.output_dir) / cfg.name
+    if not path.exists():
+        return train_run(cfg, progress=progress, plots=False)
+    directory = RunDirectory.open(path)
+    if directory.read_config() != cfg.to_dict():
+        raise ConfigError(
+            f"{path} holds a run of another config than this comparison's; remove it or "
+            f"give --out another directory"
+        )
+    summary = directory.read_summary()
+    if summary is not None:
+        return RunResult(path, summary)
+    if not directory.checkpoint_path(LAST).is_file():  # killed before its first checkpoint
+        shutil.rmtree(path)
+        return train_run(cfg, progress=progress, plots=False)
+    return train_run(cfg, resume=path, progress=progress, plots=False)
+
+
 def run_comparison(
     cmp: Comparison, output: str | Path | None = None, progress: bool = False
 ) -> Path:
@@ -183,7 +214,7 @@ def run_comparison(
             cfg = parse_config(cmp.run_config(entry, seed, runs_dir))
             record: dict[str, Any] = {"label": entry["label"], "seed": seed}
             try:
-                result = train_run(cfg, progress=progress, plots=False)
+                result = train_or_reuse(cfg, progress)
             except TrainingDiverged as e:
                 record.update(status="diverged", error=str(e).splitlines()[0])
                 results.append(record)
