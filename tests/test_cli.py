@@ -239,3 +239,14 @@ def test_check_stress_prints_the_worst_errors(capsys):
     out = capsys.readouterr().out
     assert "| elementwise/standardize | float32 |" in out and "p=1" in out
     assert main(["check", "--stress", "no-such-case"]) == 1
+
+
+def test_python_dash_m_flowforge_is_the_flowforge_command():
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "flowforge", "list"], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "realnvp" in done.stdout
