@@ -148,50 +148,6 @@ def peers_table(perturbations: list[float]) -> str:
     return "\n".join(rows)
 
 
-def speed_ab(rounds: int = 31, steps: int = 5) -> str:
-    """Training-step time of the nsf_c8 and nsf_ar8 models of ``benchmarks/peers.py`` with the
-    bounded spline against ``raw_bound=None``, interleaved per round (median ratio, min-max).
-
-    Both the wall-clock time and this process's CPU time (``time.process_time``, one thread)
-    are taken per block: on a machine shared with other jobs the CPU time is the steadier
-    measure of the work done, the wall-clock time the one a user waits."""
-    from flowforge.models import nsf
-
-    out = []
-    for kind in ("coupling", "autoregressive"):
-        models = {}
-        for bound in ("bounded", "unbounded"):
-            torch.manual_seed(0)
-            flow = nsf(8, kind, layers=8, hidden=128, residual_blocks=0, bins=BINS, bound=5.0)
-            if bound == "unbounded":
-                for m in flow.modules():
-                    if isinstance(m, RationalQuadraticSpline):
-                        m.raw_bound = None
-            models[bound] = (flow, torch.optim.Adam(flow.parameters(), 1e-3))
-        x = torch.randn(512, 8)
-        ratios: dict[str, list[float]] = {"wall": [], "cpu": []}
-        for r in range(rounds):
-            times = {}
-            for bound in sorted(models, reverse=bool(r % 2)):
-                flow, opt = models[bound]
-                wall, cpu = time.perf_counter(), time.process_time()
-                for _ in range(steps):
-                    opt.zero_grad()
-                    (-flow.log_prob(x).mean()).backward()
-                    opt.step()
-                times[bound] = (time.perf_counter() - wall, time.process_time() - cpu)
-            for i, clock in enumerate(ratios):
-                ratios[clock].append(times["bounded"][i] / times["unbounded"][i])
-        for clock, values in ratios.items():
-            values.sort()
-            out.append(
-                f"nsf {kind}: {clock} time per step bounded / unbounded = "
-                f"{values[len(values) // 2]:.3f} (min {values[0]:.3f}, max {values[-1]:.3f}, "
-                f"{rounds} rounds of {steps} steps)"
-            )
-    return "\n".join(out)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", default=None, help="regular expression on case names")
@@ -199,13 +155,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scales", default="1,4,16")
     parser.add_argument("--no-peers", action="store_true")
     parser.add_argument("--no-cases", action="store_true")
-    parser.add_argument("--speed", action="store_true", help="only the raw_bound speed A/B")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     perturbations = [float(p) for p in args.perturbations.split(",")]
-    if args.speed:
-        print(speed_ab())
-        return
     if not args.no_peers:
         print("float32, 10,000 inputs from N(0, 2^2): round trip / log-det mismatch (nats)\n")
         print(peers_table([p for p in perturbations if p >= 0.3]) + "\n")

@@ -1,5 +1,7 @@
 """Rational-quadratic spline: identity at zero, tails, bounds and huge inputs never give NaN."""
 
+import math
+
 import pytest
 import torch
 
@@ -147,3 +149,18 @@ def test_raw_bound_keeps_the_identity_and_is_validated():
     assert torch.allclose(logd, torch.zeros_like(x), atol=1e-12)
     with pytest.raises(ValueError, match="'raw_bound'"):
         RationalQuadraticSpline(raw_bound=0.0)
+
+
+def test_soft_bound_and_its_written_out_gradient_match_autograd_of_the_formula():
+    from flowforge.transforms.spline import _SoftBound
+
+    a = (5 * torch.randn(200, dtype=torch.float64)).requires_grad_()
+    bound = 0.5 * math.log(1e3)
+    ours = _SoftBound.apply(a, bound)
+    plain = a / (1 + a.abs() / bound)
+    torch.testing.assert_close(ours, plain, rtol=0, atol=0)
+    weights = torch.randn(200, dtype=torch.float64)
+    (g_ours,) = torch.autograd.grad((ours * weights).sum(), a)
+    (g_plain,) = torch.autograd.grad((plain * weights).sum(), a)
+    torch.testing.assert_close(g_ours, g_plain, rtol=1e-14, atol=0)
+    assert ours.abs().max() < bound

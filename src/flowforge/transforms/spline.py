@@ -44,6 +44,7 @@ inverse formula (measured: the float64 inverse of the float32 output is as far o
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -54,15 +55,39 @@ from flowforge.transforms.univariate import Transformer
 __all__ = ["RationalQuadraticSpline"]
 
 
-def _softmax(a: Tensor) -> Tensor:
+#: soft bounds up to this keep ``exp`` of a bounded parameter far inside float32's range, so
+#: the softmax needs no shift by the maximum
+_SAFE_EXP = 30.0
+
+
+def _softmax(a: Tensor, shift: bool = True) -> Tensor:
     """Softmax over the last dimension, written out.
 
     ``torch.softmax``'s CPU kernel is several times slower on a last dimension of a few (``K``)
     entries; this agrees with it to rounding (about 1e-7). The max is detached: softmax does
-    not depend on the shift, so no gradient flows through it.
+    not depend on the shift, so no gradient flows through it. ``shift=False`` skips it for
+    inputs known to lie in ``(-_SAFE_EXP, _SAFE_EXP)``.
     """
-    e = torch.exp(a - a.detach().amax(-1, keepdim=True))
+    e = torch.exp(a - a.detach().amax(-1, keepdim=True) if shift else a)
     return e / e.sum(-1, keepdim=True)
+
+
+class _SoftBound(torch.autograd.Function):
+    r""":math:`a / (1 + |a| / L)` with its derivative :math:`1 / (1 + |a| / L)^2` written out:
+    half the operations of autograd through the formula (it runs on every spline parameter at
+    every step)."""
+
+    @staticmethod
+    def forward(ctx: Any, a: Tensor, bound: float) -> Tensor:  # type: ignore[override]
+        scale = a.abs().div_(bound).add_(1)
+        ctx.save_for_backward(scale)
+        return a / scale
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+        (scale,) = ctx.saved_tensors
+        return grad / scale.square(), None
 
 
 class RationalQuadraticSpline(Transformer):
@@ -107,9 +132,10 @@ class RationalQuadraticSpline(Transformer):
         self._derivative_shift = math.log(math.expm1(1 - min_derivative))
         self.params_per_dim = 3 * bins - 1
 
-    def _knots(self, raw: Tensor, minimum: Tensor | float) -> Tensor:
+    def _knots(self, raw: Tensor, minimum: float) -> Tensor:
         """Knot positions ``(*, K + 1)`` from unnormalised bin sizes ``(*, K)``."""
-        sizes = minimum + (1 - minimum * self.bins) * _softmax(raw)
+        shift = self.raw_bound is None or self.raw_bound > _SAFE_EXP
+        sizes = minimum + (1 - minimum * self.bins) * _softmax(raw, shift)
         knots = F.pad(torch.cumsum(sizes, dim=-1), (1, 0))
         knots = 2 * self.bound * knots - self.bound
         # exact end points, whatever the rounding of the cumulative sum
@@ -131,8 +157,8 @@ class RationalQuadraticSpline(Transformer):
                 f"(3 * bins - 1), got {params.shape[-1]}"
             )
         if self.raw_bound is not None:
-            params = params / (1 + params.abs() / self.raw_bound)
-        # one split: its backward is one concatenation, not three zero-filled slice gradients
+            params = _SoftBound.apply(params, self.raw_bound)
+        # one split: its backward is one concatenation, not zero-filled slice gradients
         raw_w, raw_h, raw_d = params.split([k, k, k - 1], dim=-1)
         xs = self._knots(raw_w, self.min_bin_width)
         ys = self._knots(raw_h, self.min_bin_height)
@@ -146,22 +172,23 @@ class RationalQuadraticSpline(Transformer):
         return (v[..., None] >= knots[..., 1:-1]).sum(-1, keepdim=True)
 
     @staticmethod
-    def _log_derivative(s: Tensor, d0: Tensor, d1: Tensor, xi: Tensor) -> Tensor:
+    def _log_derivative(s: Tensor, d0: Tensor, d1: Tensor, xi: Tensor, denom: Tensor) -> Tensor:
+        """:math:`\\log dy/dx` at ``xi`` of the bins, given the map's denominator ``denom``
+        :math:`s + (\\delta^{(k+1)} + \\delta^{(k)} - 2 s)\\xi(1 - \\xi)`."""
         one_minus = 1 - xi
-        denom = s + (d1 + d0 - 2 * s) * xi * one_minus
         numer = d1 * xi**2 + 2 * s * xi * one_minus + d0 * one_minus**2
         return 2 * torch.log(s) + torch.log(numer) - 2 * torch.log(denom)
 
+    @staticmethod
     def _gather(
-        self, xs: Tensor, ys: Tensor, ds: Tensor, idx: Tensor
+        xs: Tensor, ys: Tensor, ds: Tensor, idx: Tensor
     ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """Left knot, width, height and end derivatives of the bins ``idx``, each ``(*,)``."""
-
-        def at(t: Tensor, offset: int) -> Tensor:
-            return t.gather(-1, idx + offset)[..., 0]
-
-        x0, y0 = at(xs, 0), at(ys, 0)
-        return x0, at(xs, 1) - x0, y0, at(ys, 1) - y0, at(ds, 0), at(ds, 1)
+        """Left knot, width, height and end derivatives of the bins ``idx`` (``(*, 1)``), each
+        ``(*,)``: one gather (and one scatter in the backward pass) for all six."""
+        table = torch.stack([xs, ys, ds], dim=-2)  # (*, 3, K + 1)
+        ends = torch.cat([idx, idx + 1], dim=-1).unsqueeze(-2).expand(*idx.shape[:-1], 3, 2)
+        (x0, x1), (y0, y1), (d0, d1) = (t.unbind(-1) for t in table.gather(-1, ends).unbind(-2))
+        return x0, x1 - x0, y0, y1 - y0, d0, d1
 
     def forward(self, x: Tensor, params: Tensor) -> tuple[Tensor, Tensor]:
         xs, ys, ds = self._spline(params)
@@ -170,9 +197,10 @@ class RationalQuadraticSpline(Transformer):
         x0, w, y0, h, d0, d1 = self._gather(xs, ys, ds, self._bin(xs, xc))
         s = h / w
         xi = ((xc - x0) / w).clamp(0, 1)
-        one_minus = 1 - xi
-        y = y0 + h * (s * xi**2 + d0 * xi * one_minus) / (s + (d1 + d0 - 2 * s) * xi * one_minus)
-        logd = self._log_derivative(s, d0, d1, xi)
+        xi_one_minus = xi * (1 - xi)
+        denom = s + (d1 + d0 - 2 * s) * xi_one_minus
+        y = y0 + h * (s * xi**2 + d0 * xi_one_minus) / denom
+        logd = self._log_derivative(s, d0, d1, xi, denom)
         return torch.where(inside, y, x), torch.where(inside, logd, torch.zeros_like(logd))
 
     def inverse(self, y: Tensor, params: Tensor) -> tuple[Tensor, Tensor]:
@@ -190,7 +218,7 @@ class RationalQuadraticSpline(Transformer):
         # the root in [0, 1], in the form that is stable when a is near 0
         xi = (2 * c / (-b - torch.sqrt(disc))).clamp(0, 1)
         x = x0 + xi * w
-        logd = -self._log_derivative(s, d0, d1, xi)
+        logd = -self._log_derivative(s, d0, d1, xi, s + curv * xi * (1 - xi))
         return torch.where(inside, x, y), torch.where(inside, logd, torch.zeros_like(logd))
 
     def extra_repr(self) -> str:
