@@ -4,6 +4,7 @@ baseline is reported, not dropped."""
 import json
 
 import pytest
+import torch
 import yaml
 
 import flowforge.compare as compare
@@ -50,6 +51,9 @@ def test_compare_writes_one_report_and_keeps_a_diverged_model(tmp_path, monkeypa
     report = json.loads((out / "report.json").read_text())
     rows = {r["label"]: r for r in report["models"]}
     assert rows["flow"]["nll_kind"] == "exact" and rows["flow"]["test_nll"]["n"] == 3
+    summary = json.loads((out / "runs" / "flow-seed0" / "summary.json").read_text())
+    assert report["entropy"] == summary["entropy"]  # the test set's true NLL
+    assert f"is {summary['entropy']:.4f} nats" in (out / "report.md").read_text()
     assert rows["flow"]["latent_inference"] == "exact inverse"
     assert rows["vae"]["nll_kind"] == "IWAE bound, k=4"
     assert rows["vae"]["latent_inference"] == "encoder q(z|x)"
@@ -115,3 +119,12 @@ def test_a_second_invocation_reuses_finished_runs_and_resumes_interrupted_ones(
     capsys.readouterr()
     assert main(["compare", str(path), "--out", str(out), "--quiet"]) == 2
     assert "holds a run of another config" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("features", [2, 8, 49, 784])
+def test_the_samples_figure_draws_vectors_of_any_size_and_square_images(tmp_path, features):
+    from flowforge.viz.compare import plot_samples
+
+    data = torch.rand(64, features)
+    path = plot_samples({"model": torch.rand(64, features)}, data, tmp_path / "s.png")
+    assert path.stat().st_size > 0

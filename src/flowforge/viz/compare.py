@@ -16,19 +16,23 @@ __all__ = ["plot_curves", "plot_samples"]
 
 
 def plot_samples(samples: dict[str, torch.Tensor], data: torch.Tensor, path: Path) -> Path:
-    """One panel per model (2-D: scatter over the data's box; images: a 4 x 4 grid)."""
+    """One panel per model: for vectors a scatter of the first two coordinates over the data's
+    box; for square images (at least 8 x 8 pixels, flattened or not) a 4 x 4 grid."""
     panels = {"data (test)": data, **samples}
     fig, axes = plt.subplots(1, len(panels), figsize=(3 * len(panels), 3.2), squeeze=False)
     flat = data.reshape(len(data), -1)
     lo, hi = flat.quantile(0.001, 0), flat.quantile(0.999, 0)
     for ax, (name, x) in zip(axes[0], panels.items(), strict=True):
         x = x.reshape(len(x), -1).float()
-        if x.shape[1] == 2:
+        side = int(round(x.shape[1] ** 0.5))
+        if side < 8 or side * side != x.shape[1]:
             ax.scatter(x[:, 0], x[:, 1], s=1, alpha=0.4)
             ax.set_xlim(float(lo[0]), float(hi[0]))
             ax.set_ylim(float(lo[1]), float(hi[1]))
+            if x.shape[1] > 2:
+                ax.set_xlabel(f"x1 (of {x.shape[1]})", fontsize=8)
+                ax.set_ylabel("x2", fontsize=8)
         else:
-            side = int(round(x.shape[1] ** 0.5))
             imgs = x[:16].reshape(-1, side, side)
             imgs = torch.cat([imgs, torch.zeros(16 - len(imgs), side, side)])
             grid = imgs.reshape(4, 4, side, side).permute(0, 2, 1, 3).reshape(4 * side, 4 * side)
