@@ -68,11 +68,14 @@ def main(argv=None):
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--features", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--train-images", type=int, default=60000, help="a seeded subset of N (smoke runs)"
+    )
     parser.add_argument("--out", type=Path, default=DIGIT_CLASSIFIER_FILE)
     args = parser.parse_args(argv)
 
     torch.manual_seed(args.seed)
-    splits = load_dataset("mnist", n_train=60000, n_val=0, n_test=10000, seed=args.seed)
+    splits = load_dataset("mnist", n_train=args.train_images, n_val=0, n_test=10000, seed=args.seed)
     x_train, y_train = splits.train / 255, torch.from_numpy(splits.info["labels"]["train"])
     x_test, y_test = splits.test / 255, torch.from_numpy(splits.info["labels"]["test"])
     x_test_binary = binarize(x_test, torch.Generator().manual_seed(0))
@@ -110,6 +113,7 @@ def main(argv=None):
         "test_accuracy_binarized": accuracy(model, x_test_binary, y_test),
         "test_images": len(x_test),
         "test_binarization_seed": 0,
+        "train_images": len(x_train),
         "epochs": args.epochs,
         "batch_size": args.batch_size,
         "lr": args.lr,

@@ -231,13 +231,16 @@ DIGIT_CLASSIFIER_FILE = Path(__file__).resolve().parent / "metrics_assets" / "mn
 
 
 @functools.cache
-def load_digit_classifier() -> tuple[DigitClassifier, dict[str, Any]]:
-    """The shipped MNIST classifier (in eval mode, float32, on the CPU) and its metadata.
+def load_digit_classifier(
+    path: Path = DIGIT_CLASSIFIER_FILE,
+) -> tuple[DigitClassifier, dict[str, Any]]:
+    """The shipped MNIST classifier (or the one written to ``path``), in eval mode, float32,
+    on the CPU, and its metadata.
 
     Read with ``numpy.load(allow_pickle=False)``: the file holds arrays and one JSON string,
-    never code. Cached: every call returns the same module.
+    never code. Cached: every call with the same ``path`` returns the same module.
     """
-    with np.load(DIGIT_CLASSIFIER_FILE, allow_pickle=False) as f:
+    with np.load(path, allow_pickle=False) as f:
         meta = json.loads(str(f["meta"]))
         state = {k: torch.from_numpy(f[k]) for k in f.files if k != "meta"}
     model = DigitClassifier(features=int(meta["features"]))
