@@ -56,6 +56,7 @@ def test_compare_writes_one_report_and_keeps_a_diverged_model(tmp_path, monkeypa
     assert report["entropy"] == summary["entropy"]  # the test set's true NLL
     assert f"is {summary['entropy']:.4f} nats" in (out / "report.md").read_text()
     assert rows["flow"]["latent_inference"] == "exact inverse"
+    assert rows["flow"]["steps"] == {"mean": 10, "sd": 0.0, "n": 3}
     assert rows["vae"]["nll_kind"] == "IWAE bound, k=4"
     assert rows["vae"]["latent_inference"] == "encoder q(z|x)"
     assert rows["gan"]["nll_kind"] == "none" and rows["gan"]["test_nll"] is None
@@ -130,3 +131,67 @@ def test_the_samples_figure_draws_vectors_of_any_size_and_square_images(tmp_path
     data = torch.rand(64, features)
     path = plot_samples({"model": torch.rand(64, features)}, data, tmp_path / "s.png")
     assert path.stat().st_size > 0
+
+
+def test_the_table_has_image_columns_only_for_mnist_digits():
+    """Rows as `summarise` makes them: FD and classes covered appear for binarized MNIST,
+    with the shipped classifier and its test accuracy named; 8gaussians has no such column."""
+    spread = {"mean": 1.0, "sd": 0.0, "n": 3}
+    row = {"label": "vae", "objective": "elbo", "model": "vae", "runs": 3, "diverged": 0}
+    row.update(nll_kind="exact", latent_inference="encoder q(z|x)", nll_stderr_per_run=[0.1])
+    row.update({k: spread for k in compare.NUMBERS}, modes=None, classes=10)
+    diverged = {"label": "gan", "objective": "gan", "model": "gan", "runs": 3, "diverged": 3}
+    cmp = compare.Comparison(
+        name="digits",
+        data={"name": "binarized_mnist", "seed": 0},
+        train={"steps": 5, "batch_size": 8},
+        seeds=[0, 1, 2],
+        models=[],
+    )
+    lines = compare.markdown(cmp, [row, diverged]).splitlines()
+    header = next(line for line in lines if line.startswith("| model"))
+    assert "| FD | classes covered | largest class |" in header
+    body = [line for line in lines if line.startswith("| vae") or line.startswith("| gan")]
+    assert all(line.count(" | ") == header.count(" | ") for line in body)
+    assert "| 1 ± 0 of 10 |" in body[0]
+    _, meta = compare.load_digit_classifier()
+    text = "\n".join(lines)
+    assert "shipped MNIST classifier" in text
+    assert f"{meta['test_accuracy_grey']:.2%}" in text
+
+    cmp.data = {"name": "8gaussians", "seed": 0}
+    toy = compare.markdown(cmp, [{**row, "modes": 8, "classes": None}]).splitlines()
+    assert "FD" not in next(line for line in toy if line.startswith("| model"))
+    assert "classifier" not in "\n".join(toy)
+
+
+@pytest.mark.slow
+def test_a_comparison_on_binarized_mnist_reports_the_image_measures(tmp_path, shared_data):
+    """Three seeds of a tiny NADE on 256 binarized MNIST images, a few steps: report.json
+    carries FD and class coverage and names the classifier; the table shows them."""
+    if not (shared_data / "mnist.npz").is_file():
+        pytest.skip(f"binarized MNIST needs {shared_data / 'mnist.npz'}, which is absent")
+    config = {
+        "name": "tiny-digits",
+        "seeds": [0, 1, 2],
+        "samples": 200,
+        "data": {"name": "binarized_mnist", "n_train": 256, "n_val": 64, "n_test": 200},
+        "train": {"steps": 3, "batch_size": 32, "eval_every": 3},
+        "models": [
+            {
+                "label": "nade",
+                "objective": {"name": "likelihood"},
+                "model": {"name": "nade", "hidden": 8},
+            }
+        ],
+    }
+    path = tmp_path / "cmp.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = compare.run_comparison(compare.load_comparison(path), tmp_path / "report")
+    report = json.loads((out / "report.json").read_text())
+    row = report["models"][0]
+    assert row["fd"]["n"] == 3 and row["fd"]["mean"] > 0 and row["classes"] == 10
+    assert 0 <= row["classes_covered"]["mean"] <= 10
+    assert report["digit_classifier"]["test_accuracy_binarized"] >= 0.98
+    assert all(0 < r["classes_confidence"] <= 1 for r in report["runs"])
+    assert "| FD | classes covered |" in (out / "report.md").read_text()

@@ -5,9 +5,17 @@ import math
 import pytest
 import torch
 
-from flowforge.data import toy
+from flowforge.data import load_dataset, toy
+from flowforge.data.binarized_mnist import DEFAULT_PATH as MNIST_FILE
+from flowforge.data.binarized_mnist import binarize
 from flowforge.metrics import (
     KNOWN_MODES,
+    class_coverage,
+    digit_images,
+    digit_quality,
+    frechet_distance,
+    frechet_distance_gaussians,
+    load_digit_classifier,
     median_bandwidth,
     mmd,
     mode_statistics,
@@ -92,3 +100,156 @@ def test_sample_quality_reports_every_measure_that_applies():
     out = sample_quality(x, y, "8gaussians")
     assert {"mmd", "mmd_stderr", "mmd_bandwidth", "swd", "modes_coverage"} <= set(out)
     assert "modes_coverage" not in sample_quality(x, y, "moons")
+
+
+def gaussian(n, mean, cov, seed):
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, len(mean), generator=g, dtype=torch.float64)
+    return mean + z @ torch.linalg.cholesky(cov).T
+
+
+def test_frechet_distance_of_commuting_gaussians_is_the_closed_form():
+    """Diagonal covariances commute: FD = |mu_a - mu_b|^2 + sum_i (sqrt a_i - sqrt b_i)^2."""
+    mean_a, mean_b = torch.tensor([0.0, 1.0, -2.0]), torch.tensor([1.0, 1.0, 0.5])
+    var_a, var_b = torch.tensor([1.0, 4.0, 0.25]), torch.tensor([9.0, 1.0, 0.25])
+    exact = float((mean_a - mean_b).pow(2).sum() + (var_a.sqrt() - var_b.sqrt()).pow(2).sum())
+    got = frechet_distance_gaussians(mean_a, var_a.diag(), mean_b, var_b.diag())
+    assert got == pytest.approx(exact, rel=1e-12)
+
+
+def test_frechet_distance_of_non_commuting_gaussians():
+    """In 2-D, tr (S_a S_b)^(1/2) = sqrt(tr(S_a S_b) + 2 sqrt(det(S_a S_b))) (the eigenvalues
+    of S_a S_b are positive), independent of the eigen-decompositions of the implementation."""
+    cov_a = torch.tensor([[2.0, 0.8], [0.8, 1.0]], dtype=torch.float64)
+    cov_b = torch.tensor([[1.0, -0.5], [-0.5, 3.0]], dtype=torch.float64)
+    product = cov_a @ cov_b
+    trace_sqrt = math.sqrt(product.trace() + 2 * math.sqrt(product.det()))
+    zero = torch.zeros(2, dtype=torch.float64)
+    exact = float(cov_a.trace() + cov_b.trace()) - 2 * trace_sqrt
+    assert frechet_distance_gaussians(zero, cov_a, zero, cov_b) == pytest.approx(exact, rel=1e-12)
+    assert frechet_distance_gaussians(zero, cov_b, zero, cov_a) == pytest.approx(exact, rel=1e-12)
+
+
+def test_frechet_distance_of_samples_estimates_that_of_their_gaussians():
+    """200,000 points of two 4-D Gaussians with random means and covariances: the estimate is
+    within 2 % of the exact value (its bias and noise are of order d / n)."""
+    g = torch.Generator().manual_seed(0)
+    a, b = (torch.randn(4, 4, generator=g, dtype=torch.float64) for _ in range(2))
+    cov_a, cov_b = a @ a.T + 0.1 * torch.eye(4), b @ b.T + 0.1 * torch.eye(4)
+    mean_a, mean_b = torch.randn(2, 4, generator=g, dtype=torch.float64)
+    exact = frechet_distance_gaussians(mean_a, cov_a, mean_b, cov_b)
+    x, y = gaussian(200_000, mean_a, cov_a, 1), gaussian(200_000, mean_b, cov_b, 2)
+    assert frechet_distance(x, y) == pytest.approx(exact, rel=0.02)
+
+
+def test_frechet_distance_is_zero_for_identical_sets_symmetric_and_sees_a_shift():
+    """A shift ``a`` leaves the covariance as it is: FD(x + a, x) = |a|^2 exactly."""
+    x = gaussian(5000, torch.zeros(8, dtype=torch.float64), torch.eye(8, dtype=torch.float64), 3)
+    y = x[:, torch.randperm(8, generator=torch.Generator().manual_seed(4))] * 1.5
+    assert frechet_distance(x, x.clone()) == pytest.approx(0.0, abs=1e-9)
+    assert frechet_distance(x, y) == pytest.approx(frechet_distance(y, x), rel=1e-9)
+    assert frechet_distance(x, y) > 0
+    shift = torch.arange(8, dtype=torch.float64)
+    assert frechet_distance(x + shift, x) == pytest.approx(float(shift.pow(2).sum()), rel=1e-9)
+
+
+def test_frechet_distance_refuses_mismatched_features():
+    with pytest.raises(ValueError, match="feature sizes differ"):
+        frechet_distance(torch.randn(10, 3), torch.randn(10, 4))
+    with pytest.raises(ValueError, match="at least 2 points"):
+        frechet_distance(torch.randn(1, 3), torch.randn(10, 3))
+
+
+def one_hot_predictions(labels, confidence=0.9):
+    """Probabilities putting ``confidence`` on each label and the rest evenly elsewhere."""
+    p = torch.full((len(labels), 10), (1 - confidence) / 9)
+    p[torch.arange(len(labels)), labels] = confidence
+    return p
+
+
+@pytest.mark.parametrize("dropped", [0, 1, 3])
+def test_dropped_classes_lower_class_coverage_by_exactly_their_share(dropped):
+    labels = torch.arange(10).repeat_interleave(100)
+    kept = labels[labels >= dropped]
+    stats = class_coverage(one_hot_predictions(kept))
+    assert stats.classes == 10 and stats.covered == 10 - dropped
+    assert stats.coverage == (10 - dropped) / 10
+    assert stats.counts == [0] * dropped + [100] * (10 - dropped)
+    assert stats.largest_share == pytest.approx(1 / (10 - dropped))
+    assert stats.entropy == pytest.approx(math.log(10 - dropped))
+    assert stats.confidence == pytest.approx(0.9)
+
+
+def test_a_class_needs_a_quarter_of_its_fair_share_to_be_covered():
+    """n = 1000, fair share 100: 25 samples cover a class, 24 do not."""
+    rest = torch.arange(1, 10).repeat_interleave(108)[:975]
+    for held, covered in ((25, 10), (24, 9)):
+        labels = torch.cat([torch.zeros(held, dtype=torch.long), rest[: 1000 - held]])
+        assert class_coverage(one_hot_predictions(labels)).covered == covered
+    collapsed = class_coverage(one_hot_predictions(torch.full((500,), 7)))
+    assert collapsed.covered == 1 and collapsed.largest_share == 1.0 and collapsed.entropy == 0
+
+
+def test_digit_images_scale_each_data_set_to_the_unit_interval():
+    raw = torch.tensor([[-0.4, 0.0, 127.5, 255.0, 255.4] + [0.0] * 779])
+    assert digit_images(raw, "mnist")[0, 0, 0, :5].tolist() == [0.0, 0.0, 0.5, 1.0, 1.0]
+    binary = torch.ones(3, 784)
+    assert digit_images(binary, "binarized_mnist").shape == (3, 1, 28, 28)
+    assert digit_images(binary, "binarized_mnist").min() == 1.0
+    with pytest.raises(ValueError, match="no digit classifier"):
+        digit_images(binary, "fashion_mnist")
+
+
+@pytest.fixture(scope="module")
+def mnist_test():
+    """The 10,000 MNIST test images in [0, 1] and their labels."""
+    if not MNIST_FILE.is_file():
+        pytest.skip(f"the MNIST tests need {MNIST_FILE}, which is absent")
+    splits = load_dataset("mnist", 0, 0, 10000, data_dir=str(MNIST_FILE.parent))
+    return splits.test / 255, torch.from_numpy(splits.info["labels"]["test"])
+
+
+@torch.no_grad()
+def test_the_shipped_classifier_is_as_accurate_as_its_metadata_says(mnist_test):
+    """On 2,000 test images, grey and binarized: at least 98 %, and within noise of the
+    accuracy on all 10,000 recorded in the file (4 binomial standard errors)."""
+    model, meta = load_digit_classifier()
+    x, y = mnist_test[0][:2000], mnist_test[1][:2000]
+    binary = binarize(x, torch.Generator().manual_seed(1))
+    assert meta["features"] == model.features(x[:1]).shape[1]
+    assert meta["parameters"] == sum(p.numel() for p in model.parameters())
+    for images, recorded in ((x, "test_accuracy_grey"), (binary, "test_accuracy_binarized")):
+        accuracy = float((model(images).argmax(1) == y).double().mean())
+        assert accuracy >= 0.98
+        p = meta[recorded]
+        assert abs(accuracy - p) < 4 * math.sqrt(p * (1 - p) / 2000) + 1e-3, (recorded, accuracy)
+
+
+def test_digit_measures_on_test_images(mnist_test):
+    """Two interleaved halves of the test set: a small FD (about 2) and every class covered;
+    with classes 7, 8, 9 removed from one half, a much larger FD (about 80) and a coverage of
+    exactly 0.7 (the few images the classifier misreads as 7, 8 or 9 are far below a quarter
+    of a fair share)."""
+    x, y = mnist_test[0].reshape(10000, -1), mnist_test[1]
+    # interleaved halves: the first 5,000 test images and the last come from different writers
+    half_a, half_b = x[0::2], x[1::2]
+    seven = half_b[y[1::2] < 7][:3000]
+    same = digit_quality(half_a[:3000], half_b[:3000], "binarized_mnist")
+    fewer = digit_quality(seven, half_a[:3000], "binarized_mnist")
+    assert same["classes_coverage"] == 1.0 and same["classes_covered"] == 10
+    assert fewer["classes_coverage"] == 0.7
+    assert sum(fewer["classes_counts"][7:]) < 0.01 * len(seven)  # the classifier's errors
+    assert same["classes_entropy"] > fewer["classes_entropy"]
+    assert fewer["fd"] > 10 * same["fd"] > 0
+    assert same["classes_confidence"] > 0.95
+    raw = digit_quality(half_a[:500] * 255, half_b[:500] * 255, "mnist")
+    scaled = digit_quality(half_a[:500], half_b[:500], "binarized_mnist")
+    assert raw["fd"] == pytest.approx(scaled["fd"], rel=1e-6)
+
+
+def test_only_digit_data_get_the_classifier_measures():
+    x = torch.rand(300, 784)
+    assert "fd" in sample_quality(x, x.flip(0), "mnist")
+    for data in ("fashion_mnist", "cifar10", "digits-image", "moons", None):
+        out = sample_quality(x, x.flip(0), data)
+        assert "fd" not in out and "classes_coverage" not in out

@@ -122,3 +122,40 @@ def test_vae_table_script_runs_an_elbo_run(tmp_path, shared_data):
     assert summary["eval_k"] == 2 and summary["eval_n"] == 10
     assert isinstance(summary["test_nll"], float) and isinstance(summary["test_elbo"], float)
     assert summary["run"] == str(tmp_path / "vae" / summary["name"])
+
+
+def test_mnist_classifier_augmentation_shifts_each_image_and_binarizes_half():
+    import torch
+
+    script = _load("train_mnist_classifier")
+    g = torch.Generator().manual_seed(0)
+    x = torch.zeros(400, 1, 28, 28)
+    x[:, 0, 14, 14] = 0.6
+    moved = script.shifted(x, g)
+    where = torch.nonzero(moved[:, 0] > 0)  # (image, row, column) of the one bright pixel
+    assert len(where) == 400 and where[:, 0].tolist() == list(range(400))
+    offsets = where[:, 1:] - 14
+    assert offsets.abs().max() == 2 and len({tuple(o) for o in offsets.tolist()}) == 25
+    out = script.augmented(x, g)
+    binary = ((out == 0) | (out == 1)).flatten(1).all(1)
+    assert 150 < int(binary.sum()) < 250  # about half binarized, the rest keeps 0.6
+
+
+@pytest.mark.slow
+def test_mnist_classifier_script_writes_a_loadable_file(tmp_path, shared_data):
+    """One epoch on 512 training images: the file loads with its metadata, never pickled."""
+    import numpy as np
+
+    from flowforge.metrics import load_digit_classifier
+
+    if not (shared_data / "mnist.npz").is_file():
+        pytest.skip(f"MNIST needs {shared_data / 'mnist.npz'}, which is absent")
+    out = tmp_path / "classifier.npz"
+    args = ["--epochs", "1", "--train-images", "512", "--features", "32", "--out", out]
+    _script("train_mnist_classifier", *args, cwd=tmp_path)
+    with np.load(out, allow_pickle=False) as f:
+        assert "meta" in f.files and f["meta"].dtype.kind == "U"
+    model, meta = load_digit_classifier(out)
+    assert meta["features"] == 32 and meta["train_images"] == 512
+    assert 0.1 < meta["test_accuracy_grey"] <= 1 and "--train-images 512" in meta["command"]
+    assert meta["parameters"] == sum(p.numel() for p in model.parameters())

@@ -19,7 +19,9 @@ Every (model, seed) is a full run in ``<output>/runs/``; ``<output>/`` gets ``re
 NADE, the IWAE bound with its ``k`` for VAEs, AIS for the RBM with its error bar, none for
 GANs; the sample-quality measures of :mod:`flowforge.metrics` on the test split; training
 time; sampling throughput; which latent inference the model has; mean and standard deviation
-over the seeds, and how many runs diverged), ``samples.png`` (seed 0's samples beside the
+over the seeds, and how many runs diverged; on MNIST digits also the Fréchet distance in the
+features of flowforge's shipped MNIST classifier and the classes it finds among the samples,
+with the classifier's test accuracies), ``samples.png`` (seed 0's samples beside the
 data) and ``curves.png`` (validation curves). Samples are what each model's ``sample``
 returns: for the VAE and the RBM on binary data the Bernoulli means, not binary draws, which
 the sample measures then compare with binary test images. A run that diverges
@@ -49,7 +51,7 @@ from torch import nn
 
 from flowforge.config import ConfigError, RunConfig, parse_config
 from flowforge.flows import Flow
-from flowforge.metrics import sample_quality
+from flowforge.metrics import DIGIT_IMAGE_DATA, load_digit_classifier, sample_quality
 from flowforge.models.rbm import RBM
 from flowforge.models.vae import VAE
 from flowforge.runs import load, train_run
@@ -62,7 +64,8 @@ from flowforge.train.trainer import TrainingDiverged
 __all__ = ["Comparison", "load_comparison", "run_comparison"]
 
 BUDGET = ("steps", "max_seconds")
-NUMBERS = ("test_nll", "mmd", "swd", "modes_covered", "modes_off_manifold", "train_seconds")
+NUMBERS = ("test_nll", "mmd", "swd", "modes_covered", "modes_off_manifold", "fd")
+NUMBERS += ("classes_covered", "classes_largest_share", "steps", "train_seconds")
 NUMBERS += ("samples_per_second",)
 
 
@@ -243,6 +246,8 @@ def run_comparison(
     entropy = next((r["entropy"] for r in results if r.get("entropy") is not None), None)
     report = {"name": cmp.name, "data": cmp.data, "train": cmp.train, "seeds": cmp.seeds}
     report.update(samples=cmp.samples, entropy=entropy, models=table, runs=results)
+    if cmp.data["name"] in DIGIT_IMAGE_DATA:
+        report["digit_classifier"] = digit_classifier_facts()
     (out / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     (out / "report.md").write_text(markdown(cmp, table, entropy))
     from flowforge.viz.compare import plot_curves, plot_samples
@@ -277,6 +282,7 @@ def summarise(cmp: Comparison, results: list[dict[str, Any]]) -> list[dict[str, 
             first = ok[0]
             row.update({k: first[k] for k in ("nll_kind", "latent_inference")})
             row["modes"] = first.get("modes_modes")
+            row["classes"] = first.get("classes_classes")
             row["nll_stderr_per_run"] = [r.get("test_nll_stderr") for r in ok]
             for key in NUMBERS:
                 row[key] = _spread([r.get(key) for r in ok])
@@ -290,17 +296,45 @@ def _cell(spread: dict[str, float] | None, digits: int = 3) -> str:
     return f"{spread['mean']:.{digits}g} ± {spread['sd']:.2g}"
 
 
+def digit_classifier_facts() -> dict[str, Any]:
+    """What the FD's features are: the shipped MNIST classifier's size and test accuracies."""
+    _, meta = load_digit_classifier()
+    keys = ("architecture", "features", "parameters", "test_accuracy_grey")
+    return {k: meta[k] for k in (*keys, "test_accuracy_binarized", "test_images", "command")}
+
+
 def markdown(cmp: Comparison, rows: list[dict[str, Any]], entropy: float | None = None) -> str:
-    """The report's table (mean ± sd over seeds); ``entropy``: the data's true test NLL."""
+    """The report's table (mean ± sd over seeds); the image columns (FD, classes covered)
+    only for MNIST digits (:data:`~flowforge.metrics.DIGIT_IMAGE_DATA`); ``entropy``: a known
+    density's true test NLL."""
     budget = ", ".join(f"{k} {cmp.train[k]}" for k in BUDGET if cmp.train.get(k))
+    digits = cmp.data["name"] in DIGIT_IMAGE_DATA
+    measures = (
+        f"Sample measures on {cmp.samples} samples vs as many test points: MMD^2 (Gaussian "
+        "kernel, median-heuristic bandwidth on the test points), sliced 2-Wasserstein (SWD)."
+    )
+    if digits:
+        c = digit_classifier_facts()
+        measures += (
+            f" FD: the Fréchet distance (Heusel et al. 2017) between Gaussians fitted to the "
+            f"{c['features']} penultimate-layer features of flowforge's shipped MNIST classifier "
+            f"({c['parameters']:,} parameters; test accuracy {c['test_accuracy_grey']:.2%} on "
+            f"grey and {c['test_accuracy_binarized']:.2%} on binarized test images) of the "
+            "samples and of the test points; classes covered: digits the classifier predicts "
+            "for at least a quarter of their fair share of the samples (of 10), and the largest "
+            "class's share of the samples."
+        )
+    image_header = ["FD", "classes covered", "largest class"] if digits else []
+    header = ["model", "objective", "test NLL (nats)", "NLL kind", "per-run se", "MMD^2", "SWD"]
+    header += ["modes covered", "off-manifold", *image_header, "steps", "train s", "samples/s"]
+    header += ["latent inference", "diverged"]
     lines = [
         f"# {cmp.name}",
         "",
         f"Data: `{cmp.data['name']}` (splits {cmp.data.get('n_train')}/{cmp.data.get('n_val')}/"
         f"{cmp.data.get('n_test')}, data seed {cmp.data['seed']}); budget: {budget}, batch "
         f"{cmp.train.get('batch_size')}; seeds {cmp.seeds}. Cells: mean ± sd over seeds. "
-        f"Sample measures on {cmp.samples} samples vs as many test points: MMD^2 (Gaussian "
-        f"kernel, median-heuristic bandwidth on the test points), sliced 2-Wasserstein (SWD).",
+        + measures,
         "",
         *(
             [
@@ -311,20 +345,25 @@ def markdown(cmp: Comparison, rows: list[dict[str, Any]], entropy: float | None 
             if entropy is not None
             else []
         ),
-        "| model | objective | test NLL (nats) | NLL kind | per-run se | MMD^2 | SWD | "
-        "modes covered | off-manifold | train s | samples/s | latent inference | diverged |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
     ]
     for r in rows:
         if "nll_kind" not in r:
-            lines.append(
-                f"| {r['label']} | {r['objective']} | diverged | | | | | | | | | | "
-                f"{r['diverged']}/{r['runs']} |"
-            )
+            blank = [""] * (len(header) - 4)
+            cells = [r["label"], r["objective"], "diverged", *blank, f"{r['diverged']}/{r['runs']}"]
+            lines.append("| " + " | ".join(cells) + " |")
             continue
         modes = "n/a" if r["modes"] is None else f"{_cell(r['modes_covered'])} of {r['modes']}"
         off = "n/a" if r["modes"] is None else _cell(r["modes_off_manifold"], 2)
         se = [v for v in r["nll_stderr_per_run"] if v is not None]
+        image_cells = []
+        if digits:
+            image_cells = [
+                _cell(r["fd"]),
+                f"{_cell(r['classes_covered'])} of {r['classes']}",
+                _cell(r["classes_largest_share"], 2),
+            ]
         cells = [
             r["label"],
             r["objective"],
@@ -335,6 +374,8 @@ def markdown(cmp: Comparison, rows: list[dict[str, Any]], entropy: float | None 
             _cell(r["swd"], 2),
             modes,
             off,
+            *image_cells,
+            _cell(r["steps"]),
             _cell(r["train_seconds"]),
             _cell(r["samples_per_second"], 2),
             r["latent_inference"],
