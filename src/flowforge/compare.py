@@ -186,7 +186,8 @@ def train_or_reuse(cfg: RunConfig, progress: bool) -> RunResult:
     if not path.exists():
         return train_run(cfg, progress=progress, plots=False)
     directory = RunDirectory.open(path)
-    if directory.read_config() != cfg.to_dict():
+    # parsed again, so that options added to flowforge since (with their defaults) compare equal
+    if parse_config(directory.read_config(), check_data=False).to_dict() != cfg.to_dict():
         raise ConfigError(
             f"{path} holds a run of another config than this comparison's; remove it or "
             f"give --out another directory"
