@@ -2,6 +2,7 @@
 baseline is reported, not dropped."""
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -78,9 +79,10 @@ def test_a_comparison_needs_three_seeds_and_a_shared_budget(tmp_path):
         compare.load_comparison(path)
 
 
-@pytest.mark.parametrize("name", ["8gaussians.yaml", "binarized-mnist.yaml"])
-def test_the_shipped_comparisons_are_valid(name):
-    from pathlib import Path
+SHIPPED = Path(__file__).parents[1] / "configs" / "compare"
 
-    cmp = compare.load_comparison(Path(__file__).parents[1] / "configs" / "compare" / name)
+
+@pytest.mark.parametrize("name", sorted(p.name for p in SHIPPED.glob("*.yaml")))
+def test_the_shipped_comparisons_are_valid(name):
+    cmp = compare.load_comparison(SHIPPED / name)
     assert len(cmp.seeds) >= 3 and len(cmp.models) >= 4
