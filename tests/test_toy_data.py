@@ -89,22 +89,6 @@ def test_closed_forms_agree_with_monte_carlo_of_the_generators(te):
         assert abs(row.mc - row.value) < 4 * row.mc_se + 1e-6, row.name  # + rounding
 
 
-def test_grid_samples_cover_every_mode_with_the_gaussian_share_off_manifold():
-    """True 25gaussians samples by the mode statistics of KNOWN_MODES (the same centres): all
-    25 modes covered, each with its fair share, and the share beyond 3 sd of its mode is
-    P(chi2_2 > 9) = exp(-4.5)."""
-    from flowforge.metrics import KNOWN_MODES, mode_statistics
-
-    n = 100_000
-    centers, sd = KNOWN_MODES["25gaussians"]
-    stats = mode_statistics(torch.from_numpy(toy.sample("25gaussians", n, seed=3)), centers, sd)
-    assert stats.covered == 25 and stats.coverage == 1.0
-    expected = math.exp(-4.5)
-    assert abs(stats.off_manifold - expected) < 4 * math.sqrt(expected * (1 - expected) / n)
-    share, fair = np.array(stats.counts) / n, (1 - expected) / 25
-    assert np.abs(share - fair).max() < 5 * math.sqrt(fair / n)
-
-
 def test_ring_quadrature_matches_bessel_closed_form(te):
     # one circle of radius r blurred by N(0, s^2 I): p = exp(-(rho - r)^2 / 2s^2) i0e(rho r / s^2)
     # / (2 pi s^2); the script gets it by Gauss-Legendre quadrature over the angle
