@@ -36,6 +36,7 @@ NAMES = list(CASES)  # the flows' and VAEs' objectives, then the baselines
 
 
 def config(case: str, teacher: str) -> dict:
+    """``case``'s tiny config; skips the test when its data set (binarized MNIST) is absent."""
     if (
         CASES[case].get("data") is MNIST
         and not flowforge.data.binarized_mnist.DEFAULT_PATH.is_file()
