@@ -35,9 +35,9 @@ Two independent estimates per set:
   (for instance a wrong noise scale) would show as a gap of many standard errors between the
   two: the Monte Carlo mean is then a cross-entropy ``H(p) + KL(p || q)``, not ``H(q)``.
 
-The two closed forms (checkerboard = ln 32, parabola = ln(2 pi e) + ln 4) are checked by Monte
-Carlo from the generator (and, for checkerboard, a histogram estimate with Miller-Madow
-correction).
+The three closed forms (checkerboard = ln 32, parabola = ln(2 pi e) + ln 4, 25gaussians =
+ln 25 + ln(2 pi e 0.05^2)) are checked by Monte Carlo from the generator (and, for
+checkerboard, a histogram estimate with Miller-Madow correction).
 
 Usage::
 
@@ -404,7 +404,7 @@ def numeric_row(name: str, res: float, n_mc: int, seed: int) -> Row:
 
 
 def exact_rows(n_mc: int, seed: int) -> list[Row]:
-    """Monte-Carlo checks of the two closed forms against draws of their generators."""
+    """Monte-Carlo checks of the three closed forms against draws of their generators."""
 
     def log_p_checkerboard(x: Tensor) -> Tensor:
         u = x / 2
@@ -416,8 +416,15 @@ def exact_rows(n_mc: int, seed: int) -> list[Row]:
         log_n = -0.5 * math.log(2 * math.pi)
         return (log_n - math.log(4.0) - 0.5 * (x2 / 4) ** 2) + (log_n - 0.5 * (x1 - x2**2 / 4) ** 2)
 
+    def log_p_grid(x: Tensor) -> Tensor:  # the whole mixture, every mode's tail included
+        centers, sd = toy.MODES["25gaussians"]
+        d2 = torch.cdist(x, torch.as_tensor(centers, dtype=x.dtype)) ** 2
+        log_n = -math.log(2 * math.pi * sd**2) - d2 / (2 * sd**2)
+        return torch.logsumexp(log_n, 1) - math.log(len(centers))
+
     rows = []
-    for name, log_p in (("checkerboard", log_p_checkerboard), ("parabola", log_p_parabola)):
+    closed = (("checkerboard", log_p_checkerboard), ("parabola", log_p_parabola))
+    for name, log_p in (*closed, ("25gaussians", log_p_grid)):
         mc, se = mc_entropy(log_p, name, n_mc, seed)
         rows.append(Row(name, toy.ENTROPY[name].value, 0.0, mc, se, toy.ENTROPY[name].how))
     return rows

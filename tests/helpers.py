@@ -118,3 +118,95 @@ def assert_loads_and_samples_without_data(run_dir, monkeypatch, tmp_path):
     out = tmp_path / "s.csv"
     assert main(["sample", str(run_dir), "-n", "5", "--out", str(out)]) == 0
     assert np.loadtxt(out, delimiter=",", ndmin=2).shape[0] == 5
+
+
+# -- one tiny run of every objective: tests/test_objectives.py checks each the same way ---------
+
+MOONS = {"name": "moons", "n_train": 1024, "n_val": 256, "n_test": 256}
+GAUSSIANS = {"name": "8gaussians", "n_train": 1024, "n_val": 256, "n_test": 256}
+MNIST = {"name": "binarized_mnist", "n_train": 512, "n_val": 64, "n_test": 64}
+_VAE = {
+    "name": "vae",
+    "latent": 2,
+    "hidden": [16],
+    "posterior": "planar",
+    "flow_layers": 2,
+    "likelihood": "gaussian",
+}
+_VAE_OPTIONS = {"k": 2, "eval_k": 8, "eval_n": 64}
+_KL_OPTIONS = {"val_samples": 256, "eval_samples": 512}
+_GAN = {"name": "gan", "latent": 2, "hidden": [16, 16]}
+_SCORES = {"val_n": 128, "eval_n": 256}
+_RBM_EVAL = {"eval_chains": 8, "eval_betas": 50, "eval_n": 32}
+_BASELINE_TRAIN = {"batch_size": 32, "lr": 1e-3}
+#: the sections of each case: the objectives of the flows and VAEs, then the baselines of
+#: docs/comparison.md (which train with ``_BASELINE_TRAIN``)
+CASES = {
+    "mle": {"data": MOONS, "model": {"name": "realnvp", "couplings": 2, "hidden": [16]}},
+    "elbo": {
+        "objective": {"name": "elbo", "kl_warmup": 20, **_VAE_OPTIONS},
+        "data": MOONS,
+        "model": _VAE,
+    },
+    "iwae": {"objective": {"name": "iwae", **_VAE_OPTIONS}, "data": MOONS, "model": _VAE},
+    "reverse_kl": {
+        "objective": {"name": "reverse_kl", "target": "U2", "anneal": 20, **_KL_OPTIONS},
+        "model": {"name": "planar", "layers": 4},
+    },
+    "distill": {
+        "objective": {"name": "distill", "teacher": None, **_KL_OPTIONS},
+        "model": {"name": "iaf", "layers": 2, "hidden": [16]},
+    },
+    "gan": {"objective": {"name": "gan", **_SCORES}, "data": GAUSSIANS, "model": _GAN},
+    "wgan": {
+        "objective": {"name": "wgan", "n_critic": 2, **_SCORES},
+        "data": GAUSSIANS,
+        "model": _GAN,
+    },
+    "wgan_gp": {
+        "objective": {"name": "wgan_gp", "n_critic": 2, **_SCORES},
+        "data": GAUSSIANS,
+        "model": _GAN,
+    },
+    "cd": {
+        "objective": {"name": "cd", "k": 1, **_RBM_EVAL},
+        "data": MNIST,
+        "model": {"name": "rbm", "hidden": 16, "sample_steps": 5},
+    },
+    "pcd": {
+        "objective": {"name": "cd", "k": 2, "persistent": True, **_RBM_EVAL},
+        "data": MNIST,
+        "model": {"name": "rbm", "hidden": 16, "sample_steps": 5},
+    },
+    "dcgan": {
+        "objective": {"name": "wgan_gp", "n_critic": 1, "val_n": 64, "eval_n": 64},
+        "data": MNIST,
+        "model": {
+            "name": "gan",
+            "latent": 8,
+            "architecture": "dcgan",
+            "channels": [2, 4],
+            "output": "sigmoid",
+        },
+    },
+    "nade": {
+        "objective": {"name": "likelihood"},
+        "data": MNIST,
+        "model": {"name": "nade", "hidden": 8},
+    },
+}
+BASELINES = ["gan", "wgan", "wgan_gp", "cd", "pcd", "dcgan", "nade"]
+
+
+def case_config(case: str, teacher: str | None = None, steps: int = 40) -> dict:
+    """A tiny config of ``case`` (of :data:`CASES`; the distillation's teacher is a run
+    directory)."""
+    import copy
+
+    sections = copy.deepcopy(CASES[case])
+    if case == "distill":
+        sections["objective"]["teacher"] = teacher
+    train = {"steps": steps, "batch_size": 64, "eval_every": 5}
+    if case in BASELINES:
+        train.update(_BASELINE_TRAIN)
+    return {"name": case, "train": train, **sections}

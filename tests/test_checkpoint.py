@@ -148,6 +148,29 @@ def test_optimizer_state_that_does_not_fit_is_named(tmp_path, change, message):
     check_optimizer_state(tmp_path / "last.pt", _trained_adamw(model), fresh)  # fits
 
 
+def _trained_rmsprop(model):
+    """RMSprop with momentum, centred, after one step: ``square_avg``, ``momentum_buffer`` and
+    ``grad_avg`` for every parameter."""
+    optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-3, momentum=0.5, centered=True)
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    optimizer.step()
+    return optimizer
+
+
+@pytest.mark.parametrize("entry", ["square_avg", "momentum_buffer", "grad_avg"])
+def test_rmsprop_state_is_checked_like_adams(tmp_path, entry):
+    model = realnvp(2, couplings=2)
+    state = _trained_rmsprop(model).state_dict()
+    check_optimizer_state(tmp_path / "last.pt", _trained_rmsprop(model), state)  # fits
+    state["state"][0][entry] = torch.zeros(3)
+    with pytest.raises(CheckpointError, match=f"parameter 0 '{entry}' has shape"):
+        check_optimizer_state(tmp_path / "last.pt", _trained_rmsprop(model), state)
+    state["state"][0].pop(entry)
+    with pytest.raises(CheckpointError, match=f"lacks '{entry}'"):
+        check_optimizer_state(tmp_path / "last.pt", _trained_rmsprop(model), state)
+
+
 _STEP_AFTER_LOADING = """
 import sys, torch
 from flowforge.train.checkpoint import CheckpointError, check_optimizer_state, load_checkpoint

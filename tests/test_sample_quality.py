@@ -53,18 +53,19 @@ def test_sliced_wasserstein_of_a_shift():
 
 
 def test_data_covers_every_mode_with_the_gaussian_share_off_manifold():
-    """Samples of the 25-Gaussian grid (modes far apart): all 25 modes, and the off-manifold
-    share is P(chi2_2 > 9) = exp(-4.5). On 8gaussians the 3-sigma discs nearly touch, so a
-    sample beyond its own disc may land in a neighbour's: the share there is a little lower."""
+    """True samples of the 25gaussians data set (modes far apart): all 25 modes, each with its
+    fair share, and the off-manifold share is P(chi2_2 > 9) = exp(-4.5). On 8gaussians the
+    3-sigma discs nearly touch, so a sample beyond its own disc may land in a neighbour's: the
+    share there is a little lower."""
     centers, sigma = KNOWN_MODES["25gaussians"]
-    g = torch.Generator().manual_seed(3)
     n = 100_000
-    x = centers[torch.randint(0, 25, (n,), generator=g)]
-    x = x + sigma * torch.randn(n, 2, generator=g, dtype=torch.float64)
+    x = torch.from_numpy(toy.sample("25gaussians", n, seed=3)).double()
     stats = mode_statistics(x, centers, sigma)
     assert stats.covered == 25 and stats.coverage == 1.0
     expected = math.exp(-4.5)
     assert abs(stats.off_manifold - expected) < 4 * math.sqrt(expected / n)
+    fair = (1 - expected) * n / 25
+    assert all(abs(c - fair) < 5 * math.sqrt(fair) for c in stats.counts)
     centers, sigma = KNOWN_MODES["8gaussians"]
     stats = mode_statistics(eight(20_000, 3), centers, sigma)
     assert stats.covered == 8 and stats.off_manifold < expected

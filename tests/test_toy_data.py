@@ -61,8 +61,32 @@ def test_entropy_table_covers_every_set():
     assert toy.ENTROPY["checkerboard"].value == pytest.approx(math.log(32), abs=1e-12)
     assert toy.ENTROPY["parabola"].value == pytest.approx(math.log(8 * math.pi * math.e), abs=1e-12)
     for name, h in toy.ENTROPY.items():
-        assert (h.stderr == 0) == (name in ("checkerboard", "parabola")), name
+        assert (h.stderr == 0) == (name in ("checkerboard", "parabola", "25gaussians")), name
         assert 0 <= h.stderr < 1e-3, name
+
+
+def test_grid_entropy_is_the_separated_closed_form_by_quadrature():
+    """25gaussians: -integral of p log p over the centre mode's Voronoi cell (the full mixture
+    density, midpoint rule, step sd / 20), times 25 cells: ln 25 + ln(2 pi e sd^2) to 1e-12.
+    The cell edges are 20 sd out, where the Gaussian's mass is below 1e-88."""
+    centers, sd = toy.MODES["25gaussians"]
+    h = sd / 20
+    g = np.arange(-1 + h / 2, 1, h)
+    x = np.stack(np.meshgrid(g, g), -1).reshape(-1, 1, 2)
+    log_p = np.log(
+        np.exp(-((x - centers) ** 2).sum(-1) / (2 * sd**2)).sum(1) / (25 * 2 * math.pi * sd**2)
+    )
+    entropy = -25 * (np.exp(log_p) * log_p).sum() * h * h
+    assert entropy == pytest.approx(toy.ENTROPY["25gaussians"].value, abs=1e-12)
+    assert toy.ENTROPY["25gaussians"].value == math.log(25) + math.log(2 * math.pi * math.e * sd**2)
+
+
+def test_closed_forms_agree_with_monte_carlo_of_the_generators(te):
+    """-mean log p over draws of toy.sample, for each closed form (scripts/toy_entropy.py)."""
+    rows = te.exact_rows(4000, seed=11)
+    assert {r.name for r in rows} == {"checkerboard", "parabola", "25gaussians"}
+    for row in rows:
+        assert abs(row.mc - row.value) < 4 * row.mc_se + 1e-6, row.name  # + rounding
 
 
 def test_ring_quadrature_matches_bessel_closed_form(te):

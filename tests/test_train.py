@@ -263,3 +263,76 @@ def test_resume_refuses_an_optimizer_state_smaller_than_its_parameter(tmp_path):
     cfg.train.steps = 20
     with pytest.raises(CheckpointError, match="exp_avg"):
         train_run(cfg, resume=run_dir, progress=False, plots=False)
+
+
+OPTIMIZERS = {
+    "adamw": {},
+    "adam": {"optimizer": "adam", "betas": [0.5, 0.999], "weight_decay": 1e-4},
+    "rmsprop": {"optimizer": "rmsprop", "momentum": 0.5, "alpha": 0.9},
+}
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_each_optimizer_trains_and_resumes_bit_identical(name, tmp_path, monkeypatch):
+    """``train.optimizer`` with its own hyperparameters: the run learns, and one stopped at
+    step 17 and resumed ends with the uninterrupted run's parameters and optimiser state."""
+    options = OPTIMIZERS[name]
+    whole = train_run(tiny(tmp_path / "whole", **options), progress=False, plots=False)
+    monkeypatch.setattr(Trainer, "elapsed", lambda self: float(self.progress.step))
+    cut = train_run(tiny(tmp_path / "cut", max_seconds=17, **options), progress=False, plots=False)
+    assert cut.summary["steps"] == 17
+    monkeypatch.undo()
+    resumed = train_run(
+        resume=cut.run_dir, overrides=["train.max_seconds=0"], progress=False, plots=False
+    )
+    a, b = final_parameters(whole.run_dir), final_parameters(resumed.run_dir)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    saved = load_checkpoint(resumed.run_dir / "checkpoints" / "last.pt")["optimizer"]
+    reference = load_checkpoint(whole.run_dir / "checkpoints" / "last.pt")["optimizer"]
+    assert saved["param_groups"] == reference["param_groups"]
+    for key, state in reference["state"].items():
+        assert state.keys() == saved["state"][key].keys()
+        assert all(torch.equal(v, saved["state"][key][k]) for k, v in state.items())
+    group = reference["param_groups"][0]
+    if name == "rmsprop":
+        assert (group["momentum"], group["alpha"]) == (0.5, 0.9)
+        assert {"square_avg", "momentum_buffer"} <= set(reference["state"][0])
+    else:
+        assert group["betas"] == tuple(options.get("betas", (0.9, 0.999)))
+        assert group["decoupled_weight_decay"] == (name == "adamw")
+    records = [json.loads(line) for line in (whole.run_dir / "metrics.jsonl").open()]
+    assert records[-1]["val_nll"] < records[0]["val_nll"]  # it learns
+
+
+def test_resume_with_another_optimizer_is_refused(tmp_path):
+    """The checkpoint's moments belong to the optimiser that wrote them: a resume that
+    switches ``train.optimizer`` is a named error, before any state is loaded."""
+    from flowforge.train.checkpoint import CheckpointError
+
+    run_dir = train_run(tiny(tmp_path, steps=10), progress=False, plots=False).run_dir
+    with pytest.raises(
+        CheckpointError, match=r"written with train.optimizer 'adamw', this run uses 'rmsprop'"
+    ):
+        train_run(
+            resume=run_dir,
+            overrides=["train.optimizer=rmsprop", "train.steps=20"],
+            progress=False,
+            plots=False,
+        )
+
+
+def test_resume_takes_the_configs_optimizer_hyperparameters(tmp_path):
+    """The saved moments, this config's hyperparameters: ``--set train.betas=...`` on a
+    resume changes the betas the optimiser steps with (load_state_dict alone would keep the
+    checkpoint's)."""
+    run_dir = train_run(
+        tiny(tmp_path, steps=10, optimizer="adam"), progress=False, plots=False
+    ).run_dir
+    train_run(
+        resume=run_dir,
+        overrides=["train.betas=[0.0, 0.9]", "train.steps=20"],
+        progress=False,
+        plots=False,
+    )
+    saved = load_checkpoint(run_dir / "checkpoints" / "last.pt")["optimizer"]
+    assert saved["param_groups"][0]["betas"] == (0.0, 0.9)

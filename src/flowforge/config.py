@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 
 __all__ = [
+    "OPTIMIZERS",
     "ConfigError",
     "DataConfig",
     "ObjectiveConfig",
@@ -79,13 +80,23 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    """``train:`` section: maximum likelihood with Adam.
+    """``train:`` section: the optimiser, its schedule and the run's budget.
 
     Attributes:
         steps: optimisation steps.
         batch_size: examples per step.
         lr: peak learning rate.
-        weight_decay: Adam(W) weight decay.
+        optimizer: ``"adamw"`` (default; AdamW, Loshchilov & Hutter 2019), ``"adam"`` (Kingma &
+            Ba 2015) or ``"rmsprop"`` (Tieleman & Hinton 2012, as torch defines it). The GAN
+            papers' generator optimisers: RMSProp for WGAN, Adam with ``betas: [0, 0.9]`` for
+            WGAN-GP, Adam with ``betas: [0.5, 0.999]`` for DCGAN.
+        betas: Adam(W)'s moment decays ``[beta1, beta2]``, each in [0, 1) (unset: torch's
+            ``[0.9, 0.999]``); only with ``adam``/``adamw``.
+        momentum: RMSprop's momentum in [0, 1) (unset: 0); only with ``rmsprop``.
+        alpha: RMSprop's decay of the squared-gradient average in (0, 1) (unset: torch's
+            0.99); only with ``rmsprop``.
+        weight_decay: weight decay: decoupled for AdamW, an L2 term in the gradient for Adam
+            and RMSprop.
         schedule: ``"constant"`` or ``"cosine"`` (to zero at the last step).
         warmup: linear warm-up steps.
         grad_clip: max gradient norm (0 disables clipping).
@@ -112,6 +123,10 @@ class TrainConfig:
     steps: int = 3000
     batch_size: int = 512
     lr: float = 1e-3
+    optimizer: str = "adamw"
+    betas: list[float] | None = None
+    momentum: float | None = None
+    alpha: float | None = None
     weight_decay: float = 0.0
     schedule: str = "cosine"
     warmup: int = 0
@@ -183,7 +198,11 @@ _NON_NEGATIVE = {
 }
 #: bounds that keep a typo (1e12) from exhausting memory or promising a run that never ends
 MAX_ROWS, MAX_STEPS = 10**9, 10**9
-_CHOICES = {"train.schedule": ("constant", "cosine")}
+#: the optimisers of ``train.optimizer`` (built by :func:`flowforge.train.trainer.make_optimizer`)
+OPTIMIZERS = ("adamw", "adam", "rmsprop")
+_CHOICES = {"train.schedule": ("constant", "cosine"), "train.optimizer": OPTIMIZERS}
+#: ``train`` keys that belong to some optimisers only, by key
+_OPTIMIZER_KEYS = {"betas": ("adam", "adamw"), "momentum": ("rmsprop",), "alpha": ("rmsprop",)}
 
 
 def _type_ok(value: Any, annotation: Any) -> bool:
@@ -281,6 +300,7 @@ def _check_values(cfg: RunConfig, check_data: bool = True) -> None:
             raise ConfigError(f"{path}: should be in [0, 2**32), got {seed}")
     if not 0.0 <= cfg.train.ema < 1.0:
         raise ConfigError(f"train.ema: should be in [0, 1), got {cfg.train.ema}")
+    _check_optimizer(cfg.train)
     bad_name = not cfg.name or cfg.name.startswith(".") or any(c in cfg.name for c in "/\\\0")
     if bad_name or len(cfg.name.encode("utf-8", "replace")) > 200:
         raise ConfigError(
@@ -306,6 +326,23 @@ def _check_values(cfg: RunConfig, check_data: bool = True) -> None:
     if check_data:
         _check_options("data", cfg.data.name, cfg.data.options)
     _check_options("model", cfg.model.name, cfg.model.options)
+
+
+def _check_optimizer(train: TrainConfig) -> None:
+    """The optimiser's own keys: set only for an optimiser that has them, and in range."""
+    for key, optimizers in _OPTIMIZER_KEYS.items():
+        if getattr(train, key) is not None and train.optimizer not in optimizers:
+            raise ConfigError(
+                f"train.{key}: only for train.optimizer {' or '.join(optimizers)}, "
+                f"not {train.optimizer!r}"
+            )
+    betas = train.betas
+    if betas is not None and not (len(betas) == 2 and all(0.0 <= b < 1.0 for b in betas)):
+        raise ConfigError(f"train.betas: should be [beta1, beta2], each in [0, 1), got {betas}")
+    if train.momentum is not None and not 0.0 <= train.momentum < 1.0:
+        raise ConfigError(f"train.momentum: should be in [0, 1), got {train.momentum}")
+    if train.alpha is not None and not 0.0 < train.alpha < 1.0:
+        raise ConfigError(f"train.alpha: should be in (0, 1), got {train.alpha}")
 
 
 def _check_options(section: str, name: str, options: dict[str, Any]) -> None:

@@ -44,6 +44,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from flowforge.data.toy import MODES
+
 __all__ = [
     "DIGIT_CLASSIFIER_FILE",
     "DIGIT_IMAGE_DATA",
@@ -128,23 +130,12 @@ def sliced_wasserstein(
     return float((px - py).pow(2).mean().sqrt())
 
 
-#: centres and standard deviation of the mixtures whose modes are known: flowforge's
-#: ``8gaussians`` (:func:`flowforge.data.toy.eight_gaussians`: radius 4, sd 0.5, all / 1.414)
-#: and the 25-Gaussian grid of VEEGAN and PacGAN (centres {-4, -2, 0, 2, 4}^2, sd 0.05)
-KNOWN_MODES: dict[str, tuple[Tensor, float]] = {}
-
-
-def _known_modes() -> None:
-    s = 1 / math.sqrt(2)
-    eight = 4 * torch.tensor(
-        [(1, 0), (-1, 0), (0, 1), (0, -1), (s, s), (s, -s), (-s, s), (-s, -s)], dtype=torch.float64
-    )
-    KNOWN_MODES["8gaussians"] = (eight / 1.414, 0.5 / 1.414)
-    grid = torch.tensor([(a, b) for a in range(-4, 5, 2) for b in range(-4, 5, 2)])
-    KNOWN_MODES["25gaussians"] = (grid.double(), 0.05)
-
-
-_known_modes()
+#: centres and standard deviation of the mixtures whose modes are known, by data set:
+#: :data:`flowforge.data.toy.MODES` (``8gaussians``: radius 4, sd 0.5, all / 1.414;
+#: ``25gaussians``: the grid of VEEGAN and PacGAN, centres {-4, -2, 0, 2, 4}^2, sd 0.05)
+KNOWN_MODES: dict[str, tuple[Tensor, float]] = {
+    name: (torch.from_numpy(centers).double(), sd) for name, (centers, sd) in MODES.items()
+}
 
 
 @dataclass

@@ -4,10 +4,14 @@ The generators are the standard ones of FFJORD (Grathwohl et al. 2019,
 https://arxiv.org/abs/1810.01367) and BNAF, written here with numpy only (moons, circles and
 the swiss roll follow scikit-learn's definitions), plus the parabola of the MAF paper's
 Figure 1 (Papamakarios et al. 2017), which is also the data of the classic RealNVP toy
-experiment. ``sample(name, n, seed)`` returns ``(n, 2)`` float32.
+experiment, and the 25-Gaussian grid of the mode-collapse studies (VEEGAN, Srivastava et al.
+2017, https://arxiv.org/abs/1705.07761; PacGAN, Lin et al. 2018,
+https://arxiv.org/abs/1712.04086). ``sample(name, n, seed)`` returns ``(n, 2)`` float32.
+:data:`MODES` holds the centres and sd of the Gaussian mixtures, which
+:data:`flowforge.metrics.KNOWN_MODES` counts modes with.
 
 A data set's entropy :math:`H = -\mathbb{E}_p[\log p(x)]` is the best test NLL (nats per
-point) any model can reach. Two have closed forms; the others are computed by
+point) any model can reach. Three have closed forms; the others are computed by
 ``scripts/toy_entropy.py`` from each generator's exact density (quadrature over its latent,
 checked against a Monte-Carlo average), with their numerical error in :data:`ENTROPY`.
 """
@@ -22,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DATASETS", "ENTROPY", "Entropy", "sample"]
+__all__ = ["DATASETS", "ENTROPY", "MODES", "Entropy", "sample"]
 
 
 @dataclass(frozen=True)
@@ -81,12 +85,33 @@ def swissroll(n: int, rng: np.random.Generator) -> np.ndarray:
     return (x + rng.normal(size=x.shape)) / 5
 
 
+_S = 1 / math.sqrt(2)
+_EIGHT = 4 * np.array(
+    [(1, 0), (-1, 0), (0, 1), (0, -1), (_S, _S), (_S, -_S), (-_S, _S), (-_S, -_S)]
+)
+
+#: centres ``(K, 2)`` and common standard deviation of the equal-weight Gaussian mixtures
+MODES: dict[str, tuple[np.ndarray, float]] = {
+    "8gaussians": (_EIGHT / 1.414, 0.5 / 1.414),
+    "25gaussians": (
+        np.array([(a, b) for a in range(-4, 5, 2) for b in range(-4, 5, 2)], float),
+        0.05,
+    ),
+}
+
+
 def eight_gaussians(n: int, rng: np.random.Generator) -> np.ndarray:
     """Eight Gaussians (sd 0.5) centred on a circle of radius 4, everything / 1.414."""
-    s = 1 / math.sqrt(2)
-    centers = 4 * np.array([(1, 0), (-1, 0), (0, 1), (0, -1), (s, s), (s, -s), (-s, s), (-s, -s)])
-    x = rng.normal(size=(n, 2)) * 0.5 + centers[rng.integers(0, 8, n)]
+    x = rng.normal(size=(n, 2)) * 0.5 + _EIGHT[rng.integers(0, 8, n)]
     return x / 1.414
+
+
+def twentyfive_gaussians(n: int, rng: np.random.Generator) -> np.ndarray:
+    """25 equal-weight Gaussians of sd 0.05 centred on the grid {-4, -2, 0, 2, 4}^2, as in
+    VEEGAN (Sec. 5.1: means (-4 + 2i, -4 + 2j), i, j in 0..4, sd 0.05) and PacGAN (variance
+    0.0025). Neighbouring centres are 40 sd apart."""
+    centers, sd = MODES["25gaussians"]
+    return centers[rng.integers(0, len(centers), n)] + rng.normal(size=(n, 2)) * sd
 
 
 def pinwheel(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -133,6 +158,7 @@ DATASETS: dict[str, Callable[[int, np.random.Generator], np.ndarray]] = {
     "rings": rings,
     "swissroll": swissroll,
     "8gaussians": eight_gaussians,
+    "25gaussians": twentyfive_gaussians,
     "pinwheel": pinwheel,
     "2spirals": two_spirals,
     "checkerboard": checkerboard,
@@ -148,11 +174,19 @@ def _numerical_entropies() -> dict[str, Entropy]:
 
 ENTROPY: dict[str, Entropy] = {
     "checkerboard": Entropy(math.log(32), 0.0, "exact: uniform on area 32"),
+    # K modes with disjoint supports would have H = log K + log(2 pi e sd^2); the tails overlap
+    # at 20 sd from each centre, which moves H by about exp(-200)
+    "25gaussians": Entropy(
+        math.log(25) + math.log(2 * math.pi * math.e * 0.05**2),
+        0.0,
+        "exact to double precision: ln 25 + ln(2 pi e 0.05^2) (modes 40 sd apart)",
+    ),
     "parabola": Entropy(
         math.log(2 * math.pi * math.e) + math.log(4), 0.0, "exact: ln(2 pi e) + ln 4"
     ),
-    # 8gaussians, moons, circles, rings, swissroll, 2spirals, pinwheel: quadrature of the
-    # exact density, checked by Monte Carlo; see scripts/toy_entropy.py and docs/toy-data.md
+    # 8gaussians (its modes overlap), moons, circles, rings, swissroll, 2spirals, pinwheel:
+    # quadrature of the exact density, checked by Monte Carlo; see scripts/toy_entropy.py and
+    # docs/toy-data.md
     **_numerical_entropies(),
 }
 

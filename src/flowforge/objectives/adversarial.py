@@ -1,30 +1,39 @@
 r"""Adversarial objectives: the GAN, the WGAN (weight clipping) and the WGAN-GP.
 
 The model is a :class:`~flowforge.models.gan.GAN` (generator :math:`G` and critic :math:`D` in
-one module). Within the one trainer: :meth:`Adversarial.parameters` hands the trainer's AdamW
-the **generator's** parameters only; each training step first updates the **critic**
-``n_critic`` times with the objective's own optimiser (its state is in :meth:`state_dict`, so
-every checkpoint holds it and a resumed run is bit-identical), each on its own batch of real
-data and fresh noise, then returns the generator's loss on fresh noise, the critic frozen.
+one module). Within the one trainer: :meth:`Adversarial.parameters` hands the trainer's
+optimiser (``train.optimizer``) the **generator's** parameters only; each training step first
+updates the **critic** ``n_critic`` times with the objective's own optimiser (its state is in
+:meth:`state_dict`, so every checkpoint holds it and a resumed run is bit-identical), each on
+its own batch of real data and fresh noise, then returns the generator's loss on fresh noise,
+the critic frozen.
 
 - ``gan`` (Goodfellow et al. 2014, https://arxiv.org/abs/1406.2661): the critic is the
   discriminator's logit, trained by binary cross-entropy, :math:`-\log \sigma(D(x)) -
   \log(1 - \sigma(D(G(z))))`; the generator minimises the **non-saturating** loss
   :math:`-\log \sigma(D(G(z)))` (section 3 of the paper). Paper's defaults: ``n_critic = 1``
-  (their ``k``); the critic's Adam (2e-4, betas (0.5, 0.999)) is DCGAN's (Radford et al. 2016).
+  (their ``k``); the critic's Adam (2e-4, betas (0.5, 0.999)) is DCGAN's (Radford et al. 2016,
+  https://arxiv.org/abs/1511.06434), and so is the generator's there: Adam 2e-4, betas
+  (0.5, 0.999) (Goodfellow et al. trained both by SGD with momentum).
 - ``wgan`` (Arjovsky et al. 2017, https://arxiv.org/abs/1701.07875, algorithm 1): the critic
   maximises :math:`\mathbb E D(x) - \mathbb E D(G(z))` with RMSProp (lr 5e-5), its weights
   clipped to ``[-clip, clip]`` (0.01) after each update, ``n_critic = 5``; the generator
-  minimises :math:`-\mathbb E D(G(z))` (the paper: RMSProp 5e-5, batch 64).
+  minimises :math:`-\mathbb E D(G(z))`; the paper's generator also takes RMSProp 5e-5
+  (batch 64).
 - ``wgan_gp`` (Gulrajani et al. 2017, https://arxiv.org/abs/1704.00028, algorithm 1): the same
   losses, no clipping, plus :math:`\lambda \mathbb E(\lVert\nabla_{\hat x} D(\hat x)\rVert_2
   - 1)^2` on random interpolates :math:`\hat x` of real and generated points, :math:`\lambda =
   10`, ``n_critic = 5``, the critic's Adam (1e-4, betas (0, 0.9)); the paper's generator uses
   the same Adam.
 
-The generator's optimiser is the trainer's (AdamW with betas (0.9, 0.999), ``train.lr`` and its
-schedule): set ``train.lr`` to the paper's rate (2e-4, 5e-5, 1e-4) and ``train.schedule:
-constant`` to follow a paper; its betas differ from WGAN-GP's (0, 0.9) and WGAN's RMSProp.
+The critic's optimiser is the paper's, built here. The generator's is the trainer's, so the run
+config says it; a paper's generator is (configs/compare/8gaussians.yaml does this)::
+
+    train: {optimizer: adam, betas: [0.5, 0.999], lr: 0.0002, schedule: constant}  # gan
+    train: {optimizer: rmsprop, lr: 0.00005, schedule: constant}                    # wgan
+    train: {optimizer: adam, betas: [0.0, 0.9], lr: 0.0001, schedule: constant}     # wgan_gp
+
+The default (AdamW, betas (0.9, 0.999), cosine schedule) is none of them.
 
 Validation (lower is better): the unbiased MMD^2 (Gaussian kernel, bandwidth the median
 distance between validation points, fixed for the run: :func:`flowforge.metrics.mmd`) between
@@ -230,7 +239,8 @@ class GANObjective(Adversarial):
     Arguments:
         setting: from the run.
         n_critic: discriminator updates per generator update (the paper's ``k = 1``).
-        critic_lr: the discriminator's Adam learning rate (DCGAN: 2e-4, betas (0.5, 0.999)).
+        critic_lr: the discriminator's Adam learning rate (DCGAN: 2e-4, betas (0.5, 0.999);
+            its generator: ``train: {optimizer: adam, betas: [0.5, 0.999], lr: 0.0002}``).
         val_n: validation points of the MMD.
         eval_n: test points of the MMD and sliced Wasserstein distance.
     """
@@ -264,7 +274,8 @@ class WGAN(Adversarial):
     Arguments:
         setting: from the run.
         n_critic: critic updates per generator update (the paper: 5).
-        critic_lr: the critic's RMSProp learning rate (the paper: 5e-5).
+        critic_lr: the critic's RMSProp learning rate (the paper: 5e-5; its generator:
+            ``train: {optimizer: rmsprop, lr: 0.00005}``).
         clip: the critic's weights are clipped to ``[-clip, clip]`` (the paper: 0.01).
         val_n, eval_n: as for ``gan``.
     """
@@ -307,7 +318,8 @@ class WGANGP(WGAN):
     Arguments:
         setting: from the run.
         n_critic: critic updates per generator update (the paper: 5).
-        critic_lr: the critic's Adam learning rate (the paper: 1e-4, betas (0, 0.9)).
+        critic_lr: the critic's Adam learning rate (the paper: 1e-4, betas (0, 0.9); its
+            generator: ``train: {optimizer: adam, betas: [0.0, 0.9], lr: 0.0001}``).
         gp_weight: the penalty's weight :math:`\\lambda` (the paper: 10).
         val_n, eval_n: as for ``gan``.
     """

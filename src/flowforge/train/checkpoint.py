@@ -37,6 +37,7 @@ __all__ = [
     "CheckpointError",
     "check_averaged_parameters",
     "check_model_state",
+    "check_optimizer_kind",
     "check_optimizer_state",
     "load_averaged_parameters",
     "load_checkpoint",
@@ -256,9 +257,13 @@ def _saved_sections(path: Path, state: Any) -> tuple[list[dict[str, Any]], dict[
 
 def _required_state(optimizer: torch.optim.Optimizer, group: dict[str, Any]) -> tuple[str, ...]:
     """The per-parameter entries the optimiser's step reads once a parameter has state."""
-    if not isinstance(optimizer, torch.optim.Adam):  # AdamW too
-        return ()
-    return ("step", "exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if group.get("amsgrad") else ())
+    if isinstance(optimizer, torch.optim.Adam):  # AdamW too
+        amsgrad = ("max_exp_avg_sq",) if group.get("amsgrad") else ()
+        return ("step", "exp_avg", "exp_avg_sq") + amsgrad
+    if isinstance(optimizer, torch.optim.RMSprop):
+        momentum = ("momentum_buffer",) if group.get("momentum") else ()
+        return ("step", "square_avg") + momentum + (("grad_avg",) if group.get("centered") else ())
+    return ()
 
 
 def _match_groups(
@@ -322,12 +327,27 @@ def _check_parameter_state(
             )
 
 
+def check_optimizer_kind(path: Path, optimizer: str, payload: dict[str, Any]) -> None:
+    """Refuses to resume with another ``train.optimizer`` than the one that wrote the
+    checkpoint (its saved config's; checkpoints from before the key existed are AdamW's):
+    one optimiser's moments mean nothing to another."""
+    config = payload.get("config")
+    train = config.get("train") if isinstance(config, dict) else None
+    saved = train.get("optimizer", "adamw") if isinstance(train, dict) else "adamw"
+    if saved != optimizer:
+        raise CheckpointError(
+            f"{path}: written with train.optimizer {saved!r}, this run uses {optimizer!r}; "
+            f"resume with --set train.optimizer={saved}, or start a new run"
+        )
+
+
 def check_optimizer_state(path: Path, optimizer: torch.optim.Optimizer, state: Any) -> None:
     """Refuses a saved optimiser state that does not fit ``optimizer``, before
     ``optimizer.load_state_dict(state)``: the number of parameter groups and of parameters in
     each, finite hyperparameters, and for every parameter with state its tensors (Adam's
     ``exp_avg``, ``exp_avg_sq``, ``max_exp_avg_sq``) of the parameter's shape, dtype and
-    layout, all finite, and ``step`` a finite scalar. The fused AdamW kernel trusts these
+    layout, all finite, and ``step`` a finite scalar (RMSprop's ``square_avg``,
+    ``momentum_buffer`` and ``grad_avg`` likewise). The fused AdamW kernel trusts these
     sizes: a smaller ``exp_avg`` makes it write out of bounds (heap corruption, SIGSEGV)."""
     groups, per_param = _saved_sections(path, state)
     matched = _match_groups(path, optimizer, groups)
