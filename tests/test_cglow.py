@@ -23,6 +23,8 @@ from flowforge.models.inpainting import (
     missing_bits,
     nearest_neighbour_fill,
 )
+from flowforge.objectives.base import Setting, batch_indices
+from flowforge.objectives.mle import MaximumLikelihood
 from flowforge.runs import train_run
 from flowforge.testing import perturb_parameters
 from flowforge.train.trainer import Trainer
@@ -213,6 +215,55 @@ def test_a_tiny_inpainting_run_resumes_bit_identical_and_loads_without_data(
     assert "(1, 8, 8)" in capsys.readouterr().err
     assert main(["sample", str(whole.run_dir), "-n", "2"]) == 2
     assert "flowforge inpaint" in capsys.readouterr().err
+
+
+def fresh_mask_objective(fresh_masks):
+    """The maximum likelihood objective of 32 digit images with masks of every kind, one
+    batch per epoch."""
+    data = load_dataset("inpainting", 32, 8, 8, source="digits-image", fresh_masks=fresh_masks)
+    return MaximumLikelihood(Setting(0, 32, 8, torch.device("cpu"), data))
+
+
+def batch_masks(objective, step):
+    """The masks of the batch at ``step`` in example order (the batch is a permutation)."""
+    x, c = objective.batch(step)
+    order = torch.argsort(batch_indices(32, 32, 0, step))
+    assert torch.equal(c[:, 0], x[:, 0] / 16 * c[:, 1])  # the visible pixels of these masks
+    return c[order, 1]
+
+
+def test_fresh_masks_are_drawn_per_batch_and_evaluation_masks_stay_fixed():
+    fixed, fresh = fresh_mask_objective(False), fresh_mask_objective(True)
+    assert torch.equal(batch_masks(fixed, 0), batch_masks(fixed, 1))
+    first, second = batch_masks(fresh, 0), batch_masks(fresh, 1)
+    assert not torch.equal(first, second)  # the same images, new masks in the next epoch
+    assert torch.equal(first, batch_masks(fresh, 0))  # a pure function of (seed, step)
+    assert torch.equal(first, batch_masks(fresh_mask_objective(True), 0))
+    for split in ("train_context", "val_context", "test_context"):
+        assert torch.equal(getattr(fixed.data, split), getattr(fresh.data, split))
+    assert fixed.fingerprint() == fresh.fingerprint()
+
+
+def test_a_run_with_fresh_masks_resumes_bit_identical(tmp_path, monkeypatch):
+    config = {**CONFIG, "data": {**CONFIG["data"], "fresh_masks": True}}
+    whole = train_run(
+        parse_config({**config, "output_dir": str(tmp_path / "a")}), progress=False, plots=False
+    )
+    monkeypatch.setattr(Trainer, "elapsed", lambda self: float(self.progress.step))
+    cfg = parse_config({**config, "output_dir": str(tmp_path / "b")})
+    cfg.train.max_seconds = 12
+    assert train_run(cfg, progress=False, plots=False).summary["steps"] == 12
+    monkeypatch.undo()
+    resumed = train_run(
+        resume=tmp_path / "b" / "cg", overrides=["train.max_seconds=0"], progress=False, plots=False
+    )
+    a, b = final_parameters(whole.run_dir), final_parameters(resumed.run_dir)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    fixed = train_run(
+        parse_config({**CONFIG, "output_dir": str(tmp_path / "c")}), progress=False, plots=False
+    )
+    c = final_parameters(fixed.run_dir)
+    assert not all(torch.equal(a[k], c[k]) for k in a)  # the fresh masks were trained on
 
 
 def test_posterior_mean_and_psnr():
