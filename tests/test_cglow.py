@@ -3,10 +3,12 @@ inpainting run end to end (resume, load without data, ``flowforge inpaint``) and
 errors for wrong context images and masks."""
 
 import json
+import signal
 
 import numpy as np
 import pytest
 import torch
+import yaml
 
 import flowforge
 from flowforge.cli import main
@@ -28,7 +30,7 @@ from flowforge.objectives.mle import MaximumLikelihood
 from flowforge.runs import train_run
 from flowforge.testing import perturb_parameters
 from flowforge.train.trainer import Trainer
-from helpers import final_parameters
+from helpers import cli_process, final_parameters, kill_after, metrics_without_time
 
 
 def tiny(**kw):
@@ -264,6 +266,31 @@ def test_a_run_with_fresh_masks_resumes_bit_identical(tmp_path, monkeypatch):
     )
     c = final_parameters(fixed.run_dir)
     assert not all(torch.equal(a[k], c[k]) for k in a)  # the fresh masks were trained on
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fresh_masks", [False, True])
+def test_sigkill_from_the_command_line_then_resume_is_bit_identical(tmp_path, fresh_masks):
+    """A tiny c-Glow inpainting run killed with SIGKILL after three evaluations and resumed
+    with ``flowforge train --resume`` ends with the parameters and records of an
+    uninterrupted run (both one thread)."""
+    config = {
+        **CONFIG,
+        "data": {**CONFIG["data"], "fresh_masks": fresh_masks},
+        "train": {**CONFIG["train"], "steps": 40},
+    }
+    path = tmp_path / "cglow.yaml"
+    path.write_text(yaml.safe_dump(config))
+    whole = cli_process("train", str(path), "--quiet", "--set", "name=whole", cwd=tmp_path)
+    assert whole.wait(timeout=300) == 0, whole.stderr.read()
+    run_dir = tmp_path / "runs" / "cut"
+    proc = cli_process("train", str(path), "--quiet", "--set", "name=cut", cwd=tmp_path)
+    assert kill_after(proc, run_dir, 3, signal.SIGKILL) == -signal.SIGKILL
+    resumed = cli_process("train", "--quiet", "--resume", str(run_dir), cwd=tmp_path)
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
+    a, b = final_parameters(tmp_path / "runs" / "whole"), final_parameters(run_dir)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert metrics_without_time(run_dir) == metrics_without_time(tmp_path / "runs" / "whole")
 
 
 def test_posterior_mean_and_psnr():
