@@ -1,8 +1,11 @@
-"""The c-Glow inpainting comparison of docs/results.md: per mask kind, on the first N MNIST
-test images, c-Glow's fills and bits against an unconditional Glow with Langevin fills, the
-training mean and the nearest training image (flowforge.models.inpainting.compare_fills).
+"""The c-Glow inpainting comparison of docs/results.md: per mask kind, on the first N test
+images of the c-Glow run's data set (MNIST, Fashion-MNIST), c-Glow's fills and bits against an
+unconditional Glow with Langevin fills, the training mean and the nearest training image
+(flowforge.models.inpainting.compare_fills).
 
     python scripts/inpaint_table.py runs/cglow-inpaint-mnist runs/glow-mnist-small -n 100
+    python scripts/inpaint_table.py runs/cglow-inpaint-fashion-mnist \
+        runs/glow-fashion-mnist-small -n 100
 """
 
 from __future__ import annotations

@@ -3,10 +3,12 @@ inpainting run end to end (resume, load without data, ``flowforge inpaint``) and
 errors for wrong context images and masks."""
 
 import json
+import signal
 
 import numpy as np
 import pytest
 import torch
+import yaml
 
 import flowforge
 from flowforge.cli import main
@@ -23,10 +25,12 @@ from flowforge.models.inpainting import (
     missing_bits,
     nearest_neighbour_fill,
 )
+from flowforge.objectives.base import Setting, batch_indices
+from flowforge.objectives.mle import MaximumLikelihood
 from flowforge.runs import train_run
 from flowforge.testing import perturb_parameters
 from flowforge.train.trainer import Trainer
-from helpers import final_parameters
+from helpers import cli_process, final_parameters, kill_after, metrics_without_time
 
 
 def tiny(**kw):
@@ -213,6 +217,80 @@ def test_a_tiny_inpainting_run_resumes_bit_identical_and_loads_without_data(
     assert "(1, 8, 8)" in capsys.readouterr().err
     assert main(["sample", str(whole.run_dir), "-n", "2"]) == 2
     assert "flowforge inpaint" in capsys.readouterr().err
+
+
+def fresh_mask_objective(fresh_masks):
+    """The maximum likelihood objective of 32 digit images with masks of every kind, one
+    batch per epoch."""
+    data = load_dataset("inpainting", 32, 8, 8, source="digits-image", fresh_masks=fresh_masks)
+    return MaximumLikelihood(Setting(0, 32, 8, torch.device("cpu"), data))
+
+
+def batch_masks(objective, step):
+    """The masks of the batch at ``step`` in example order (the batch is a permutation)."""
+    x, c = objective.batch(step)
+    order = torch.argsort(batch_indices(32, 32, 0, step))
+    assert torch.equal(c[:, 0], x[:, 0] / 16 * c[:, 1])  # the visible pixels of these masks
+    return c[order, 1]
+
+
+def test_fresh_masks_are_drawn_per_batch_and_evaluation_masks_stay_fixed():
+    fixed, fresh = fresh_mask_objective(False), fresh_mask_objective(True)
+    assert torch.equal(batch_masks(fixed, 0), batch_masks(fixed, 1))
+    first, second = batch_masks(fresh, 0), batch_masks(fresh, 1)
+    assert not torch.equal(first, second)  # the same images, new masks in the next epoch
+    assert torch.equal(first, batch_masks(fresh, 0))  # a pure function of (seed, step)
+    assert torch.equal(first, batch_masks(fresh_mask_objective(True), 0))
+    for split in ("train_context", "val_context", "test_context"):
+        assert torch.equal(getattr(fixed.data, split), getattr(fresh.data, split))
+    assert fixed.fingerprint() == fresh.fingerprint()
+
+
+def test_a_run_with_fresh_masks_resumes_bit_identical(tmp_path, monkeypatch):
+    config = {**CONFIG, "data": {**CONFIG["data"], "fresh_masks": True}}
+    whole = train_run(
+        parse_config({**config, "output_dir": str(tmp_path / "a")}), progress=False, plots=False
+    )
+    monkeypatch.setattr(Trainer, "elapsed", lambda self: float(self.progress.step))
+    cfg = parse_config({**config, "output_dir": str(tmp_path / "b")})
+    cfg.train.max_seconds = 12
+    assert train_run(cfg, progress=False, plots=False).summary["steps"] == 12
+    monkeypatch.undo()
+    resumed = train_run(
+        resume=tmp_path / "b" / "cg", overrides=["train.max_seconds=0"], progress=False, plots=False
+    )
+    a, b = final_parameters(whole.run_dir), final_parameters(resumed.run_dir)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    fixed = train_run(
+        parse_config({**CONFIG, "output_dir": str(tmp_path / "c")}), progress=False, plots=False
+    )
+    c = final_parameters(fixed.run_dir)
+    assert not all(torch.equal(a[k], c[k]) for k in a)  # the fresh masks were trained on
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fresh_masks", [False, True])
+def test_sigkill_from_the_command_line_then_resume_is_bit_identical(tmp_path, fresh_masks):
+    """A tiny c-Glow inpainting run killed with SIGKILL after three evaluations and resumed
+    with ``flowforge train --resume`` ends with the parameters and records of an
+    uninterrupted run (both one thread)."""
+    config = {
+        **CONFIG,
+        "data": {**CONFIG["data"], "fresh_masks": fresh_masks},
+        "train": {**CONFIG["train"], "steps": 40},
+    }
+    path = tmp_path / "cglow.yaml"
+    path.write_text(yaml.safe_dump(config))
+    whole = cli_process("train", str(path), "--quiet", "--set", "name=whole", cwd=tmp_path)
+    assert whole.wait(timeout=300) == 0, whole.stderr.read()
+    run_dir = tmp_path / "runs" / "cut"
+    proc = cli_process("train", str(path), "--quiet", "--set", "name=cut", cwd=tmp_path)
+    assert kill_after(proc, run_dir, 3, signal.SIGKILL) == -signal.SIGKILL
+    resumed = cli_process("train", "--quiet", "--resume", str(run_dir), cwd=tmp_path)
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
+    a, b = final_parameters(tmp_path / "runs" / "whole"), final_parameters(run_dir)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert metrics_without_time(run_dir) == metrics_without_time(tmp_path / "runs" / "whole")
 
 
 def test_posterior_mean_and_psnr():

@@ -12,6 +12,8 @@ import pytest
 import torch
 
 from flowforge.models import realnvp
+from flowforge.runs.directory import atomic_write_text
+from flowforge.train import checkpoint
 from flowforge.train.checkpoint import (
     FORMAT,
     CheckpointError,
@@ -32,6 +34,30 @@ def test_round_trip_and_no_temporary_files(tmp_path):
     assert payload["step"] == 3
     assert os.listdir(path.parent) == ["last.pt"]
     load_model_state(path, realnvp(2, couplings=2), payload)
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+@pytest.mark.parametrize("proc_status", [True, False])
+def test_atomic_writes_follow_the_umask(tmp_path, monkeypatch, umask, mode, proc_status):
+    """Files written atomically get ``0o666 & ~umask`` as a plain ``open()`` would give them,
+    not ``mkstemp``'s ``0o600``; the umask is read from ``/proc/self/status`` or, without it,
+    set and restored."""
+    if not proc_status:
+
+        def no_proc(*args, **kwargs):
+            raise FileNotFoundError("/proc/self/status")
+
+        monkeypatch.setattr(checkpoint, "open", no_proc, raising=False)
+    previous = os.umask(umask)
+    try:
+        assert checkpoint.current_umask() == umask
+        assert os.umask(umask) == umask  # reading it left it as it was
+        atomic_write_text(tmp_path / "config.yaml", "name: x\n")
+        save_checkpoint(tmp_path / "last.pt", {"model": realnvp(2, couplings=2).state_dict()})
+    finally:
+        os.umask(previous)
+    for name in ("config.yaml", "last.pt"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == mode, name
 
 
 def test_refuses_to_write_nan_weights_and_keeps_the_old_file(tmp_path):

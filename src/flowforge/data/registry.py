@@ -38,6 +38,11 @@ class Splits:
             per batch (dynamic binarization); validation and test are binary already.
         standardization: ``(mean, std)`` per feature, fitted on the training split, for a
             fixed standardisation inside the model (the tensors stay in the data's units).
+        train_context_sampler: draws each training batch's contexts afresh, ``sampler(rows,
+            generator) -> contexts``, from the batch's rows and a generator the objective
+            seeds from the run's seed and the step (fresh inpainting masks, :class:`~flowforge.
+            data.structured.FreshMasks`); ``None``: the batch takes its rows of
+            ``train_context``.
     """
 
     train: Tensor
@@ -53,6 +58,7 @@ class Splits:
     context_classes: int = 0
     binarize_train: bool = False
     standardization: tuple[Tensor, Tensor] | None = None
+    train_context_sampler: Callable[[Tensor, torch.Generator], Tensor] | None = None
 
     @property
     def event_shape(self) -> tuple[int, ...]:

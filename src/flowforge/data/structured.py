@@ -14,19 +14,32 @@ contexts are **images** ``(n, C_c, H, W)`` of the same height and width, in ``[0
   ``p(clean | noisy)``.
 
 Masks and noise are drawn once per example from the seed (split by split), so a run's data,
-and its fingerprint, are fixed; ``info["mask_kind"]`` names each example's mask.
+and its fingerprint, are fixed; ``info["mask_kind"]`` names each example's mask. With
+``fresh_masks: true`` (``inpainting``) every training batch gets new masks instead
+(:class:`FreshMasks`: a kind drawn uniformly from ``masks`` per example, then a mask of that
+kind), so over the epochs the flow sees each image with many masks rather than one; the
+validation and test masks stay fixed, so evaluations at different steps and runs compare.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from flowforge.data.registry import Splits, load_dataset, register_dataset
 
-__all__ = ["MASK_KINDS", "MaskError", "denoising", "inpainting", "inpainting_context", "make_mask"]
+__all__ = [
+    "MASK_KINDS",
+    "FreshMasks",
+    "MaskError",
+    "denoising",
+    "inpainting",
+    "inpainting_context",
+    "make_mask",
+]
 
 #: mask kinds: ``random`` (each pixel missing with probability 1/2), ``centre`` (a centre
 #: square of half the side missing), ``half`` (the top, bottom, left or right half missing),
@@ -94,6 +107,34 @@ def inpainting_context(images: Tensor, masks: Tensor, levels: int) -> Tensor:
     return torch.cat([images / (levels - 1) * m, m], dim=1)
 
 
+@dataclass(frozen=True)
+class FreshMasks:
+    """New inpainting contexts for a training batch (``data.fresh_masks: true``): for each image
+    a mask kind drawn uniformly from ``kinds``, then a mask of that kind (:func:`make_mask`),
+    all from the generator the caller passes, then :func:`inpainting_context`.
+
+    The objective seeds that generator from the run's seed and the step
+    (:func:`flowforge.objectives.base.batch_generator`), so a batch's masks are a pure
+    function of (seed, step): a resumed run draws the same masks as an uninterrupted one, and
+    every torchrun rank the same masks for the whole batch before taking its shard.
+
+    Attributes:
+        kinds: the mask kinds to draw from (:data:`MASK_KINDS`).
+        levels: the images' number of grey levels (raw values ``0..levels-1``).
+    """
+
+    kinds: tuple[str, ...]
+    levels: int
+
+    def __call__(self, images: Tensor, generator: torch.Generator) -> Tensor:
+        """The contexts ``(n, C + 1, H, W)`` of the raw ``images`` ``(n, C, H, W)``."""
+        n, _, height, width = images.shape
+        picks = torch.randint(len(self.kinds), (n,), generator=generator).tolist()
+        masks = [make_mask(self.kinds[k], height, width, generator) for k in picks]
+        mask = torch.stack(masks) if masks else torch.zeros(0, height, width)
+        return inpainting_context(images, mask, self.levels)
+
+
 def _source(source: str, n_train: int, n_val: int, n_test: int, seed: int, **kw: object) -> Splits:
     if source not in SOURCES:
         raise ValueError(f"data.source: should be one of {list(SOURCES)}, got {source!r}")
@@ -108,10 +149,16 @@ def inpainting(
     seed: int = 0,
     source: str = "mnist",
     masks: list[str] | None = None,
+    fresh_masks: bool = False,
     data_dir: str | None = None,
 ) -> Splits:
     """Images of ``source`` with masks of the kinds ``masks`` (default ``["random", "centre",
-    "half"]``, one kind per example in turn); context = visible pixels and mask."""
+    "half"]``, one kind per example in turn); context = visible pixels and mask.
+
+    With ``fresh_masks`` every training batch draws new masks (:class:`FreshMasks`, through
+    ``Splits.train_context_sampler``); ``train_context`` then holds one fixed draw, which
+    evaluations of the training split and the resume fingerprint use. Validation and test
+    masks are fixed either way."""
     kinds = list(masks) if masks is not None else ["random", "centre", "half"]
     if not kinds or any(k not in MASK_KINDS for k in kinds):
         raise ValueError(f"data.masks: kinds should be from {list(MASK_KINDS)}, got {kinds}")
@@ -128,7 +175,10 @@ def inpainting(
         contexts[split] = inpainting_context(x, mask, levels)
         kind_names[split] = names
     return _with_contexts(
-        base, contexts, {"task": "inpainting", "masks": kinds, "mask_kind": kind_names}
+        base,
+        contexts,
+        {"task": "inpainting", "masks": kinds, "mask_kind": kind_names},
+        FreshMasks(tuple(kinds), levels) if fresh_masks else None,
     )
 
 
@@ -157,8 +207,14 @@ def denoising(
     return _with_contexts(base, contexts, {"task": "denoising", "noise": noise})
 
 
-def _with_contexts(base: Splits, contexts: dict[str, Tensor], info: dict) -> Splits:
-    """``base``'s images as the outputs, conditioned on one context image per example."""
+def _with_contexts(
+    base: Splits,
+    contexts: dict[str, Tensor],
+    info: dict,
+    train_context_sampler: FreshMasks | None = None,
+) -> Splits:
+    """``base``'s images as the outputs, conditioned on one context image per example (drawn
+    afresh per training batch by ``train_context_sampler`` when given)."""
     return Splits(
         base.train,
         base.val,
@@ -168,6 +224,7 @@ def _with_contexts(base: Splits, contexts: dict[str, Tensor], info: dict) -> Spl
         contexts["test"],
         unit="bits/dim",
         info={**base.info, **info},
+        train_context_sampler=train_context_sampler,
     )
 
 

@@ -38,6 +38,7 @@ __all__ = [
     "ObjectiveError",
     "Setting",
     "anneal_beta",
+    "batch_generator",
     "batch_indices",
     "eval_mode",
     "evaluation_rng",
@@ -78,6 +79,16 @@ def batch_indices(n: int, batch_size: int, seed: int, step: int) -> Tensor:
     g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     perm = torch.randperm(n, generator=g)
     return perm[i * batch_size : (i + 1) * batch_size]
+
+
+def batch_generator(seed: int, step: int) -> torch.Generator:
+    """The generator of what the data set draws afresh for the batch at ``step`` (new
+    inpainting masks, ``Splits.train_context_sampler``): seeded from ``(seed, step)`` alone,
+    through SHA-256, so a resumed run and every torchrun rank draw the same numbers, and its
+    stream is unrelated to the batch order's (:func:`batch_indices`) and to torch's global
+    one."""
+    digest = hashlib.sha256(f"batch {seed} {step}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
 
 
 def anneal_beta(step: int, start: float = 0.01, length: int = 10000) -> float:

@@ -22,6 +22,7 @@ from flowforge.flows import Flow
 from flowforge.objectives.base import (
     Objective,
     Setting,
+    batch_generator,
     batch_indices,
     evaluation_rng,
     tensor_fingerprint,
@@ -100,10 +101,19 @@ class MaximumLikelihood(Objective):
         return inputs
 
     def batch(self, step: int) -> tuple[Tensor, ...]:
+        """The rows of the step's batch and their contexts: their rows of ``train_context``,
+        or new ones drawn by the data set's ``train_context_sampler`` (fresh masks) from
+        :func:`~flowforge.objectives.base.batch_generator`."""
         s, st = self.data, self.setting
         idx = batch_indices(s.train.shape[0], st.batch_size, st.seed, step)
-        x = s.train[idx].to(st.device)
-        return (x,) if s.train_context is None else (x, s.train_context[idx].to(st.device))
+        x = s.train[idx]
+        if s.train_context is None:
+            return (x.to(st.device),)
+        if s.train_context_sampler is None:
+            c = s.train_context[idx]
+        else:
+            c = s.train_context_sampler(x, batch_generator(st.seed, step))
+        return x.to(st.device), c.to(st.device)
 
     def training_module(self, model: nn.Module) -> nn.Module:
         return LogProb(model)  # type: ignore[arg-type]

@@ -39,6 +39,7 @@ __all__ = [
     "check_model_state",
     "check_optimizer_kind",
     "check_optimizer_state",
+    "current_umask",
     "load_averaged_parameters",
     "load_checkpoint",
     "load_model_state",
@@ -65,14 +66,35 @@ def _all_finite(state: dict[str, torch.Tensor]) -> bool:
     return all(_finite(v) for v in state.values() if torch.is_floating_point(v))
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where the system tells it: the
+    ``Umask:`` line of ``/proc/self/status`` (Linux 4.7 and later). Elsewhere it is set to
+    ``0o077`` and restored at once, so a file another thread creates in that instant is private
+    rather than world-writable."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    umask = os.umask(0o077)
+    os.umask(umask)
+    return umask
+
+
 def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
     """Writes ``path`` through ``write(file)`` atomically: a temporary file in the same
     directory, flushed and fsynced, renamed over ``path``, and the directory fsynced; a crash
     leaves the old file or the new one, never a torn one (the temporary file is removed on
-    any error; a kill leaves it for :meth:`flowforge.runs.RunDirectory.remove_temporary_files`)."""
+    any error; a kill leaves it for :meth:`flowforge.runs.RunDirectory.remove_temporary_files`).
+
+    The file gets the mode ``open()`` would give a new file, ``0o666 & ~umask``, not
+    ``mkstemp``'s private ``0o600``."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
+            os.chmod(tmp, 0o666 & ~current_umask())
             write(f)
             f.flush()
             os.fsync(f.fileno())
