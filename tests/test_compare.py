@@ -198,3 +198,23 @@ def test_a_comparison_on_binarized_mnist_reports_the_image_measures(tmp_path, sh
     assert report["digit_classifier"]["test_accuracy_binarized"] >= 0.98
     assert all(0 < r["classes_confidence"] <= 1 for r in report["runs"])
     assert "| FD | classes covered |" in (out / "report.md").read_text()
+
+
+def test_an_interrupted_comparison_says_to_run_the_same_command_again(tmp_path, monkeypatch):
+    from flowforge.train.trainer import TrainingInterrupted
+
+    def train_run(cfg, **kwargs):
+        raise TrainingInterrupted(
+            "SIGINT received at step 3: checkpoint saved to x/last.pt. Resume with: flowforge "
+            "train --resume x"
+        )
+
+    monkeypatch.setattr(compare, "train_run", train_run)
+    path = tmp_path / "cmp.yaml"
+    path.write_text(yaml.safe_dump({**TINY, "models": TINY["models"][:1]}))
+    with pytest.raises(TrainingInterrupted) as caught:
+        compare.run_comparison(compare.load_comparison(path), tmp_path / "report")
+    assert "checkpoint saved to x/last.pt. Continue the comparison with the same command" in str(
+        caught.value
+    )
+    assert "flowforge train --resume" not in str(caught.value)

@@ -59,7 +59,7 @@ from flowforge.runs.build import load_data
 from flowforge.runs.directory import RunDirectory
 from flowforge.runs.training import RunResult
 from flowforge.train.checkpoint import LAST
-from flowforge.train.trainer import TrainingDiverged
+from flowforge.train.trainer import TrainingDiverged, TrainingInterrupted
 
 __all__ = ["Comparison", "load_comparison", "run_comparison"]
 
@@ -219,6 +219,11 @@ def run_comparison(
             record: dict[str, Any] = {"label": entry["label"], "seed": seed}
             try:
                 result = train_or_reuse(cfg, progress)
+            except TrainingInterrupted as e:
+                raise TrainingInterrupted(
+                    f"{str(e).split('. Resume with')[0]}. Continue the comparison with the same "
+                    f"command: its finished runs are reused and this one resumes"
+                ) from None
             except TrainingDiverged as e:
                 record.update(status="diverged", error=str(e).splitlines()[0])
                 results.append(record)
