@@ -532,3 +532,20 @@ def test_fashion_mnist_from_the_debian_package():
     s = load_dataset("fashion_mnist", 100, 10, 10000)
     assert s.test.shape == (10000, 1, 28, 28)
     assert np.bincount(s.info["labels"]["test"]).tolist() == [1000] * 10
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_a_downloaded_file_gets_the_umask_mode_and_leaves_no_partial_file(tmp_path, umask):
+    import hashlib
+    import os
+
+    source = tmp_path / "source.bin"
+    source.write_bytes(b"flowforge" * 100)
+    md5 = hashlib.md5(source.read_bytes()).hexdigest()
+    old = os.umask(umask)
+    try:
+        dest = download_file(source.as_uri(), tmp_path / "out" / "file.bin", md5)
+    finally:
+        os.umask(old)
+    assert dest.stat().st_mode & 0o777 == 0o666 & ~umask
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["file.bin"]

@@ -32,7 +32,6 @@ import gzip
 import hashlib
 import os
 import shutil
-import tempfile
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
@@ -102,9 +101,10 @@ def download_file(url: str, dest: Path, md5: str, timeout: float = 60.0) -> Path
     if dest.is_file() and _md5(dest) == md5:
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name, suffix=".part")
+    # opened like any new file, so it gets the umask's mode (mkstemp's would be 0o600)
+    tmp = dest.with_name(f"{dest.name}.{os.getpid()}.part")
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, os.fdopen(fd, "wb") as f:
+        with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as f:
             shutil.copyfileobj(response, f)
         got = _md5(Path(tmp))
         if got != md5:
