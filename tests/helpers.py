@@ -210,3 +210,19 @@ def case_config(case: str, teacher: str | None = None, steps: int = 40) -> dict:
     if case in BASELINES:
         train.update(_BASELINE_TRAIN)
     return {"name": case, "train": train, **sections}
+
+
+def stop_at_step_and_resume(cfg, step, monkeypatch):
+    """Trains ``cfg`` until its time budget stops it after ``step`` steps (the clock faked to
+    one second a step; the budget is checked after every step), then resumes that run in the
+    same process to the end; returns the resumed run's result."""
+    from flowforge.train.trainer import Trainer
+
+    monkeypatch.setattr(Trainer, "elapsed", lambda self: float(self.progress.step))
+    cfg.train.max_seconds = step
+    cut = train_run(cfg, progress=False, plots=False)
+    assert cut.summary["steps"] == step
+    monkeypatch.undo()
+    return train_run(
+        resume=cut.run_dir, overrides=["train.max_seconds=0"], progress=False, plots=False
+    )

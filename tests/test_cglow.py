@@ -29,8 +29,13 @@ from flowforge.objectives.base import Setting, batch_indices
 from flowforge.objectives.mle import MaximumLikelihood
 from flowforge.runs import train_run
 from flowforge.testing import perturb_parameters
-from flowforge.train.trainer import Trainer
-from helpers import cli_process, final_parameters, kill_after, metrics_without_time
+from helpers import (
+    cli_process,
+    final_parameters,
+    kill_after,
+    metrics_without_time,
+    stop_at_step_and_resume,
+)
 
 
 def tiny(**kw):
@@ -144,15 +149,8 @@ def test_a_tiny_inpainting_run_resumes_bit_identical_and_loads_without_data(
     whole = train_run(
         parse_config({**CONFIG, "output_dir": str(tmp_path / "a")}), progress=False, plots=False
     )
-    monkeypatch.setattr(Trainer, "elapsed", lambda self: float(self.progress.step))
     cfg = parse_config({**CONFIG, "output_dir": str(tmp_path / "b")})
-    cfg.train.max_seconds = 12
-    cut = train_run(cfg, progress=False, plots=False)
-    assert cut.summary["steps"] == 12
-    monkeypatch.undo()
-    resumed = train_run(
-        resume=cut.run_dir, overrides=["train.max_seconds=0"], progress=False, plots=False
-    )
+    resumed = stop_at_step_and_resume(cfg, 12, monkeypatch)
     a, b = final_parameters(whole.run_dir), final_parameters(resumed.run_dir)
     assert all(torch.equal(a[k], b[k]) for k in a)
 
@@ -251,14 +249,8 @@ def test_a_run_with_fresh_masks_resumes_bit_identical(tmp_path, monkeypatch):
     whole = train_run(
         parse_config({**config, "output_dir": str(tmp_path / "a")}), progress=False, plots=False
     )
-    monkeypatch.setattr(Trainer, "elapsed", lambda self: float(self.progress.step))
     cfg = parse_config({**config, "output_dir": str(tmp_path / "b")})
-    cfg.train.max_seconds = 12
-    assert train_run(cfg, progress=False, plots=False).summary["steps"] == 12
-    monkeypatch.undo()
-    resumed = train_run(
-        resume=tmp_path / "b" / "cg", overrides=["train.max_seconds=0"], progress=False, plots=False
-    )
+    resumed = stop_at_step_and_resume(cfg, 12, monkeypatch)
     a, b = final_parameters(whole.run_dir), final_parameters(resumed.run_dir)
     assert all(torch.equal(a[k], b[k]) for k in a)
     fixed = train_run(

@@ -18,7 +18,6 @@ from flowforge.cli import main
 from flowforge.config import parse_config
 from flowforge.runs import train_run
 from flowforge.train.checkpoint import load_checkpoint
-from flowforge.train.trainer import Trainer
 from helpers import (
     BASELINES,
     CASES,
@@ -29,6 +28,7 @@ from helpers import (
     final_parameters,
     kill_after,
     metrics_without_time,
+    stop_at_step_and_resume,
     train_teacher,
 )
 
@@ -84,14 +84,7 @@ def test_a_run_stopped_and_resumed_ends_bit_identical(
     """Stopped mid-way (the time budget, checked after every step) and resumed in the same
     process: parameters, the objective's state and metrics equal the uninterrupted run's."""
     cfg = parse_config({**config(objective, teacher), "output_dir": str(tmp_path)})
-    monkeypatch.setattr(Trainer, "elapsed", lambda self: float(self.progress.step))
-    cfg.train.max_seconds = 17  # stops at step 17, between two evaluations
-    cut = train_run(cfg, progress=False, plots=False)
-    assert cut.summary["steps"] == 17
-    monkeypatch.undo()
-    resumed = train_run(
-        resume=cut.run_dir, overrides=["train.max_seconds=0"], progress=False, plots=False
-    )
+    resumed = stop_at_step_and_resume(cfg, 17, monkeypatch)  # between two evaluations
     whole = finished[objective]
     a, b = final_parameters(whole.run_dir), final_parameters(resumed.run_dir)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -11,7 +11,13 @@ from flowforge.data.registry import Splits, register_dataset
 from flowforge.runs import train_run
 from flowforge.train.checkpoint import load_checkpoint
 from flowforge.train.trainer import Trainer, TrainingDiverged
-from helpers import cli_process, final_parameters, kill_after, metrics_without_time
+from helpers import (
+    cli_process,
+    final_parameters,
+    kill_after,
+    metrics_without_time,
+    stop_at_step_and_resume,
+)
 
 
 def tiny(tmp_path, **train):
@@ -278,13 +284,7 @@ def test_each_optimizer_trains_and_resumes_bit_identical(name, tmp_path, monkeyp
     step 17 and resumed ends with the uninterrupted run's parameters and optimiser state."""
     options = OPTIMIZERS[name]
     whole = train_run(tiny(tmp_path / "whole", **options), progress=False, plots=False)
-    monkeypatch.setattr(Trainer, "elapsed", lambda self: float(self.progress.step))
-    cut = train_run(tiny(tmp_path / "cut", max_seconds=17, **options), progress=False, plots=False)
-    assert cut.summary["steps"] == 17
-    monkeypatch.undo()
-    resumed = train_run(
-        resume=cut.run_dir, overrides=["train.max_seconds=0"], progress=False, plots=False
-    )
+    resumed = stop_at_step_and_resume(tiny(tmp_path / "cut", **options), 17, monkeypatch)
     a, b = final_parameters(whole.run_dir), final_parameters(resumed.run_dir)
     assert all(torch.equal(a[k], b[k]) for k in a)
     saved = load_checkpoint(resumed.run_dir / "checkpoints" / "last.pt")["optimizer"]
