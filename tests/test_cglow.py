@@ -143,16 +143,23 @@ CONFIG = {
 }
 
 
-def test_a_tiny_inpainting_run_resumes_bit_identical_and_loads_without_data(
-    tmp_path, monkeypatch, capsys
-):
+def assert_resumes_bit_identical(config, tmp_path, monkeypatch):
+    """Trains ``config`` whole and stopped at step 12 then resumed: the final parameters are
+    equal; returns the whole run and its parameters."""
     whole = train_run(
-        parse_config({**CONFIG, "output_dir": str(tmp_path / "a")}), progress=False, plots=False
+        parse_config({**config, "output_dir": str(tmp_path / "a")}), progress=False, plots=False
     )
-    cfg = parse_config({**CONFIG, "output_dir": str(tmp_path / "b")})
+    cfg = parse_config({**config, "output_dir": str(tmp_path / "b")})
     resumed = stop_at_step_and_resume(cfg, 12, monkeypatch)
     a, b = final_parameters(whole.run_dir), final_parameters(resumed.run_dir)
     assert all(torch.equal(a[k], b[k]) for k in a)
+    return whole, a
+
+
+def test_a_tiny_inpainting_run_resumes_bit_identical_and_loads_without_data(
+    tmp_path, monkeypatch, capsys
+):
+    whole, a = assert_resumes_bit_identical(CONFIG, tmp_path, monkeypatch)
 
     from flowforge.data import registry
 
@@ -246,13 +253,7 @@ def test_fresh_masks_are_drawn_per_batch_and_evaluation_masks_stay_fixed():
 
 def test_a_run_with_fresh_masks_resumes_bit_identical(tmp_path, monkeypatch):
     config = {**CONFIG, "data": {**CONFIG["data"], "fresh_masks": True}}
-    whole = train_run(
-        parse_config({**config, "output_dir": str(tmp_path / "a")}), progress=False, plots=False
-    )
-    cfg = parse_config({**config, "output_dir": str(tmp_path / "b")})
-    resumed = stop_at_step_and_resume(cfg, 12, monkeypatch)
-    a, b = final_parameters(whole.run_dir), final_parameters(resumed.run_dir)
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    _, a = assert_resumes_bit_identical(config, tmp_path, monkeypatch)
     fixed = train_run(
         parse_config({**CONFIG, "output_dir": str(tmp_path / "c")}), progress=False, plots=False
     )
