@@ -144,3 +144,31 @@ def test_a_failed_critic_update_makes_the_step_bad(tmp_path):
     assert all(torch.equal(a, p) for a, p in zip(before, model.critic.parameters(), strict=True))
     assert torch.isnan(objective.loss(scores, model, 0))
     assert torch.isfinite(objective.loss(module(real), model, 1))
+
+
+def test_the_uniform_importance_sampling_log_z_matches_the_exact_one():
+    """The second estimate of log Z (uniform proposal) on an RBM small enough to enumerate."""
+    rbm = _random_rbm(0, 0.5)
+    torch.manual_seed(1)
+    assert abs(rbm.log_z_uniform(200_000) - rbm.log_z_exact()) < 0.02
+
+
+def test_an_ais_estimate_that_missed_mass_is_named_and_not_used():
+    """When the uniform estimate of log Z lies above AIS's 3-sigma interval (AIS's chains,
+    started at the data's base rates, missed mass), the NLL comes from the larger estimate,
+    the summary says so and a warning is given; otherwise AIS's numbers stand."""
+    from flowforge.objectives.rbm import nll_summary
+
+    rbm = _random_rbm(1, 1.0)
+    torch.manual_seed(2)
+    ais = rbm.ais(chains=100, betas=1000)
+    f = rbm.free_energy(torch.bernoulli(torch.full((50, 12), 0.3))).detach().double()
+    exact = rbm.log_z_exact()
+    honest = nll_summary("test", f, ais, exact)
+    assert not honest["ais_missed_mass"]
+    assert honest["test_nll"] == pytest.approx(float(f.mean()) + ais.log_z)
+    with pytest.warns(UserWarning, match="missed mass"):
+        missed = nll_summary("test", f, ais, ais.log_z_high + 5.0)
+    assert missed["ais_missed_mass"]
+    assert missed["test_nll"] == pytest.approx(float(f.mean()) + ais.log_z_high + 5.0)
+    assert missed["test_nll_low"] is None and missed["test_nll_high"] is None

@@ -154,7 +154,10 @@ def nll_kind(summary: dict[str, Any]) -> str:
     if objective in ("elbo", "iwae"):
         return f"IWAE bound, k={summary.get('eval_k')}"
     if objective == "cd":
-        return f"AIS ({summary.get('ais_chains')} chains, {summary.get('ais_steps')} steps)"
+        ais = f"AIS ({summary.get('ais_chains')} chains, {summary.get('ais_steps')} steps)"
+        if summary.get("ais_missed_mass"):
+            return f"lower bound: {ais} missed mass, uniform importance sampling's log Z used"
+        return ais
     if "test_nll" in summary:
         return "exact"
     return "none"
