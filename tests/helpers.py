@@ -39,13 +39,14 @@ def distill_run(tmp_path, teacher, student, steps, lr, name):
     return train_run(cfg, progress=False, plots=False).summary
 
 
-def cli_process(*args, cwd):
-    """``python -m flowforge.cli ARGS`` in ``cwd``, one thread, output captured."""
+def cli_process(*args, cwd, env=None):
+    """``python -m flowforge.cli ARGS`` in ``cwd``, one thread, output captured; ``env``:
+    the environment (default: this process's)."""
     import os
     import subprocess
     import sys
 
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**(os.environ if env is None else env), "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(
         [sys.executable, "-m", "flowforge.cli", *args],
         cwd=cwd,

@@ -13,7 +13,6 @@ import pickle
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from flowforge.cli import main
 from flowforge.config import parse_config
 from flowforge.runs import train_run
 from flowforge.train.checkpoint import load_checkpoint
-from helpers import metrics, metrics_without_time, train_teacher
+from helpers import cli_process, metrics, metrics_without_time, train_teacher
 
 INJECTOR = Path(__file__).parent / "fault_injection"
 SRC = Path(__file__).parents[1] / "src"
@@ -77,21 +76,14 @@ def config(objective, teacher="", steps=20, eval_every=5, **train):
 def cli(*args, cwd, fault=None):
     """``python -m flowforge.cli ARGS`` in ``cwd`` with one thread, under ``fault``
     (``WHEN:FILE:N``, see the injector) when given."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
         [str(INJECTOR), str(SRC), *filter(None, [env.get("PYTHONPATH")])]
     )
     env.pop("FLOWFORGE_FAULT", None)
     if fault:
         env["FLOWFORGE_FAULT"] = fault
-    return subprocess.Popen(
-        [sys.executable, "-m", "flowforge.cli", *args],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return cli_process(*args, cwd=cwd, env=env)
 
 
 def finish(proc, timeout=300):

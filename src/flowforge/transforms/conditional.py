@@ -29,8 +29,8 @@ from torch import Tensor, nn
 
 from flowforge.nn.encoder import ContextEncoder, FeaturePyramid, GlobalFeatureHead, features_at
 from flowforge.transforms.base import Transform
-from flowforge.transforms.elementwise import feature_std
 from flowforge.transforms.linear import LULinear
+from flowforge.transforms.normalization import actnorm_start
 
 __all__ = [
     "ConditionalActNorm",
@@ -110,9 +110,9 @@ class ConditionalActNorm(Transform):
     @torch.no_grad()
     def initialize(self, x: Tensor) -> None:
         """Sets ``b_0`` and ``s_0`` from the statistics of the batch ``x`` ``(B, C, *)``."""
-        std = feature_std(x, "ConditionalActNorm")
-        self.bias.copy_(-x.mean(dim=[0, *range(2, x.dim())]))
-        self.log_scale.copy_(-torch.log(std + self.eps))
+        bias, log_scale = actnorm_start(x, "ConditionalActNorm", self.eps)
+        self.bias.copy_(bias)
+        self.log_scale.copy_(log_scale)
         self.initialized.fill_(True)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:

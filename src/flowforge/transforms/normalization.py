@@ -81,6 +81,14 @@ class BatchNorm(Transform):
         return f"features={self.log_gamma.numel()}, momentum={self.momentum}, eps={self.eps}"
 
 
+def actnorm_start(x: Tensor, name: str, eps: float) -> tuple[Tensor, Tensor]:
+    """Actnorm's data-dependent start (Kingma and Dhariwal 2018): per channel of ``x``
+    ``(B, C, *)`` the bias ``-mean`` and log-scale ``-log(std + eps)`` that give the batch zero
+    mean and unit variance; ``name`` is the layer's, for the error on a constant channel."""
+    std = feature_std(x, name)
+    return -x.mean(dim=[0, *range(2, x.dim())]), -torch.log(std + eps)
+
+
 class ActNorm(Transform):
     r"""Activation normalisation with data-dependent initialisation (Glow, section 3.1).
 
@@ -119,9 +127,9 @@ class ActNorm(Transform):
     @torch.no_grad()
     def initialize(self, x: Tensor) -> None:
         """Sets ``b`` and ``s`` from the statistics of the batch ``x`` ``(B, C, *)``."""
-        std = feature_std(x, "ActNorm")
-        self.bias.copy_(-x.mean(dim=[0, *range(2, x.dim())]))
-        self.log_scale.copy_(-torch.log(std + self.eps))
+        bias, log_scale = actnorm_start(x, "ActNorm", self.eps)
+        self.bias.copy_(bias)
+        self.log_scale.copy_(log_scale)
         self.initialized.fill_(True)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
