@@ -105,6 +105,10 @@ def summary_line(s: dict) -> str:
         body += "" if s.get("kl") is None else f", KL(q || p) {s['kl']:.4f} nats"
     if "entropy" in s:
         body += f"; true entropy {s['entropy']:.4f}, gap {s['gap']:+.4f}"
+    if "yardstick" in s:
+        from flowforge.yardstick import yardstick_sentence
+
+        body += "\n" + yardstick_sentence(s["yardstick"])
     return head + body
 
 
@@ -125,6 +129,10 @@ def _eval(args: argparse.Namespace) -> int:
     out = run.objective(device).evaluate(run.model(device=device), args.split)
     _finite_or_fail(f"eval {args.run}", out)
     print(json.dumps({"run": str(args.run), "split": args.split, **out}, indent=2))
+    if "yardstick" in out:
+        from flowforge.yardstick import yardstick_sentence
+
+        print(yardstick_sentence(out["yardstick"]), file=sys.stderr)
     return 0
 
 

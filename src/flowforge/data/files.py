@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from flowforge.data.registry import Splits, register_dataset
+from flowforge.data.standardization import fit_standardization
 
 __all__ = ["FORMATS", "load_file", "read_table"]
 
@@ -143,7 +144,7 @@ def load_file(
     features: list[Column] | None = None,
     context: list[Column] | None = None,
     key: str | None = None,
-    standardize: bool = True,
+    standardize: bool | str = True,
     drop_nonfinite: bool = False,
 ) -> Splits:
     """Splits of the user's file (see the module docstring).
@@ -159,8 +160,10 @@ def load_file(
             ``context``).
         context: columns the flow is conditioned on (default: none).
         key: the array of an ``.npz`` holding several.
-        standardize: fit the per-feature standardisation on the training split (inside the
-            flow: densities stay in the file's units).
+        standardize: fit a standardisation on the training split, a fixed transform inside
+            the flow, so densities stay in the file's units: ``true`` or ``"diagonal"`` (per
+            feature), ``"linear"`` (a linear-Gaussian regression on the context: the flow
+            starts as that Gaussian; :mod:`flowforge.data.standardization`), ``false``: none.
         drop_nonfinite: drop rows with NaN or infinite values instead of refusing them.
     """
     if not path:
@@ -235,5 +238,13 @@ def load_file(
             "features": [names[i] for i in feats],
             "context": [names[i] for i in ctx],
         },
-        standardization=(train.double().mean(0), std) if standardize else None,
+        standardization=(
+            fit_standardization(
+                train,
+                tensors["train_context"],
+                "diagonal" if standardize is True else str(standardize),
+            )
+            if standardize
+            else None
+        ),
     )

@@ -36,8 +36,10 @@ class Splits:
             (so ``flowforge sample --class K`` knows it may build one); 0 otherwise.
         binarize_train: the training split holds intensities in [0, 1] to be binarized afresh
             per batch (dynamic binarization); validation and test are binary already.
-        standardization: ``(mean, std)`` per feature, fitted on the training split, for a
-            fixed standardisation inside the model (the tensors stay in the data's units).
+        standardization: a fixed standardisation fitted on the training split, to sit inside
+            the model (the tensors stay in the data's units): the tensors of
+            :func:`~flowforge.data.standardization.fit_standardization` (``loc``, ``scale``
+            and, for a linear one on a context, ``weight``).
         train_context_sampler: draws each training batch's contexts afresh, ``sampler(rows,
             generator) -> contexts``, from the batch's rows and a generator the objective
             seeds from the run's seed and the step (fresh inpainting masks, :class:`~flowforge.
@@ -57,7 +59,7 @@ class Splits:
     info: dict = field(default_factory=dict)
     context_classes: int = 0
     binarize_train: bool = False
-    standardization: tuple[Tensor, Tensor] | None = None
+    standardization: dict[str, Tensor] | None = None
     train_context_sampler: Callable[[Tensor, torch.Generator], Tensor] | None = None
 
     @property

@@ -32,7 +32,7 @@ from flowforge.models.realnvp_image import realnvp_image, realnvp_multiscale
 from flowforge.models.resflow import resflow
 from flowforge.models.sos import sos
 from flowforge.models.vae import VAE
-from flowforge.transforms import Compose, Standardize
+from flowforge.transforms import Compose, LinearStandardize, Standardize, Transform
 
 RECIPES: dict[str, Callable[..., Flow]] = {
     "nice": nice,
@@ -76,7 +76,9 @@ def build_model(
     """Builds model ``name`` for data of ``event_shape`` (``(D,)`` passes ``D``, images pass
     the shape) with ``context_features`` and the recipe's ``options``; ``standardize``
     (``{"loc": [...], "scale": [...]}``) puts a fixed :class:`~flowforge.transforms.Standardize`
-    in front of a flow. A ``ValueError`` or ``TypeError`` names what the recipe refused."""
+    in front of a flow, or a :class:`~flowforge.transforms.LinearStandardize` when ``scale`` is
+    a matrix (with ``weight`` for a context). A ``ValueError`` or ``TypeError`` names what the
+    recipe refused."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
     shape = tuple(int(s) for s in event_shape)
@@ -90,7 +92,14 @@ def build_model(
     if not isinstance(model, Flow):
         raise ValueError(f"model {name!r} is not a flow: it cannot take a standardisation")
     loc, scale = torch.tensor(standardize["loc"]), torch.tensor(standardize["scale"])
-    return Flow(Compose([Standardize(loc, scale), model.transform]), model.base)
+    if scale.dim() >= 2:  # full factors, maybe with context weights: linear-Gaussian
+        weight = standardize.get("weight")
+        front: Transform = LinearStandardize(
+            loc.float(), scale.float(), None if weight is None else torch.tensor(weight).float()
+        )
+    else:
+        front = Standardize(loc, scale)
+    return Flow(Compose([front, model.transform]), model.base)
 
 
 __all__ = [

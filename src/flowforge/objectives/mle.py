@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from flowforge.flows import Flow
 from flowforge.objectives.base import (
     Objective,
+    ObjectiveError,
     Setting,
     batch_generator,
     batch_indices,
@@ -28,14 +29,22 @@ from flowforge.objectives.base import (
     tensor_fingerprint,
 )
 from flowforge.transforms.continuous import regularization
+from flowforge.yardstick import YardstickUnavailable, fit_yardstick, yardstick_block
 
-__all__ = ["LogProb", "MaximumLikelihood", "bits_per_dim", "evaluate_nll"]
+__all__ = ["LogProb", "MaximumLikelihood", "bits_per_dim", "evaluate_nll", "per_example_nll"]
 
 
 def evaluate_nll(
     flow: Flow, x: Tensor, context: Tensor | None = None, batch_size: int = 4096
 ) -> tuple[float, float]:
-    """Mean negative log-likelihood of ``x`` (nats per point) and its standard error.
+    """Mean negative log-likelihood of ``x`` (nats per point) and its standard error."""
+    return _mean_stderr(per_example_nll(flow, x, context, batch_size))
+
+
+def per_example_nll(
+    flow: Flow, x: Tensor, context: Tensor | None = None, batch_size: int = 4096
+) -> Tensor:
+    """Negative log-likelihood of each row of ``x`` (nats), a float64 ``(n,)`` CPU tensor.
 
     Runs in eval mode without gradients (transforms that need autograd internally, such as
     exact traces, enable it themselves) and restores the previous mode.
@@ -51,9 +60,7 @@ def evaluate_nll(
                 values.append(-flow.log_prob(x[i : i + batch_size].to(device), c).double().cpu())
     finally:
         flow.train(was_training)
-    nll = torch.cat(values)
-    stderr = nll.std().item() / math.sqrt(nll.numel()) if nll.numel() > 1 else float("nan")
-    return nll.mean().item(), stderr
+    return torch.cat(values)
 
 
 def bits_per_dim(nll_nats: float, dims: int) -> float:
@@ -75,7 +82,16 @@ class LogProb(nn.Module):
 
 class MaximumLikelihood(Objective):
     """Exact maximum likelihood of a flow on a data set (``objective: {name: mle}``, the
-    default). Takes no options."""
+    default).
+
+    Options:
+        yardstick: ``"auto"`` (default): on vector data whose entropy is unknown (your own
+            files, the tabular sets), :meth:`evaluate` also fits the baselines of
+            :mod:`flowforge.yardstick` on the same splits and reports the flow's paired
+            difference to each; ``"on"`` or ``"off"`` force it.
+        yardstick_seconds: the baselines' search budget in seconds (the mixture's and the
+            kernel estimate's searches stop when it is spent).
+    """
 
     name = "mle"
     metric = "nll"
@@ -83,8 +99,16 @@ class MaximumLikelihood(Objective):
     model_type = Flow
     train_key: ClassVar[str] = "train_nll"
 
-    def __init__(self, setting: Setting) -> None:
+    def __init__(
+        self, setting: Setting, yardstick: str = "auto", yardstick_seconds: float = 60.0
+    ) -> None:
         super().__init__(setting)
+        if yardstick not in ("auto", "on", "off"):
+            raise ObjectiveError(f"yardstick: should be auto, on or off, got {yardstick!r}")
+        if not yardstick_seconds > 0:
+            raise ObjectiveError(f"yardstick_seconds: should be positive, got {yardstick_seconds}")
+        self.yardstick = yardstick
+        self.yardstick_seconds = float(yardstick_seconds)
 
     def model_inputs(self) -> dict[str, Any]:
         s = self.data
@@ -95,9 +119,8 @@ class MaximumLikelihood(Objective):
         }
         if len(s.context_shape) > 1:  # an image context (c-Glow): recorded in the spec
             inputs["context_shape"] = list(s.context_shape)
-        if s.standardization is not None:  # a fixed Standardize in front of the flow
-            loc, scale = s.standardization
-            inputs["standardize"] = {"loc": loc.tolist(), "scale": scale.tolist()}
+        if s.standardization is not None:  # a fixed standardisation in front of the flow
+            inputs["standardize"] = {k: v.tolist() for k, v in s.standardization.items()}
         return inputs
 
     def batch(self, step: int) -> tuple[Tensor, ...]:
@@ -126,16 +149,16 @@ class MaximumLikelihood(Objective):
     def fingerprint(self) -> dict[str, str]:
         return {"train_data": tensor_fingerprint(self.data.train, self.data.train_context)}
 
-    def _nll(self, model: nn.Module, split: str) -> tuple[float, float, int]:
+    def _nll(self, model: nn.Module, split: str) -> Tensor:
+        """Per-row NLL of ``split``, a float64 ``(n,)`` tensor."""
         s = self.data
         x, c = getattr(s, split), getattr(s, f"{split}_context")
         # dequantization noise (image flows) from fixed numbers: evaluations are comparable
         with evaluation_rng(self.setting.seed, self.setting.device):
-            nll, se = evaluate_nll(model, x, c, self.setting.eval_batch_size)  # type: ignore[arg-type]
-        return nll, se, int(x.shape[0])
+            return per_example_nll(model, x, c, self.setting.eval_batch_size)  # type: ignore[arg-type]
 
     def validate(self, model: nn.Module) -> dict[str, float]:
-        nll, se, _ = self._nll(model, "val")
+        nll, se = _mean_stderr(self._nll(model, "val"))
         out = {"val_nll": nll, "val_stderr": se}
         if self.data.unit == "bits/dim":
             out["val_bpd"] = bits_per_dim(nll, math.prod(self.data.event_shape))
@@ -146,11 +169,12 @@ class MaximumLikelihood(Objective):
         images, and the gap to the true entropy where the data set knows it."""
         self.check_split(split)
         s = self.data
-        nll, se, n = self._nll(model, split)
+        per_row = self._nll(model, split)
+        nll, se = _mean_stderr(per_row)
         out: dict[str, Any] = {
             f"{split}_nll": nll,
             f"{split}_stderr": se,
-            f"n_{split}": n,
+            f"n_{split}": int(per_row.numel()),
             "unit": "nats",
         }
         if s.unit == "bits/dim":
@@ -159,4 +183,37 @@ class MaximumLikelihood(Objective):
             out[f"{split}_bpd_stderr"] = bits_per_dim(se, dims)
         if s.entropy is not None:
             out.update(entropy=s.entropy, entropy_stderr=s.entropy_stderr, gap=nll - s.entropy)
+        if self._wants_yardstick():
+            out["yardstick"] = self._yardstick(per_row.numpy(), split)
         return out
+
+    def _wants_yardstick(self) -> bool:
+        """``auto``: vector data in nats whose entropy is unknown."""
+        if self.yardstick != "auto":
+            return self.yardstick == "on"
+        s = self.data
+        vector_context = s.train_context is None or s.train_context.dim() == 2
+        return len(s.event_shape) == 1 and s.unit == "nats" and s.entropy is None and vector_context
+
+    def _yardstick(self, flow_nll: Any, split: str) -> dict[str, Any]:
+        """The baselines of :mod:`flowforge.yardstick` on this run's splits, scored on
+        ``split``, beside the flow's per-row NLL; ``{"skipped": reason}`` when they cannot be
+        fitted."""
+        s = self.data
+        arrays = [getattr(s, k) for k in ("train", "val", split)]
+        contexts = [getattr(s, f"{k}_context") for k in ("train", "val", split)]
+        try:
+            baselines = fit_yardstick(
+                *(a.double().numpy() for a in arrays),
+                *(None if c is None else c.double().numpy() for c in contexts),
+                seconds=self.yardstick_seconds,
+                seed=self.setting.seed,
+            )
+        except YardstickUnavailable as e:
+            return {"skipped": str(e)}
+        return yardstick_block(flow_nll, baselines, split)
+
+
+def _mean_stderr(nll: Tensor) -> tuple[float, float]:
+    stderr = nll.std().item() / math.sqrt(nll.numel()) if nll.numel() > 1 else float("nan")
+    return nll.mean().item(), stderr

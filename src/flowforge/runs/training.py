@@ -40,7 +40,7 @@ from flowforge.train.loggers import check_log_config, make_loggers
 from flowforge.train.schedule import seed_everything
 from flowforge.train.trainer import Trainer, TrainingDiverged, stop_signals
 
-__all__ = ["RunResult", "train_run"]
+__all__ = ["RunResult", "start_line", "train_run"]
 
 
 @dataclass
@@ -128,6 +128,8 @@ def train_run(
         else:
             if group.is_main:
                 directory.write_config(cfg.to_dict())
+                if progress:
+                    print(start_line(cfg, objective, model, directory.path), file=sys.stderr)
             trainer.start()
         if group.active:
             trainer.wrap_data_parallel()
@@ -148,6 +150,23 @@ def train_run(
             f"(see summary.json); its checkpoints are kept"
         )
     return RunResult(directory.path, directory.read_summary() or {})
+
+
+def start_line(cfg: RunConfig, objective: Any, model: Any, path: Path) -> str:
+    """What a new run is about to do, in one line: model and size, rows per split, length
+    (steps, and the time budget when one is set), where it writes."""
+    params = sum(p.numel() for p in model.parameters())
+    what = f"training {cfg.model.name} ({params:,} parameters, {cfg.objective.name})"
+    data = getattr(objective, "data", None)
+    if data is not None:
+        rows = "/".join(f"{getattr(data, k).shape[0]:,}" for k in ("train", "val", "test"))
+        what += f" on {cfg.data.name}: {rows} rows (train/val/test)"
+    length = f"up to {cfg.train.steps:,} steps"
+    if cfg.train.max_seconds:
+        length += f" or {cfg.train.max_seconds:g} s"
+    if cfg.train.patience:
+        length += f", early stop after {cfg.train.patience} evaluations without improvement"
+    return f"{what}, {length}; writing {path}/"
 
 
 def _check_started(path: Path) -> None:

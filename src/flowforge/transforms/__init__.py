@@ -30,7 +30,7 @@ from flowforge.transforms.elementwise import (
     Sigmoid,
     Standardize,
 )
-from flowforge.transforms.linear import InvertibleConv1x1, LULinear
+from flowforge.transforms.linear import InvertibleConv1x1, LinearStandardize, LULinear
 from flowforge.transforms.logdet import (
     BackwardInForward,
     ExactLogDet,
@@ -81,6 +81,7 @@ __all__ = [
     "InverseNotAvailable",
     "InvertibleConv1x1",
     "LULinear",
+    "LinearStandardize",
     "LipschitzConvNet",
     "LipschitzMLP",
     "Logit",

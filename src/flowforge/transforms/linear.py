@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from flowforge.transforms.base import Transform
 
-__all__ = ["LULinear"]
+__all__ = ["LULinear", "LinearStandardize"]
 
 
 def _apply_channels(weight: Tensor, x: Tensor) -> Tensor:
@@ -131,3 +131,83 @@ class InvertibleConv1x1(Transform):
 
     def extra_repr(self) -> str:
         return f"features={self.weight.shape[0]}"
+
+
+class LinearStandardize(Transform):
+    r"""A fixed affine standardisation with a full covariance and a context-dependent mean.
+
+    .. math::
+        z = L(c)^{-1}\,(x - \mu - W c), \qquad \log|\det J| = -\textstyle\sum_i \log L(c)_{ii}
+
+    with :math:`L` lower triangular (positive diagonal): one factor, or one per level of a
+    one-hot context, :math:`L(c) = \sum_k c_k L_k` (a convex combination of such factors is one
+    too, so any context of non-negative weights summing to one is valid). Fitted on training
+    data (:mod:`flowforge.data.standardization`) as a linear-Gaussian regression of :math:`x`
+    on :math:`c` (or a Gaussian per level), it makes the flow behind it start as that Gaussian:
+    with the flow at the identity and a standard normal base,
+    :math:`p(x \mid c) = \mathcal N(x;\ \mu + W c,\ L(c) L(c)^\top)`. Training then only has
+    to learn what the Gaussian misses. ``loc``, ``scale`` and ``weight`` are buffers.
+
+    Arguments:
+        loc: ``(D,)`` offset :math:`\mu`.
+        scale: ``(D, D)`` lower-triangular :math:`L` with a positive diagonal (entries above
+            the diagonal are ignored), or ``(C, D, D)``: one per level of a one-hot context.
+        weight: ``(D, C)`` context weights :math:`W`, or ``None`` (no context).
+    """
+
+    def __init__(self, loc: Tensor, scale: Tensor, weight: Tensor | None = None) -> None:
+        super().__init__()
+        loc, scale = torch.as_tensor(loc).flatten(), torch.tril(torch.as_tensor(scale))
+        d = loc.numel()
+        if d < 1 or scale.shape[-2:] != (d, d) or scale.dim() not in (2, 3):
+            raise ValueError(
+                f"'loc' should be (D,) and 'scale' (D, D) or (C, D, D), got {tuple(loc.shape)} "
+                f"and {tuple(scale.shape)}"
+            )
+        diag = torch.diagonal(scale, dim1=-2, dim2=-1)
+        if not bool(torch.isfinite(loc).all() and torch.isfinite(scale).all() and (diag > 0).all()):
+            raise ValueError("'loc' and 'scale' should be finite, 'scale' with a positive diagonal")
+        if weight is not None:
+            weight = torch.as_tensor(weight)
+            if weight.dim() != 2 or weight.shape[0] != d or not bool(torch.isfinite(weight).all()):
+                raise ValueError(f"'weight' should be a finite ({d}, C) matrix")
+        if scale.dim() == 3 and (weight is None or weight.shape[1] != scale.shape[0]):
+            raise ValueError("a 'scale' per context level needs 'weight' (D, C) with C levels")
+        self.register_buffer("loc", loc.clone())
+        self.register_buffer("scale", scale.clone())
+        self.register_buffer("weight", None if weight is None else weight.clone())
+        self.context_features = 0 if weight is None else int(weight.shape[1])
+
+    def _mean_scale(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
+        """The mean ``(B, D)`` and the factor ``(D, D)`` or ``(B, D, D)`` of each row."""
+        scale = self.scale.to(x.dtype)
+        if self.weight is None:
+            return self.loc.to(x.dtype).expand_as(x), scale
+        if context is None:
+            raise ValueError("LinearStandardize: this standardisation needs the context")
+        c = context.to(x.dtype)
+        mean = self.loc.to(x.dtype) + c @ self.weight.to(x.dtype).T
+        if scale.dim() == 3:
+            scale = torch.einsum("bk,kij->bij", c, scale)
+        return mean, scale
+
+    @staticmethod
+    def _ladj(scale: Tensor, batch: int) -> Tensor:
+        logdiag = torch.log(torch.diagonal(scale, dim1=-2, dim2=-1)).sum(-1)
+        return logdiag.expand(batch) if logdiag.dim() == 0 else logdiag
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        mean, scale = self._mean_scale(x, context)
+        r = (x - mean).unsqueeze(-1)  # (B, D, 1)
+        z = torch.linalg.solve_triangular(scale, r, upper=False).squeeze(-1)
+        return z, -self._ladj(scale, x.shape[0])
+
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        mean, scale = self._mean_scale(z, context)
+        x = (scale @ z.unsqueeze(-1)).squeeze(-1) + mean
+        return x, self._ladj(scale, z.shape[0])
+
+    def extra_repr(self) -> str:
+        c = 0 if self.weight is None else self.weight.shape[1]
+        per_level = ", a factor per level" if self.scale.dim() == 3 else ""
+        return f"features={self.loc.numel()}, context_features={c}{per_level}"

@@ -18,6 +18,7 @@ from flowforge.transforms import (
     ElementwiseAffine,
     Inverse,
     Logit,
+    LinearStandardize,
     LULinear,
     RandomPermutation,
     ReversePermutation,
@@ -50,6 +51,25 @@ register(
         "elementwise/standardize",
         lambda: Standardize(torch.tensor([1.0, -2, 0, 3, 50]), torch.tensor([0.5, 2, 1, 3, 40])),
         vector_inputs(5),
+    )
+)
+
+
+def _linear_standardize(context: int) -> LinearStandardize:
+    g = torch.Generator().manual_seed(4)
+    scale = torch.tril(torch.randn(5, 5, generator=g)) * 0.5 + torch.diag(
+        torch.rand(5, generator=g) + 0.5
+    )
+    weight = torch.randn(5, context, generator=g) if context else None
+    return LinearStandardize(torch.randn(5, generator=g), scale, weight)
+
+
+register(Case("linear/standardize", lambda: _linear_standardize(0), vector_inputs(5)))
+register(
+    Case(
+        "linear/standardize_context",
+        lambda: _linear_standardize(3),
+        vector_inputs(5, context=3),
     )
 )
 register(Case("elementwise/logit", lambda: Logit(), _unit_interval))

@@ -1,0 +1,167 @@
+"""The yardstick: baselines fitted on a run's splits, paired with the flow (flowforge.yardstick),
+and the linear-Gaussian standardisation that makes a flow start as the Gaussian baseline."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from flowforge.data.standardization import fit_standardization
+from flowforge.distributions import StandardNormal
+from flowforge.flows import Flow
+from flowforge.transforms import Compose, LinearStandardize
+from flowforge.yardstick import fit_yardstick, paired, verdict, yardstick_block, yardstick_sentence
+
+pytest.importorskip("sklearn")
+
+
+def _gaussian(n, rng, d=3):
+    a = np.array([[1.0, 0, 0], [0.8, 0.5, 0], [-0.3, 0.2, 2.0]])[:d, :d]
+    return rng.standard_normal((n, d)) @ a.T + np.arange(d) * 10, a
+
+
+def _splits(x, fractions=(0.6, 0.2)):
+    n = len(x)
+    a, b = int(n * fractions[0]), int(n * (fractions[0] + fractions[1]))
+    return x[:a], x[a:b], x[b:]
+
+
+def test_gaussian_baseline_reaches_the_true_entropy():
+    rng = np.random.default_rng(0)
+    x, a = _gaussian(3000, rng)
+    out = {b.name: b for b in fit_yardstick(*_splits(x), seconds=30)}
+    entropy = 0.5 * 3 * (1 + math.log(2 * math.pi)) + math.log(abs(np.linalg.det(a)))
+    nll = -out["gaussian"].log_prob
+    assert abs(nll.mean() - entropy) < 4 * nll.std() / math.sqrt(len(nll))
+    for name in ("gmm", "kde"):  # the richer baselines are no better than the truth
+        assert -out[name].log_prob.mean() > entropy - 0.05
+
+
+def test_mixture_finds_the_clusters_and_beats_one_gaussian():
+    rng = np.random.default_rng(1)
+    centres = np.array([[-6.0, 0], [6, 0], [0, 8]])
+    x = centres[rng.integers(3, size=3000)] + rng.standard_normal((3000, 2))
+    out = {b.name: b for b in fit_yardstick(*_splits(x), seconds=30)}
+    k = int(out["gmm"].chosen.split()[0])
+    assert k >= 3, out["gmm"].chosen
+    assert -out["gmm"].log_prob.mean() < -out["gaussian"].log_prob.mean() - 0.5
+
+
+def test_numeric_context_gaussian_is_the_exact_conditional():
+    """With a numeric context the Gaussian baseline is log N(x; a + B c, S): the joint fit
+    conditioned; compare with the conditional computed from the true parameters' estimates."""
+    rng = np.random.default_rng(2)
+    c = rng.standard_normal((4000, 2))
+    x = c @ np.array([[1.0, -2.0], [0.5, 0.0]]) + 0.3 * rng.standard_normal((4000, 2))
+    xs, cs = _splits(x), _splits(c)
+    out = {b.name: b for b in fit_yardstick(*xs, *cs, seconds=30)}
+    train = np.concatenate([xs[0], cs[0]], 1)
+    mean, cov = train.mean(0), np.cov(train, rowvar=False, bias=True)
+    sxx, sxc, scc = cov[:2, :2], cov[:2, 2:], cov[2:, 2:]
+    gain = sxc @ np.linalg.inv(scc)
+    cond_cov = sxx - gain @ sxc.T
+    r = xs[2] - (mean[:2] + (cs[2] - mean[2:]) @ gain.T)
+    expected = -0.5 * np.einsum("ni,ij,nj->n", r, np.linalg.inv(cond_cov), r)
+    expected -= 0.5 * np.log(np.linalg.det(2 * np.pi * cond_cov))
+    np.testing.assert_allclose(
+        out["gaussian"].log_prob, expected, atol=2e-3
+    )  # the ridge of 1e-6 on the covariance
+    assert "regression" in out["gaussian"].label
+
+
+def test_categorical_context_fits_one_model_per_level():
+    rng = np.random.default_rng(3)
+    labels = rng.integers(3, size=3000)
+    c = np.eye(3)[labels]
+    x = np.array([[0.0, 0], [5, 5], [-5, 5]])[labels] + rng.standard_normal((3000, 2)) * (
+        1 + labels[:, None]
+    )
+    out = {b.name: b for b in fit_yardstick(*_splits(x), *_splits(c), seconds=30)}
+    assert out["gaussian"].label == "Gaussian per context value"
+    # per level: the true conditional entropy, not the mixture's
+    scales = np.array([1.0, 2, 3])[labels[2400:]]
+    entropy = np.mean(2 * np.log(scales)) + (1 + math.log(2 * math.pi))
+    assert abs(-out["gaussian"].log_prob.mean() - entropy) < 0.1
+
+
+def test_large_files_are_subsampled_and_said_so():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((32000, 2))
+    out = {b.name: b for b in fit_yardstick(*_splits(x, (0.8, 0.1)), seconds=5)}
+    assert "of 25,600 training rows" in out["kde"].note
+    assert "of 25,600 training rows" in out["gmm"].note
+    assert out["gaussian"].note == ""
+
+
+def test_paired_difference_and_verdict():
+    flow = np.array([1.0, 2.0, 3.0, 4.0])
+    other = flow + np.array([0.5, 0.4, 0.6, 0.5])
+    d, se = paired(flow, other)
+    assert d == pytest.approx(-0.5) and se == pytest.approx(
+        np.std([0.5, 0.4, 0.6, 0.5], ddof=1) / 2
+    )
+    assert verdict(-0.5, 0.1) == "beats"
+    assert verdict(0.05, 0.1) == "ties" and verdict(-0.05, 0.1) == "ties"
+    assert verdict(0.5, 0.1) == "loses"
+
+
+def test_block_names_the_best_baseline_and_the_verdict():
+    rng = np.random.default_rng(5)
+    x, _ = _gaussian(1500, rng, d=2)
+    baselines = fit_yardstick(*_splits(x), seconds=5)
+    best = min(baselines, key=lambda b: -b.log_prob.mean())
+    worse_flow = -best.log_prob + 1.0  # a "flow" one nat worse than the best baseline per row
+    block = yardstick_block(worse_flow, baselines)
+    assert block["best"] == best.name and block["verdict"] == "loses"
+    assert block["margin"] == pytest.approx(1.0)
+    json.dumps(block)  # summary.json material
+    assert "LOSES" in yardstick_sentence(block)
+    better = yardstick_block(
+        -best.log_prob - 0.3 + 0.01 * rng.standard_normal(len(x) // 5), baselines
+    )
+    assert better["verdict"] == "beats" and "BEATS" in yardstick_sentence(better)
+    assert yardstick_sentence({"skipped": "no sklearn"}) == "yardstick skipped: no sklearn"
+
+
+@pytest.mark.parametrize("context", ["none", "numeric", "levels"])
+def test_linear_standardisation_starts_the_flow_as_the_gaussian_baseline(context):
+    """A flow = LinearStandardize + standard normal base has the linear-Gaussian density
+    (per level for a one-hot context), the density the yardstick's Gaussian computes."""
+    rng = np.random.default_rng(6)
+    n = 2000
+    labels = rng.integers(3, size=n)
+    c = {"none": None, "numeric": rng.standard_normal((n, 2)), "levels": np.eye(3)[labels]}[context]
+    x = rng.standard_normal((n, 3)) @ np.array([[1.0, 0, 0], [0.5, 2, 0], [0, -1, 0.3]])
+    if c is not None:
+        x = x + c @ rng.standard_normal((c.shape[1], 3)) * 3
+    if context == "levels":
+        x = x * (1 + labels[:, None])
+    xs = _splits(x)
+    cs = _splits(c) if c is not None else (None, None, None)
+    st = fit_standardization(
+        torch.from_numpy(xs[0]), None if c is None else torch.from_numpy(cs[0]), "linear"
+    )
+    flow = Flow(
+        Compose([LinearStandardize(st["loc"], st["scale"], st.get("weight"))]), StandardNormal(3)
+    )
+    flow = flow.double()
+    ctx = None if c is None else torch.from_numpy(cs[2])
+    with torch.no_grad():
+        lp = flow.log_prob(torch.from_numpy(xs[2]), ctx).numpy()
+    gaussian = next(b for b in fit_yardstick(*xs, *cs, seconds=1) if b.name == "gaussian")
+    # the same model up to the estimators' small differences (ridges, n - 1 vs n, shrinkage)
+    assert abs(lp.mean() - gaussian.log_prob.mean()) < 0.02
+
+
+def test_linear_standardisation_refuses_bad_parameters():
+    with pytest.raises(ValueError, match="positive diagonal"):
+        LinearStandardize(torch.zeros(2), torch.tensor([[1.0, 0], [0.3, 0.0]]))
+    with pytest.raises(ValueError, match="needs 'weight'"):
+        LinearStandardize(torch.zeros(2), torch.eye(2).expand(3, 2, 2))
+    t = LinearStandardize(torch.zeros(2), torch.eye(2), torch.ones(2, 1))
+    with pytest.raises(ValueError, match="needs the context"):
+        t(torch.zeros(1, 2))
+    with pytest.raises(ValueError, match="standardize"):
+        fit_standardization(torch.zeros(3, 2), None, "robust")
