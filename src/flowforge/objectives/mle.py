@@ -98,6 +98,12 @@ class MaximumLikelihood(Objective):
         if s.standardization is not None:  # a fixed Standardize in front of the flow
             loc, scale = s.standardization
             inputs["standardize"] = {"loc": loc.tolist(), "scale": scale.tolist()}
+        if s.info.get("kind") == "file":  # names travel: sample, report and load know them
+            inputs["names"] = {
+                "features": list(s.info["features"]),
+                "context": list(s.info["context"]),
+                "levels": dict(s.info.get("levels", {})),
+            }
         return inputs
 
     def batch(self, step: int) -> tuple[Tensor, ...]:
