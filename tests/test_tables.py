@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from flowforge.cli import main
-from flowforge.config import parse_config
+from flowforge.config import ConfigError, parse_config
 from flowforge.data import columns
 from flowforge.data.columns import DataWarning
 from flowforge.data.files import load_file
@@ -135,6 +135,32 @@ def test_drop_na_sizes_the_splits_after_dropping_and_says_how_many(tmp_path, mon
     assert bool(torch.isfinite(splits.train).all()) and splits.train.shape == (40, 2)
 
 
+def test_set_data_keys_size_the_short_form_and_paths_are_resolved(tmp_path, monkeypatch):
+    import flowforge.runs
+
+    class Started(Exception):
+        pass
+
+    def start(cfg, progress):
+        seen.append(cfg.data)
+        raise Started
+
+    seen = []
+    monkeypatch.setattr(flowforge.runs, "train_run", start)
+    monkeypatch.chdir(tmp_path)
+    frame = animals(50)
+    frame.loc[3, "bill"] = np.nan
+    write(frame, tmp_path / "na.csv")
+    write(frame[40:].dropna(), tmp_path / "t.csv")
+    argv = ["train", "--data", "na.csv", "--set", "data.drop_nonfinite=true"]
+    with pytest.raises(Started):
+        main([*argv, "--set", "data.features=[bill]", "--set", "data.test_path=t.csv"])
+    d = seen[0]  # the test rows are t.csv's ten; the main file's 49 are train and val
+    assert (d.n_train, d.n_val, d.n_test) == (45, 4, 10) and d.options["features"] == ["bill"]
+    assert d.options["test_path"] == str(tmp_path.resolve() / "t.csv")
+    assert d.options["path"] == str(tmp_path.resolve() / "na.csv")
+
+
 def _options(data):
     return {k: v for k, v in data.items() if k not in ("name", "n_train", "n_val", "n_test")}
 
@@ -227,6 +253,13 @@ def test_a_refused_file_makes_no_run_directory(tmp_path, monkeypatch, capsys):
         assert main([*argv, "--quiet"]) == 2
         err = capsys.readouterr().err
         assert message in err.splitlines()[-1] and err.splitlines()[-1].startswith("error:")
+    cfg = {
+        "name": "refused",
+        "output_dir": str(tmp_path / "runs"),
+        "data": {"name": "file", "path": "na.csv", "n_train": 30, "n_val": 5, "n_test": 5},
+    }
+    with pytest.raises(ConfigError, match="1 rows hold missing"):
+        train_run(parse_config(cfg), progress=False)  # a config, not the short form
     assert not (tmp_path / "runs").exists()
 
 
@@ -263,6 +296,8 @@ def test_a_categorical_context_round_trip_through_class_names(tmp_path, monkeypa
     assert main(["sample", str(run), "-n", "4", "--context", "Adelie", "--out", "s.npy"]) == 0
     assert np.load(tmp_path / "s.npy").shape == (4, 2)  # .npy: no header
     capsys.readouterr()
+    assert main(["eval", str(run)]) == 0  # the file is read again, its warnings not repeated
+    assert "warning" not in capsys.readouterr().err
     for args, message in [
         (["--class", "Emperor"], "--class: 'Emperor' is not a level of 'species'; its levels: "),
         (["--context", "Emperor"], "'Emperor' is not a level of 'species'; its levels: Adelie"),

@@ -66,9 +66,12 @@ def _train(args: argparse.Namespace) -> int:
 
         if args.config is not None:
             raise ConfigError("give CONFIG or --data FILE, not both")
-        context = args.context.split(",") if args.context else None
-        features = args.features.split(",") if args.features else None
-        raw = data_file_config(args.data, args.model or "nsf", context, features, args.drop_na)
+        data = apply_overrides({}, overrides).get("data") or {}  # --set data.* sizes too
+        context = args.context.split(",") if args.context else data.get("context")
+        features = args.features.split(",") if args.features else data.get("features")
+        drop = args.drop_na or data.get("drop_nonfinite") is True
+        paths = data.get("val_path"), data.get("test_path")
+        raw = data_file_config(args.data, args.model or "nsf", context, features, drop, *paths)
         raw = _resolved_paths(apply_overrides(raw, overrides))
         result = train_run(parse_config(raw), progress=not args.quiet)
     else:

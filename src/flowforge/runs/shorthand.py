@@ -29,24 +29,35 @@ def data_file_config(
     context: list[str] | None = None,
     features: list[str] | None = None,
     drop_na: bool = False,
+    val_path: str | None = None,
+    test_path: str | None = None,
 ) -> dict:
     """The config of ``flowforge train --data PATH --model MODEL [--context C1,C2]
     [--features A,B] [--drop-na]``: the splits are sized from the rows left after dropping
     those with missing values (``drop_na``), the model from the feature columns chosen (by
     default every numeric column not in the context and not a row index; see
-    :mod:`flowforge.data.files`)."""
+    :mod:`flowforge.data.files`). A split with its own file (``val_path``, ``test_path``)
+    takes all its usable rows; the main file's are split between the others."""
     if model not in SIZED:
         raise ConfigError(
             f"--model: the short form sizes {', '.join(SIZED)}; for {model!r} "
             f"write a config with data.name: file"
         )
     file = Path(path)
+    own = {"val": val_path, "test": test_path}
     try:
         rows, n_features = usable_shape(file.resolve(), features, context, drop_na)
+        sizes = {
+            split: usable_shape(Path(other).resolve(), features, context, drop_na)[0]
+            for split, other in own.items()
+            if other is not None
+        }
     except ValueError as e:
         raise ConfigError(f"--data: {e}") from None
-    n_val = n_test = max(2, rows // 10)
-    n_train = rows - n_val - n_test
+    for split in own:  # the splits held in the main file: a tenth of its rows each
+        sizes.setdefault(split, max(2, rows // 10))
+    n_val, n_test = sizes["val"], sizes["test"]
+    n_train = rows - sum(sizes[s] for s in own if own[s] is None)
     if n_train < 2:
         raise ConfigError(f"--data: {file} has {rows} usable rows; too few")
     batch = min(256, n_train)
@@ -58,6 +69,7 @@ def data_file_config(
         "n_val": n_val,
         "n_test": n_test,
     }
+    data.update({f"{s}_path": str(Path(p).resolve()) for s, p in own.items() if p is not None})
     if features:
         data["features"] = list(features)
     if context:
