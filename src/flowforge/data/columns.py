@@ -22,8 +22,8 @@ A flow is a density on :math:`\mathbb R^D`. A table's columns often are not:
 Categorical context columns (text, or integers with few levels) are one-hot encoded with
 their levels: :func:`is_categorical`, :func:`level_names`, :func:`one_hot`.
 
-Each finding is a :class:`DataWarning` with what to do about it (the messages are built here);
-the ``flowforge`` command prints them as ``warning: ...`` lines.
+:mod:`flowforge.data.files` turns each finding into a :class:`DataWarning` saying what to do
+about it; the ``flowforge`` command prints them as ``warning: ...`` lines.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ __all__ = [
     "EXTREME_SD",
     "FEW_VALUES",
     "DataWarning",
+    "as_levels",
     "dequantize",
     "extreme_rows",
     "few_values",
@@ -44,6 +45,7 @@ __all__ = [
     "is_categorical",
     "level_names",
     "one_hot",
+    "repeated",
 ]
 
 FEW_VALUES = 20  #: at most this many distinct values: a category or a count, not a continuum

@@ -283,10 +283,8 @@ def choose_columns(
     left_out: dict[str, str] = {}
     if features:
         feats = _indices(features, names, "features")
-        for i in feats:
-            table.numbers(i)  # a text feature: an error saying how to proceed
-            why = col.index_like(table.numbers(i))
-            if why:
+        for i in feats:  # a text feature is an error saying how to proceed
+            if why := col.index_like(table.numbers(i)):
                 _warn(
                     f"{table.path}: feature {names[i]!r} looks like a row index ({why} in "
                     f"file order): a density over it says nothing about the rows; leave it out "
