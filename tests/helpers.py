@@ -118,7 +118,7 @@ def assert_loads_and_samples_without_data(run_dir, monkeypatch, tmp_path):
     assert x.shape[0] == 7 and bool(torch.isfinite(x).all())
     out = tmp_path / "s.csv"
     assert main(["sample", str(run_dir), "-n", "5", "--out", str(out)]) == 0
-    assert np.loadtxt(out, delimiter=",", ndmin=2).shape[0] == 5
+    assert np.loadtxt(out, delimiter=",", ndmin=2, skiprows=1).shape[0] == 5  # a header row
 
 
 # -- one tiny run of every objective: tests/test_objectives.py checks each the same way ---------

@@ -81,12 +81,15 @@ def _bad(tmp_path, name, text):
         (
             lambda t: _bad(t, "m.csv", "a,b\n1,2\n3,x7\n4,5\n"),
             {},
-            r"column 'b' is not numeric: data row 2 \(line 3\) holds 'x7'",
+            r"column 'b' is not numeric: data row 2 \(line 3\) holds 'x7'; leave it out of "
+            r"the features \(--features, data.features\), or use it as a categorical context "
+            r"\(--context b\)",
         ),
         (
             lambda t: _bad(t, "n.csv", "a,b\n1,2\n3,nan\n4,inf\n5,6\n7,8\n9,10\n"),
             {},
-            r"2 rows hold NaN or infinite values \(data rows 2, 3\).*drop_nonfinite",
+            r"2 rows hold missing, NaN or infinite values in the columns used \(data rows 2, 3; "
+            r"by column: b 2\); drop them with --drop-na \(data.drop_nonfinite: true\)",
         ),
         (lambda t: _bad(t, "f.csv", "a,b\n1,2\n3,4\n"), {}, "2 usable rows, too few for train"),
         (
@@ -137,10 +140,10 @@ def test_data_short_form_trains_and_a_fresh_shell_evaluates_and_samples(
     args = ["train", "--data", "wine.csv", "--model", "maf", "--context", "k", "--quiet"]
     assert main([*args, "--set", "train.steps=30", "--set", "train.eval_every=10"]) == 0
     run = tmp_path / "runs" / "wine"
-    config = (run / "config.yaml").read_text()
+    config = (run / "config.yaml").read_text()  # k, two integer levels: a one-hot category
     assert "n_train: 240" in config and "context:\n  - k" in config and "hidden:\n  - 16" in config
     outputs = []
-    for argv in (["eval", str(run)], ["sample", str(run), "-n", "4", "--context", "1"]):
+    for argv in (["eval", str(run)], ["sample", str(run), "-n", "4", "--context", "1"]):  # k=1
         out = subprocess.run(
             [sys.executable, "-m", "flowforge.cli", *argv], capture_output=True, text=True
         )
@@ -150,8 +153,8 @@ def test_data_short_form_trains_and_a_fresh_shell_evaluates_and_samples(
     assert np.load(run / "samples.npy").shape == (4, 2)
     capsys.readouterr()
     for argv, message in [
-        (["sample", str(run), "-n", "4"], "conditional on 1 context features: give --context"),
-        (["sample", str(run), "--class", "1"], "not class-conditional"),
+        (["sample", str(run), "-n", "4"], "on 2 context features: give --context or --class"),
+        (["sample", str(run), "--class", "7"], "--class: should be one of 0, 1 or in [0, 2)"),
         (["sample", str(run), "--context", "1,2"], "2 values per row, the model takes 1"),
         (["sample", str(run), "--context", "1", "--out", "s.png"], "a PNG needs an image run"),
         (["sample", str(run), "--context", "1", "--out", "s.txt"], "unknown format '.txt'"),

@@ -26,7 +26,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -65,18 +66,37 @@ def _train(args: argparse.Namespace) -> int:
 
         if args.config is not None:
             raise ConfigError("give CONFIG or --data FILE, not both")
-        context = args.context.split(",") if args.context else None
-        raw = data_file_config(args.data, args.model or "nsf", context)
-        result = train_run(parse_config(apply_overrides(raw, overrides)), progress=not args.quiet)
+        data = apply_overrides({}, overrides).get("data") or {}  # --set data.* sizes too
+        context = args.context.split(",") if args.context else data.get("context")
+        features = args.features.split(",") if args.features else data.get("features")
+        drop = args.drop_na or data.get("drop_nonfinite") is True
+        paths = data.get("val_path"), data.get("test_path")
+        raw = data_file_config(args.data, args.model or "nsf", context, features, drop, *paths)
+        raw = _resolved_paths(apply_overrides(raw, overrides))
+        result = train_run(parse_config(raw), progress=not args.quiet)
     else:
-        if args.model or args.context:
-            raise ConfigError("--model and --context go with --data FILE (in a config: model.name)")
+        if args.model or args.context or args.features or args.drop_na:
+            raise ConfigError(
+                "--model, --context, --features and --drop-na go with --data FILE (in a "
+                "config: model.name, data.context, data.features, data.drop_nonfinite)"
+            )
         cfg = load_config(args.config, overrides)
         result = train_run(cfg, progress=not args.quiet)
     if Group.from_environment().is_main:  # under torchrun, rank 0 reports
         print(summary_line(result.summary))
         print(f"wrote {result.run_dir}/")
     return 0
+
+
+def _resolved_paths(raw: dict) -> dict:
+    """The short form's config with the data files' paths absolute (``--set
+    data.test_path=test.csv`` included), so the run can be resumed or evaluated from
+    anywhere."""
+    data = raw.get("data") or {}
+    for key in ("path", "val_path", "test_path"):
+        if isinstance(data.get(key), str):
+            data[key] = str(Path(data[key]).resolve())
+    return raw
 
 
 def summary_line(s: dict) -> str:
@@ -152,12 +172,10 @@ def _sample(args: argparse.Namespace) -> int:
     run = open_run(args.run)
     spec = run.spec
     image = len(spec["event_shape"]) == 3
-    suffix = "" if args.label is None else f"_class{args.label}"
-    default = f"samples_T{args.temperature}{suffix}.png" if image else "samples.npy"
-    out = Path(args.out) if args.out else run.path / default
-    if out.suffix not in SAMPLE_SUFFIXES:
+    out = Path(args.out) if args.out else None
+    if out is not None and out.suffix not in SAMPLE_SUFFIXES:
         raise ConfigError(f"--out: unknown format {out.suffix!r}; use .npy, .csv or .png")
-    if out.suffix == ".png" and not image:
+    if out is not None and out.suffix == ".png" and not image:
         raise ConfigError(
             f"--out: a PNG needs an image run (this run's shape is {spec['event_shape']})"
         )
@@ -166,13 +184,17 @@ def _sample(args: argparse.Namespace) -> int:
             f"{args.run}: its model is conditioned on images {tuple(spec['context_shape'])}; "
             "sample it with flowforge inpaint (inpainting runs) or flow.sample(n, context=image)"
         )
-    context = sample_context(spec, args.n, args.label, args.context)
+    label = class_index(spec, args.label)
+    context = sample_context(spec, args.n, label, args.context)
+    if out is None:
+        suffix = "" if label is None else f"_class{label}"
+        out = run.path / (f"samples_T{args.temperature}{suffix}.png" if image else "samples.npy")
     model = run.model(device=args.device or "cpu")
     torch.manual_seed(args.seed)
     if out.suffix == ".png":
         from flowforge.viz.images import sample_grid
 
-        sample_grid(model, out, args.n, args.temperature, args.label, spec["context_classes"] or 10)
+        sample_grid(model, out, args.n, args.temperature, label, spec["context_classes"] or 10)
         print(f"wrote {args.n} samples to {out}")
         return 0
     if context is not None:
@@ -185,16 +207,64 @@ def _sample(args: argparse.Namespace) -> int:
     if out.suffix == ".npy":
         np.save(out, x)
     else:
-        np.savetxt(out, x.reshape(len(x), -1), delimiter=",", fmt="%.8g")
+        rows = x.reshape(len(x), -1)
+        header = _csv_header(spec, rows.shape[1])
+        np.savetxt(out, rows, delimiter=",", fmt="%.8g", header=header, comments="")
     print(f"wrote {args.n} samples of shape {tuple(x.shape[1:])} to {out}")
     return 0
+
+
+def _csv_header(spec: dict, width: int) -> str:
+    """The header of a samples CSV: the run's feature names (file data), else ``x0, x1,
+    ...``; quoted as CSV where a name needs it."""
+    import csv
+    import io
+
+    names = (spec.get("names") or {}).get("features") or []
+    if len(names) != width:
+        names = [f"x{i}" for i in range(width)]
+    line = io.StringIO()
+    csv.writer(line, lineterminator="").writerow(names)
+    return line.getvalue()
+
+
+def _levels(spec: dict) -> tuple[str, list[str]] | None:
+    """The column and levels of a run conditioned on one categorical column, else ``None``."""
+    names = spec.get("names") or {}
+    levels = names.get("levels") or {}
+    if spec.get("context_classes") and len(levels) == 1:
+        column, values = next(iter(levels.items()))
+        if len(values) == spec["context_classes"]:
+            return column, list(values)
+    return None
+
+
+def class_index(spec: dict, label: str | int | None) -> int | None:
+    """``--class``: a level name of the run's categorical context (``Adelie``; it wins over
+    an index when a level is itself a number) or a class index; ``None`` without one."""
+    if label is None or isinstance(label, int):
+        return label
+    named = _levels(spec)
+    if named and label in named[1]:
+        return named[1].index(label)
+    try:
+        return int(label)
+    except ValueError:
+        if named:
+            raise ConfigError(
+                f"--class: {label!r} is not a level of {named[0]!r}; its levels: "
+                f"{', '.join(named[1])}"
+            ) from None
+        raise ConfigError(f"--class: should be a class index, got {label!r}") from None
 
 
 def sample_context(spec: dict, n: int, label: int | None, values: str | None) -> Tensor | None:
     """The ``(n, context_features)`` context for sampling a run with ``spec``: one-hot
     ``label`` (class-conditional runs), or ``values`` (comma-separated numbers for every
-    sample, or a ``.npy``/``.csv`` file with one row or ``n`` rows); ``None`` for an
-    unconditional run. Every mismatch is a :class:`ConfigError`."""
+    sample, or a ``.npy``/``.csv`` file with one row or ``n`` rows, in the encoded form; a
+    run on file data with categorical context columns takes one value per column, a level
+    name for those); ``None`` for an unconditional run. Every mismatch is a
+    :class:`ConfigError`."""
     import numpy as np
     import torch
 
@@ -206,7 +276,9 @@ def sample_context(spec: dict, n: int, label: int | None, values: str | None) ->
             why = "it has no context" if not features else "its context is not a class label"
             raise ConfigError(f"--class: this run is not class-conditional ({why})")
         if not 0 <= label < classes:
-            raise ConfigError(f"--class: should be in [0, {classes}), got {label}")
+            named = _levels(spec)
+            levels = f"one of {', '.join(named[1])} or " if named else ""
+            raise ConfigError(f"--class: should be {levels}in [0, {classes}), got {label}")
         return torch.nn.functional.one_hot(torch.full((n,), label), classes).float()
     if values is None:
         if features:
@@ -229,6 +301,8 @@ def sample_context(spec: dict, n: int, label: int | None, values: str | None) ->
             )
         except ValueError as e:
             raise ConfigError(f"--context: cannot read {path}: {e}") from None
+    elif (spec.get("names") or {}).get("levels"):
+        rows = _encoded_context(spec["names"], values)
     else:
         try:
             rows = np.array([[float(v) for v in values.split(",")]])
@@ -244,6 +318,49 @@ def sample_context(spec: dict, n: int, label: int | None, values: str | None) ->
     if not np.isfinite(rows).all():
         raise ConfigError("--context: holds NaN or infinite values")
     return torch.from_numpy(rows).float().expand(n, features).contiguous()
+
+
+def _encoded_context(names: dict, values: str):  # noqa: ANN202
+    """``--context v1,v2`` of a run with categorical context columns: one value per column of
+    the file (a level name, or a number), as the one ``(1, encoded)`` row the model takes."""
+    import numpy as np
+
+    levels = names["levels"]
+    columns: list[str] = []
+    for name in names["context"]:  # "species=Adelie" is column species; others are themselves
+        column = next(
+            (c for c, known in levels.items() if name in (f"{c}={k}" for k in known)), name
+        )
+        if column not in columns:
+            columns.append(column)
+    tokens = [v.strip() for v in values.split(",")]
+    if len(tokens) != len(columns):
+        raise ConfigError(
+            f"--context: {len(tokens)} values per row, the model takes {len(columns)} "
+            f"({', '.join(columns)})"
+        )
+    row: list[float] = []
+    for column, token in zip(columns, tokens, strict=True):
+        try:
+            number = float(token)
+        except ValueError:
+            number = None
+        if column in levels:
+            known = levels[column]
+            level = token if token in known else None
+            if level is None and number is not None and f"{number:.15g}" in known:
+                level = f"{number:.15g}"
+            if level is None:
+                raise ConfigError(
+                    f"--context: {token!r} is not a level of {column!r}; its levels: "
+                    f"{', '.join(known)}"
+                )
+            row += [float(level == k) for k in known]
+        elif number is None:
+            raise ConfigError(f"--context: {column!r} takes a number, got {token!r}")
+        else:
+            row.append(number)
+    return np.array([row])
 
 
 def _image_run(run_path: str):  # noqa: ANN202
@@ -519,6 +636,29 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextmanager
+def _data_warnings_as_lines() -> Iterator[None]:
+    """Prints each :class:`~flowforge.data.columns.DataWarning` (a fact about the user's
+    table and what to do) once, as a ``warning: ...`` line; other warnings as Python does."""
+    import warnings
+
+    from flowforge.data.columns import DataWarning
+
+    shown: set[str] = set()
+    with warnings.catch_warnings():
+        python = warnings.showwarning
+
+        def show(message, category, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+            if not issubclass(category, DataWarning):
+                python(message, category, *args, **kwargs)
+            elif str(message) not in shown:
+                shown.add(str(message))
+                print(f"warning: {message}", file=sys.stderr)
+
+        warnings.showwarning = show
+        yield
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flowforge", description="Normalizing flows in PyTorch.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
@@ -531,7 +671,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model", help="with --data: nsf (default), maf or realnvp")
     p.add_argument(
-        "--context", metavar="COLS", help="with --data: context columns, comma-separated"
+        "--context",
+        metavar="COLS",
+        help="with --data: context columns, comma-separated (text ones are one-hot categories)",
+    )
+    p.add_argument(
+        "--features",
+        metavar="COLS",
+        help="with --data: the columns modelled (default: every numeric one not in --context)",
+    )
+    p.add_argument(
+        "--drop-na",
+        action="store_true",
+        help="with --data: drop rows with missing values in the columns used (and say how many)",
     )
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
     p.add_argument("--device", help="cpu, cuda, cuda:N or auto (overrides the config)")
@@ -554,7 +706,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=1.0, help="base noise scale")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="output .npy, .csv, or .png for image runs (default: in RUN)")
-    p.add_argument("--class", dest="label", type=int, help="class to sample (class-conditional)")
+    p.add_argument(
+        "--class",
+        dest="label",
+        help="class to sample (class-conditional): a level name (--class Adelie) or an index",
+    )
     p.add_argument(
         "--context", help="context of every sample: comma-separated numbers, or a .npy/.csv file"
     )
@@ -656,7 +812,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     user_errors = (ConfigError, CheckpointError, TrainingDiverged, OSError)
     tune_allocator()  # fewer page faults on activation-sized tensors (flowforge.allocator)
     try:
-        status = args.func(args)
+        with _data_warnings_as_lines():
+            status = args.func(args)
     except TrainingInterrupted as e:
         print(str(e), file=sys.stderr)
         status = 130

@@ -121,6 +121,12 @@ class MaximumLikelihood(Objective):
             inputs["context_shape"] = list(s.context_shape)
         if s.standardization is not None:  # a fixed standardisation in front of the flow
             inputs["standardize"] = {k: v.tolist() for k, v in s.standardization.items()}
+        if s.info.get("kind") == "file":  # names travel: sample, report and load know them
+            inputs["names"] = {
+                "features": list(s.info["features"]),
+                "context": list(s.info["context"]),
+                "levels": dict(s.info.get("levels", {})),
+            }
         return inputs
 
     def batch(self, step: int) -> tuple[Tensor, ...]:

@@ -9,6 +9,7 @@ Checkpoints written before specs existed rebuild the spec from the config, which
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import torch
 from torch import nn
 
 from flowforge.config import ConfigError, RunConfig, parse_config
+from flowforge.data.columns import DataWarning
 from flowforge.objectives import Objective
 from flowforge.runs.build import (
     build_from_spec,
@@ -49,9 +51,13 @@ class Run:
         return _load_file(self.directory.model_checkpoint(checkpoint), device, self.spec)
 
     def objective(self, device: str | torch.device = "cpu") -> Objective:
-        """The run's objective; reads the data set when the objective uses one."""
+        """The run's objective; reads the data set when the objective uses one (without
+        repeating the warnings about its file, given when the run trained)."""
         dev = resolve_device(str(device))
-        return make_objective(self.config, dev, load_data(self.config), load_model=load)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DataWarning)
+            data = load_data(self.config)
+        return make_objective(self.config, dev, data, load_model=load)
 
     @property
     def summary(self) -> dict[str, Any] | None:

@@ -17,30 +17,49 @@ from pathlib import Path
 from typing import Any
 
 from flowforge.config import ConfigError
-from flowforge.data.files import read_table
+from flowforge.data.files import usable_shape
 from flowforge.models.sizing import SIZED, sized_options
 
 __all__ = ["data_file_config", "fit_target_config"]
 
 
-def data_file_config(path: str, model: str = "nsf", context: list[str] | None = None) -> dict:
-    """The config of ``flowforge train --data PATH --model MODEL [--context C1,C2]``."""
+def data_file_config(
+    path: str,
+    model: str = "nsf",
+    context: list[str] | None = None,
+    features: list[str] | None = None,
+    drop_na: bool = False,
+    val_path: str | None = None,
+    test_path: str | None = None,
+) -> dict:
+    """The config of ``flowforge train --data PATH --model MODEL [--context C1,C2]
+    [--features A,B] [--drop-na]``: the splits are sized from the rows left after dropping
+    those with missing values (``drop_na``), the model from the feature columns chosen (by
+    default every numeric column not in the context and not a row index; see
+    :mod:`flowforge.data.files`). A split with its own file (``val_path``, ``test_path``)
+    takes all its usable rows; the main file's are split between the others."""
     if model not in SIZED:
         raise ConfigError(
             f"--model: the short form sizes {', '.join(SIZED)}; for {model!r} "
             f"write a config with data.name: file"
         )
     file = Path(path)
+    own = {"val": val_path, "test": test_path}
     try:
-        values, names = read_table(file)
+        rows, n_features = usable_shape(file.resolve(), features, context, drop_na)
+        sizes = {
+            split: usable_shape(Path(other).resolve(), features, context, drop_na)[0]
+            for split, other in own.items()
+            if other is not None
+        }
     except ValueError as e:
         raise ConfigError(f"--data: {e}") from None
-    rows = values.shape[0]
-    features = len(names) - len(context or [])
-    n_val = n_test = max(2, rows // 10)
-    n_train = rows - n_val - n_test
-    if n_train < 2 or features < 1:
-        raise ConfigError(f"--data: {file} has {rows} rows and {features} feature columns; too few")
+    for split in own:  # the splits held in the main file: a tenth of its rows each
+        sizes.setdefault(split, max(2, rows // 10))
+    n_val, n_test = sizes["val"], sizes["test"]
+    n_train = rows - sum(sizes[s] for s in own if own[s] is None)
+    if n_train < 2:
+        raise ConfigError(f"--data: {file} has {rows} usable rows; too few")
     batch = min(256, n_train)
     steps = int(min(20000, max(500, math.ceil(100 * n_train / batch))))
     data: dict[str, Any] = {
@@ -50,12 +69,17 @@ def data_file_config(path: str, model: str = "nsf", context: list[str] | None = 
         "n_val": n_val,
         "n_test": n_test,
     }
+    data.update({f"{s}_path": str(Path(p).resolve()) for s, p in own.items() if p is not None})
+    if features:
+        data["features"] = list(features)
     if context:
         data["context"] = list(context)
+    if drop_na:
+        data["drop_nonfinite"] = True
     return {
         "name": file.stem or "file",
         "data": data,
-        "model": {"name": model, **sized_options(model, max(features, 1), n_train)},
+        "model": {"name": model, **sized_options(model, n_features, n_train)},
         "train": {
             "steps": steps,
             "batch_size": batch,

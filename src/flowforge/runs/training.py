@@ -233,6 +233,11 @@ def _summarise(trainer: Trainer, directory: RunDirectory) -> dict[str, Any]:
         "train_seconds": round(trainer.elapsed(), 2),
         f"best_val_{objective.metric}": trainer.progress.best_val,
     }
+    names = trainer.identity["spec"].get("names")
+    if names:  # file data: its columns by name, and what was done to its rows
+        summary.update(features=names["features"], context=names["context"])
+        info = objective.data.info
+        summary.update({k: info[k] for k in ("dequantized", "dropped_rows") if info.get(k)})
     scores = objective.evaluate(model, "test")
     directory.write_summary({**summary, **scores})
     return scores
