@@ -436,20 +436,25 @@ def layer_stages(
 def _scatter_pair(
     axes: Sequence[plt.Axes],
     panels: Sequence[tuple[str, Tensor, Tensor | None]],
-    box: tuple[float, float, float, float],
     names: Sequence[str],
     by: ContextColours | None,
 ) -> None:
-    """Test data beside samples (``panels``: title, points, their contexts) on one box,
-    coloured by context when ``by`` says how."""
+    """Test data beside samples (``panels``: title, points, their contexts) on one box that
+    holds both (:func:`plot_range` per axis), each panel saying how many of its points fall
+    outside; coloured by context when ``by`` says how."""
+    x0, x1 = plot_range(*(pts[:, 0] for _, pts, _ in panels))
+    y0, y1 = plot_range(*(pts[:, 1] for _, pts, _ in panels))
     norm = _context_norm(by, *(c for _, _, c in panels))
     for n, (ax, (title, pts, c)) in enumerate(zip(axes, panels, strict=True)):
         kw = _colour_kwargs(by, c, (DATA_COLOUR, SAMPLE_COLOUR)[n], norm)
         ax.scatter(pts[:, 0], pts[:, 1], s=_dot(len(pts)), alpha=0.5, rasterized=True, **kw)
-        ax.set_title(title)
+        beyond = len(pts) - int(
+            ((pts[:, 0] >= x0) & (pts[:, 0] <= x1) & (pts[:, 1] >= y0) & (pts[:, 1] <= y1)).sum()
+        )
+        ax.set_title(title + (f"\n{beyond:,} outside the axes" if beyond else ""))
         _label_2d(ax, *names)
-        ax.set_xlim(*box[:2])
-        ax.set_ylim(*box[2:])
+        ax.set_xlim(x0, x1)
+        ax.set_ylim(y0, y1)
     if by is not None:
         _context_key(axes[0].figure, list(axes), by, norm)
 
@@ -510,7 +515,7 @@ def plot_flow_2d(
         (f"test data ({len(data):,} points{subset})", data, context),
         (f"{len(xs):,} samples of the flow{where}", xs, at),
     ]
-    _scatter_pair(axes, panels, box, names, by)
+    _scatter_pair(axes, panels, names, by)
     files += save_figure(fig, out, "samples")
 
     with torch.no_grad():
@@ -553,7 +558,8 @@ def plot_layers(
         parts = h.split(sizes)
         for line in parts[1:]:
             ax.plot(line[:, 0], line[:, 1], color="0.55", lw=0.5)
-        ax.scatter(parts[0][:, 0], parts[0][:, 1], s=1, c="C1", alpha=0.6, rasterized=True)
+        dots = max(1.0, _dot(len(pts)) / 2)
+        ax.scatter(parts[0][:, 0], parts[0][:, 1], s=dots, c="C1", alpha=0.6, rasterized=True)
         fin = h[torch.isfinite(h).all(1)]
         if len(fin):
             b = box_of(fin, 0.05)
@@ -588,7 +594,7 @@ def plot_samples_2d(
         (f"test data ({len(data):,} points{subset})", data, None),
         (f"{len(xs):,} samples of the {what}", xs, None),
     ]
-    _scatter_pair(axes, panels, box_of(data), feature_names(info, 2, start=1), None)
+    _scatter_pair(axes, panels, feature_names(info, 2, start=1), None)
     return save_figure(fig, out, "samples")
 
 
