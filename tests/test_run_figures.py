@@ -244,6 +244,15 @@ def test_pair_plot_dimensions_are_chosen_in_standardised_units():
     assert rf.choose_dimensions(x[:, :4], 4) == [0, 1, 2, 3]  # all when they fit
 
 
+def test_vectors_without_data_draw_the_samples_alone(tmp_path):
+    """Reverse KL on a target of more than 2 dimensions: q's samples, no data."""
+    files = rf.plot_vectors(torch.randn(500, 3), None, tmp_path, "planar")
+    assert sorted(f.name for f in files) == sorted(
+        ["pairs.png", "pairs.svg", "marginals.png", "marginals.svg"]
+    )
+    assert "samples of the planar (500)" in (tmp_path / "pairs.svg").read_text()
+
+
 def test_tick_labels_are_compact():
     assert [rf.compact(v) for v in (0, 0.0125, 5000, 12500, 0.1 + 0.2, -2.5)] == [
         "0",

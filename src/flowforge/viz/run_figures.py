@@ -665,7 +665,7 @@ def plot_vectors(
     Every range comes from :func:`plot_range` and each panel says how many points fall
     outside it. Axes are named by ``info["features"]`` (:func:`feature_names`)."""
     given = (
-        (data_name, data, data_context, DATA_COLOUR, "data"),
+        (data_name, data, data_context, DATA_COLOUR, data_name),
         (f"samples of the {what}", samples, sample_context, SAMPLE_COLOUR, "samples"),
     )
     sets = [
@@ -725,6 +725,8 @@ def _corner(
         k, k, figsize=(2.3 * k + 1.2, 2.3 * k + 0.8), squeeze=False, layout="constrained"
     )
     norm = _context_norm(by, *(s[2] for s in sets))
+    # coloured by context, the histograms are grey (data) and black (samples)
+    neutral = ("0.5", "k") if by is not None else tuple(s[3] for s in sets)
     for i, a in enumerate(dims):
         for j, b in enumerate(dims):
             ax = axes[i, j]
@@ -732,9 +734,11 @@ def _corner(
             _ticks(ax, bins=3)
             if i == j:
                 hist = ax.twinx()
-                note = _histograms(
-                    hist, [(s[0], s[1][:, a], s[3], s[4]) for s in sets], *ranges[a], bins
-                )
+                on_diagonal = [
+                    (s[0], s[1][:, a], colour, s[4])
+                    for s, colour in zip(sets, neutral, strict=False)
+                ]
+                note = _histograms(hist, on_diagonal, *ranges[a], bins)
                 hist.set_yticks([])
                 hist.set_title(note, fontsize=6)
                 ax.set_ylim(*ranges[a])
@@ -760,6 +764,11 @@ def _corner(
     where = [f"below the diagonal: {sets[0][0]}"]
     if len(sets) > 1:
         where.append(f"above: {sets[1][0]}")
+    if by is not None:
+        where.append(
+            "on the diagonal: data filled grey"
+            + (", samples as a black line" if len(sets) > 1 else "")
+        )
     chosen = (
         ""
         if d <= k
