@@ -453,6 +453,7 @@ def _scatter_pair(
         )
         ax.set_title(title + (f"\n{beyond:,} outside the axes" if beyond else ""))
         _label_2d(ax, *names)
+        _ticks(ax, bins=6, size=9)
         ax.set_xlim(x0, x1)
         ax.set_ylim(y0, y1)
     if by is not None:
@@ -491,6 +492,7 @@ def plot_flow_2d(
     fig.colorbar(h[3], ax=ax, label="test points per bin")
     ax.set_title(f"data (test split, {total:,} points)")
     _label_2d(ax, *names)
+    _ticks(ax, bins=6, size=9)
     files += save_figure(fig, out, "data")
 
     contexts = [None] if context is None else list(pick_contexts(context))
@@ -506,6 +508,7 @@ def plot_flow_2d(
         title = "learned density" if c is None else f"learned density, {_context_label(c, info)}"
         ax.set_title(title)
         _label_2d(ax, *names)
+        _ticks(ax, bins=6, size=9)
     files += save_figure(fig, out, "density")
 
     xs, at = draw_at(flow, context, seed)
@@ -530,6 +533,7 @@ def plot_flow_2d(
         ax.plot(r * np.cos(t), r * np.sin(t), "k--", lw=0.6)
     ax.set_title("test data in latent space (circles: 1, 2, 3 sd)")
     _label_2d(ax, "$z_1$", "$z_2$")
+    _ticks(ax, bins=6, size=9)
     ax.set_aspect("equal")
     files += save_figure(fig, out, "latent")
 
