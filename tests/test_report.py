@@ -3,6 +3,7 @@ the browser test opens it in headless Chromium."""
 
 import json
 import re
+import shutil
 
 import pytest
 
@@ -10,7 +11,8 @@ from browser import browser, pixel_spread, screenshot_dir  # noqa: F401
 from flowforge.cli import main
 from flowforge.config import ConfigError, parse_config
 from flowforge.report import render_report, write_report
-from flowforge.report.page import collect_run
+from flowforge.report.page import _headline, collect_run
+from flowforge.report.yardstick import yardstick_lines, yardstick_view
 from flowforge.runs import train_run
 
 
@@ -70,6 +72,133 @@ def test_cli_report_compares_runs_and_draws_missing_figures(tmp_path, runs, caps
     assert "not a run directory" in capsys.readouterr().err
     with pytest.raises(ConfigError, match=".html"):
         write_report([runs[0]], tmp_path / "page.txt")
+
+
+# a yardstick block as training writes it (the shared schema), by hand
+YARDSTICK = {
+    "split": "test",
+    "n": 5394,
+    "unit": "nats",
+    "flow": {"nll": 3.01, "stderr": 0.02},
+    "baselines": {
+        "gaussian": {
+            "label": "Gaussian (full covariance)",
+            "nll": 4.1,
+            "stderr": 0.02,
+            "diff": -1.09,
+            "diff_stderr": 0.01,
+            "fit_seconds": 0.01,
+            "chosen": "",
+            "note": "",
+        },
+        "gmm": {
+            "label": "Gaussian mixture",
+            "nll": 3.2,
+            "stderr": 0.02,
+            "diff": -0.19,
+            "diff_stderr": 0.01,
+            "fit_seconds": 4.2,
+            "chosen": "12 components, full covariance",
+            "note": "",
+        },
+        "kde": {
+            "label": "Kernel density",
+            "nll": 3.4,
+            "stderr": 0.03,
+            "diff": -0.39,
+            "diff_stderr": 0.02,
+            "fit_seconds": 9.5,
+            "chosen": "bandwidth 0.12 (standardised units)",
+            "note": "fitted on 10,000 of 43,152 training rows",
+        },
+    },
+    "best": "gmm",
+    "verdict": "beats",
+    "margin": -0.19,
+    "margin_stderr": 0.01,
+    "note": "the baselines had 60 s",
+}
+
+
+def with_margin(margin, stderr, **drop):
+    """YARDSTICK with the flow ``margin`` nats/row from the best baseline, gmm."""
+    gmm = {**YARDSTICK["baselines"]["gmm"], "diff": margin, "diff_stderr": stderr}
+    block = {**YARDSTICK, "baselines": {**YARDSTICK["baselines"], "gmm": gmm}}
+    block.update(margin=margin, margin_stderr=stderr)
+    return {k: v for k, v in block.items() if k not in drop}
+
+
+def test_yardstick_sentence_says_beats_ties_or_loses():
+    view = yardstick_view(YARDSTICK)
+    assert view.verdict == "beats" and [b.key for b in view.baselines if b.best] == ["gmm"]
+    assert view.sentence == (
+        "The flow beats the best baseline, Gaussian mixture (12 components, full covariance), "
+        "by 0.190 ± 0.010 nats/row on the 5,394 test rows."
+    )
+    ties = yardstick_view(with_margin(0.01, 0.02, verdict=None))  # no verdict: the rule
+    assert ties.verdict == "ties" and "ties the best baseline" in ties.sentence
+    assert "+0.010 ± 0.020" in ties.sentence
+    loses = yardstick_view(with_margin(0.49, 0.05, verdict=None))
+    assert loses.verdict == "loses"
+    assert loses.sentence.startswith("The flow does not beat the baselines: Gaussian mixture")
+    assert "0.490 ± 0.050 nats/row lower test NLL" in loses.sentence
+    assert yardstick_view({**YARDSTICK, "verdict": "loses"}).verdict == "loses"  # as recorded
+
+
+def test_yardstick_tolerates_missing_keys_and_skips():
+    skipped = yardstick_view({"skipped": "images have no baselines"})
+    assert skipped.skipped == "images have no baselines" and not skipped.baselines
+    assert skipped.sentence == "No yardstick: images have no baselines."
+    assert yardstick_view(None) is None and yardstick_view("junk") is None
+    # no best, no verdict, no margin: the lowest NLL is the best, the verdict from its diff
+    bare = {"baselines": {"a": {"nll": 2.0, "diff": 0.5, "diff_stderr": 0.1}, "b": {"nll": 1.0}}}
+    view = yardstick_view(bare)
+    assert [b.key for b in view.baselines if b.best] == ["b"] and view.verdict is None
+    assert "records no paired difference" in view.sentence
+    view = yardstick_view({"baselines": {"a": {"nll": 2.0, "diff": 0.5, "diff_stderr": 0.1}}})
+    assert view.verdict == "loses" and view.flow_nll is None and view.n is None
+    assert "no baseline" in yardstick_view({"flow": {"nll": 1.0}}).sentence
+    lines = yardstick_lines(YARDSTICK)
+    assert lines[0] == yardstick_view(YARDSTICK).sentence
+    assert any("Gaussian mixture" in line and "[best]" in line for line in lines)
+    assert yardstick_lines(None) == []
+
+
+def test_headline_takes_whichever_standard_error_exists():
+    vae = {"test_elbo": -3.2, "test_nll": 3.0, "test_nll_stderr": 0.04}
+    assert _headline(vae) == ("test_nll", 3.0, 0.04)
+    assert _headline({"test_nll": 3.0, "test_stderr": 0.02}) == ("test_nll", 3.0, 0.02)
+    assert _headline({"kl": 0.1}) == ("kl", 0.1, None)
+
+
+def test_report_shows_the_yardstick_names_and_why_the_run_stopped(runs, tmp_path):
+    shown, skipped = tmp_path / "shown", tmp_path / "skipped"
+    for path, block in ((shown, YARDSTICK), (skipped, {"skipped": "toy data: true entropy"})):
+        shutil.copytree(runs[0], path)
+        summary = json.loads((path / "summary.json").read_text())
+        summary.update(
+            yardstick=block,
+            features=["bill_length_mm", "body_mass_g"],
+            context=["species=Adelie", "species=Gentoo"],
+            stopped="early_stop",
+        )
+        (path / "summary.json").write_text(json.dumps(summary))
+    text = write_report([shown, skipped], tmp_path / "page.html").read_text()
+    assert text.count('data-verdict="beats"') == 1 and 'data-verdict="skipped"' in text
+    assert "The flow beats the best baseline, Gaussian mixture" in text
+    assert "No yardstick: toy data: true entropy." in text
+    for key in ("flow", "gaussian", "gmm", "kde"):
+        assert text.count(f'data-baseline="{key}"') == 1, key
+    row = re.search(r'<tr class="best" data-baseline="gmm">(.*?)</tr>', text).group(1)
+    for cell in ("Gaussian mixture (best)", "3.200", "0.020", "-0.190", "0.010", "4.2"):
+        assert cell in row
+    assert "12 components, full covariance" in row
+    assert "fitted on 10,000 of 43,152 training rows" in text and "the baselines had 60 s" in text
+    assert "beats gmm: -0.190 ± 0.010" in text  # the comparison table's column
+    assert "<code>bill_length_mm</code>, <code>body_mass_g</code>" in text
+    assert "<code>species=Adelie</code>" in text
+    assert text.count("Stopped: early stopping") == 2
+    assert 'data-key="yardstick" data-value' not in text  # not dumped as a dict
 
 
 @pytest.mark.slow

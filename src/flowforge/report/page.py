@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from flowforge.config import ConfigError
+from flowforge.report.yardstick import Yardstick, yardstick_view
 from flowforge.runs.directory import RunDirectory
 from flowforge.version import __version__
 
@@ -28,20 +29,37 @@ CAPTIONS = {
     "latent": "The test data mapped to latent space; the base density's 1, 2, 3 sd circles.",
     "layers": "A grid over the data, pushed layer by layer from data space to latent space.",
     "fit": "The target density beside the fitted q: its density and a histogram of samples.",
-    "pairs": "Data vs samples on the dimensions of largest variance.",
-    "marginals": "The marginal of each dimension, data vs samples.",
+    "pairs": (
+        "A corner plot: test data below the diagonal, samples of the model above it, both "
+        "histograms on the diagonal; up to 4 dimensions, those most correlated with the others "
+        "in standardised units; a conditional run's points coloured by their context."
+    ),
+    "marginals": (
+        "The marginal of each dimension, test data (filled) vs samples (line); each panel says "
+        "how many points fall outside its range."
+    ),
     "curves": "Training loss and validation metric (with standard errors) against the step.",
 }
-# a summary's headline measure: (key, its standard error's key), the first present wins
-HEADLINES = [
-    ("test_bpd", "test_bpd_stderr"),
-    ("test_nll", "test_stderr"),
-    ("test_elbo", None),
-    ("test_mmd", "test_mmd_stderr"),
-    ("kl", "kl_stderr"),
-    ("loss", "loss_stderr"),
+# a summary's headline measure: (key, the keys its standard error may have), the first
+# present wins (maximum likelihood writes test_stderr, ELBO and IWAE test_nll_stderr)
+HEADLINES: list[tuple[str, tuple[str, ...]]] = [
+    ("test_bpd", ("test_bpd_stderr",)),
+    ("test_nll", ("test_stderr", "test_nll_stderr")),
+    ("test_elbo", ()),
+    ("test_mmd", ("test_mmd_stderr",)),
+    ("kl", ("kl_stderr",)),
+    ("loss", ("loss_stderr",)),
 ]
 COLUMNS = ["objective", "model", "data", "steps", "parameters", "train_seconds"]
+# summary keys the page shows in sections of their own, not in the summary table
+SHOWN_APART = ("yardstick",)
+# why a run stopped (``summary["stopped"]``), in words
+STOPPED = {
+    "finished": "it ran all its steps",
+    "early_stop": "early stopping: the validation NLL stopped improving",
+    "time_budget": "its time budget ran out",
+    "signal": "it was interrupted (a signal); the last checkpoint was kept",
+}
 
 
 @dataclass
@@ -67,11 +85,33 @@ class RunReport:
     headline: tuple[str, Any, Any] | None = None
     metric_keys: list[str] = field(default_factory=list)
 
+    @property
+    def yardstick(self) -> Yardstick | None:
+        """The summary's yardstick block as the page shows it."""
+        return yardstick_view(self.summary.get("yardstick"))
+
+    @property
+    def names(self) -> dict[str, list[str]]:
+        """The data's feature and context names (``summary["features"]``, ``["context"]``)."""
+        out = {}
+        for key in ("features", "context"):
+            value = self.summary.get(key)
+            if isinstance(value, list) and value:
+                out[key] = [str(v) for v in value]
+        return out
+
+    @property
+    def stopped(self) -> str | None:
+        """Why the run stopped, in words (``summary["stopped"]``)."""
+        why = self.summary.get("stopped")
+        return None if why is None else STOPPED.get(str(why), str(why))
+
 
 def _headline(summary: dict[str, Any]) -> tuple[str, Any, Any] | None:
-    for key, err in HEADLINES:
+    for key, errors in HEADLINES:
         if summary.get(key) is not None:
-            return key, summary[key], summary.get(err) if err else None
+            err = next((summary[e] for e in errors if summary.get(e) is not None), None)
+            return key, summary[key], err
     return None
 
 
@@ -148,14 +188,22 @@ def collect_run(path: str | Path, page_dir: Path | None = None) -> RunReport:
 
 
 def fmt(value: Any) -> str:
-    """A number for the page: integers as they are, floats to 6 significant digits."""
+    """A value for the page: integers as they are, floats to 6 significant digits, lists
+    joined by commas."""
     if isinstance(value, bool) or value is None:
         return "—" if value is None else str(value)
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
         return f"{value:.6g}"
+    if isinstance(value, list | tuple):
+        return ", ".join(fmt(v) for v in value)
     return str(value)
+
+
+def fixed(value: Any) -> str:
+    """An NLL for the yardstick table: three decimals (``—`` when missing)."""
+    return "—" if value is None else f"{value:.3f}"
 
 
 def _environment() -> Any:
@@ -173,6 +221,7 @@ def _environment() -> Any:
         lstrip_blocks=True,
     )
     env.filters["fmt"] = fmt
+    env.filters["fixed"] = fixed
     return env
 
 
@@ -189,6 +238,8 @@ def render_report(runs: list[RunReport], title: str | None = None) -> str:
         title=title or (runs[0].name if len(runs) == 1 else f"{len(runs)} runs compared"),
         runs=runs,
         columns=columns,
+        yardsticks=any(r.yardstick is not None for r in runs),
+        shown_apart=SHOWN_APART,
         versions=_versions(),
         command="flowforge report " + " ".join(shlex.quote(str(r.path)) for r in runs),
         written=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),

@@ -7,6 +7,11 @@ Every run draws ``curves`` (its training and validation curves), and by kind:
   ``samples``, ``latent``, ``layers`` (the grid pushed layer by layer to latent space);
 - any other model on 2-D data (VAE, GAN, RBM, NADE): ``samples`` beside the data;
 - vector data of more dimensions: ``pairs`` and ``marginals`` (data vs samples);
+
+The test points shown are a random subset of the test rows drawn with the run's seed, the
+samples at least :data:`~flowforge.viz.run_figures.SAMPLES` whatever the test size, and the
+axes carry the data's feature names (:mod:`flowforge.viz.run_figures` says what else the
+figures guarantee).
 - image data: ``samples`` (grids at several temperatures beside the test images);
 - reverse KL and distillation: ``fit`` (the target beside the fitted q) in 2-D, ``pairs`` and
   ``marginals`` of q's samples otherwise (beside the teacher's for distillation).
@@ -86,19 +91,21 @@ def draw_run_figures(
     if data is None:
         return files
     shape = tuple(data.event_shape)
-    test, context = data.test, data.test_context
+    test, context, info, seed = data.test, data.test_context, data.info, cfg.seed
     if len(shape) == 3:
         attempt("samples", rf.plot_images, model, test, out, context=context)
     elif shape == (2,) and isinstance(model, Flow):
-        attempt("2-D figures", rf.plot_flow_2d, model, test, out, context)
+        attempt("2-D figures", rf.plot_flow_2d, model, test, out, context, info, seed)
     elif shape == (2,) and context is None:
-        attempt("samples", rf.plot_samples_2d, model, test, out, what)
+        attempt("samples", rf.plot_samples_2d, model, test, out, what, info, seed)
     else:
 
         def vectors() -> list[Path]:
-            c = None if context is None else context[:2000]
-            samples = rf.draw_samples(model, len(test[:2000]), c) if _samples(model) else None
-            return rf.plot_vectors(samples, test, out, what)
+            shown, shown_context = rf.shown_rows(test, context, seed)
+            samples, at = (
+                rf.draw_at(model, shown_context, seed) if _samples(model) else (None, None)
+            )
+            return rf.plot_vectors(samples, shown, out, what, "test data", info, shown_context, at)
 
         attempt("pairs", vectors)
     took = time.perf_counter() - start

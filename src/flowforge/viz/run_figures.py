@@ -15,12 +15,28 @@ stays small. Every axis is labelled with its unit; every density has a colour ba
 - :func:`plot_training_curves`: the training and validation curves of any objective, with the
   validation points marked and the true entropy where the data set knows it.
 
+What a scientist can trust in them:
+
+- the test points shown are a seeded random subset of the test rows (:func:`shown_rows`), never
+  the first rows in file order, so a file sorted by one column shows its whole range; the model
+  is drawn with at least :data:`SAMPLES` samples whatever the test size (:func:`draw_at`), at the
+  shown rows' contexts for a conditional model;
+- histograms never clamp outliers into their edge bins: the plotted range is each set's 0.5 to
+  99.5 percentile range, united and widened by 5 % (:func:`plot_range`), and a panel says how
+  many points fall outside it;
+- axes are named by the data's feature names (``Splits.info["features"]``) with few, compactly
+  formatted ticks; a conditional run's points are coloured by their context (a categorical
+  column's level by name, ``info["levels"]``, or a numeric context's value);
+- the pair plot shows the dimensions most dependent on the others in standardised units
+  (:func:`choose_dimensions`), not the ones of largest raw variance across mixed units.
+
 Everything is drawn from a few thousand points so a run's figures take a few seconds.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,22 +46,35 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.cm import ScalarMappable  # noqa: E402
+from matplotlib.colors import Normalize  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
 from flowforge.flows import Flow  # noqa: E402
-from flowforge.transforms import Compose, Transform  # noqa: E402
+from flowforge.transforms import Compose, Inverse, Transform  # noqa: E402
 
 __all__ = [
     "DPI",
     "METRIC_UNITS",
+    "SAMPLES",
+    "SCATTER",
+    "ContextColours",
+    "choose_dimensions",
+    "context_colours",
+    "draw_at",
+    "feature_names",
     "flow_layers",
     "plot_flow_2d",
     "plot_images",
     "plot_samples_2d",
     "plot_target_fit",
     "plot_training_curves",
+    "plot_range",
     "plot_vectors",
     "save_figure",
+    "shown_rows",
 ]
 
 DPI = 150
@@ -59,14 +88,18 @@ METRIC_UNITS = {
     "mmd": "squared MMD",
     "recon": "mean squared error",
 }
-SCATTER = 2000  # points in a scatter plot
+SCATTER = 2000  # test points shown: a seeded random subset of the test rows
+SAMPLES = 2000  # model samples drawn for a figure, at least, whatever the test size
 GRID = 120  # density evaluations per axis
+DATA_COLOUR, SAMPLE_COLOUR = "C0", "C1"
 
 
 def save_figure(fig: plt.Figure, out: Path, name: str) -> list[Path]:
-    """Writes ``out/NAME.png`` (:data:`DPI`) and ``out/NAME.svg``; closes the figure."""
+    """Writes ``out/NAME.png`` (:data:`DPI`) and ``out/NAME.svg``; closes the figure. A
+    figure without a layout engine of its own is laid out tightly."""
     out.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
     paths = [out / f"{name}.png", out / f"{name}.svg"]
     fig.savefig(paths[0], dpi=DPI)
     fig.savefig(paths[1], dpi=DPI)
@@ -91,12 +124,161 @@ def _to(model: nn.Module, x: Tensor | None) -> Tensor | None:
 
 
 def draw_samples(
-    model: nn.Module, n: int, context: Tensor | None = None, temperature: float = 1.0
+    model: nn.Module,
+    n: int,
+    context: Tensor | None = None,
+    temperature: float = 1.0,
+    seed: int | None = None,
 ) -> Tensor:
-    """``n`` samples of any run's model (flows, VAE, GAN, RBM, NADE), as float CPU tensors."""
-    with torch.no_grad():
+    """``n`` samples of any run's model (flows, VAE, GAN, RBM, NADE), as float CPU tensors;
+    with a ``seed``, the same samples every time (the global random state is left as it was)."""
+    device = _device(model)
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices, enabled=seed is not None), torch.no_grad():
+        if seed is not None:
+            torch.manual_seed(seed)
         x = model.sample(n, _to(model, context), temperature)  # type: ignore[operator]
     return x.detach().float().cpu()
+
+
+def shown_rows(
+    data: Tensor, context: Tensor | None = None, seed: int = 0, k: int = SCATTER
+) -> tuple[Tensor, Tensor | None]:
+    """The test points a figure shows, with their contexts: all of them when there are at most
+    ``k``, else a random subset of ``k`` drawn with ``seed`` (in the rows' order). A file
+    sorted by one column keeps its whole range; its first ``k`` rows would not."""
+    if len(data) > k:
+        rows = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:k]
+        rows = rows.sort().values
+        data = data[rows]
+        context = None if context is None else context[rows]
+    return data.float(), None if context is None else context.float()
+
+
+def draw_at(
+    model: nn.Module, context: Tensor | None = None, seed: int = 0, n: int = SAMPLES
+) -> tuple[Tensor, Tensor | None]:
+    """At least ``n`` samples of ``model`` with the contexts they were drawn at: for a
+    conditional model, ``context``'s rows in turn (each shown row's context about equally
+    often), so the samples follow the test rows' mix of contexts."""
+    if context is None:
+        return draw_samples(model, n, seed=seed), None
+    n = max(n, len(context))
+    at = context[torch.arange(n) % len(context)]
+    return draw_samples(model, n, at, seed=seed), at
+
+
+def plot_range(
+    *sets: Tensor | np.ndarray | None,
+    lower: float = 0.5,
+    upper: float = 99.5,
+    widen: float = 0.05,
+) -> tuple[float, float]:
+    """The range an axis shows for 1-D point sets (data, samples): the union of each set's
+    ``lower`` to ``upper`` percentile range (finite values), widened by ``widen`` of its width
+    on each side. Points beyond it are left out and counted (:func:`outside`), never clamped
+    into the edge bins of a histogram."""
+    los, his = [], []
+    for x in sets:
+        if x is None:
+            continue
+        v = np.asarray(x, dtype=np.float64).ravel()
+        v = v[np.isfinite(v)]
+        if len(v):
+            lo, hi = np.percentile(v, [lower, upper])
+            los.append(lo)
+            his.append(hi)
+    if not los:
+        return -1.0, 1.0
+    lo, hi = float(min(los)), float(max(his))
+    pad = (hi - lo) * widen if hi > lo else max(abs(lo), 1.0) * 0.5
+    return lo - pad, hi + pad
+
+
+def outside(x: Tensor | np.ndarray, lo: float, hi: float) -> int:
+    """How many of ``x`` lie outside ``[lo, hi]`` (non-finite values included)."""
+    v = np.asarray(x, dtype=np.float64).ravel()
+    return int(len(v) - np.count_nonzero((v >= lo) & (v <= hi)))
+
+
+def feature_names(info: dict | None, d: int, start: int = 0) -> list[str]:
+    """The axis label of each of ``d`` dimensions: the data's feature names
+    (``info["features"]``, file data) when it has ``d`` of them, else ``x_0 ... x_{d-1}``
+    (numbered from ``start``)."""
+    names = (info or {}).get("features")
+    if isinstance(names, list) and len(names) == d:
+        return [_plain(str(n)) for n in names]
+    return [f"$x_{{{i + start}}}$" for i in range(d)]
+
+
+def _plain(text: str) -> str:
+    """``text`` as matplotlib shows it literally (a ``$`` starts no mathtext)."""
+    return text.replace("$", r"\$")
+
+
+def compact(value: float, _pos: object = None) -> str:
+    """A tick label: plain digits from 1e-4 to 1e6 (``0.0125``, ``5000``), else short
+    scientific notation (``1.5e-5``)."""
+    if value == 0:
+        return "0"
+    if 1e-4 <= abs(value) < 1e6:
+        return f"{value:.6g}"
+    mantissa, exponent = f"{value:.2g}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def _ticks(ax: plt.Axes, bins: int = 4, size: float = 7) -> None:
+    """Few ticks with compact labels, so small panels of small-valued data stay legible."""
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_locator(MaxNLocator(nbins=bins, min_n_ticks=2))
+        axis.set_major_formatter(FuncFormatter(compact))
+    ax.tick_params(labelsize=size)
+
+
+@dataclass(frozen=True)
+class ContextColours:
+    """How a conditional run's points are coloured: by a categorical context column's level
+    (``levels`` its names; the column's one-hot block is ``columns``) or by a numeric context
+    column's value (``levels`` is ``None``)."""
+
+    label: str
+    columns: slice
+    levels: tuple[str, ...] | None = None
+
+    def values(self, context: Tensor) -> np.ndarray:
+        """Each row's colour value: its level's index, or its numeric context value."""
+        block = context[:, self.columns].float()
+        if self.levels is not None:
+            return block.argmax(1).numpy()
+        return block[:, 0].numpy()
+
+
+def context_colours(context: Tensor | None, info: dict | None = None) -> ContextColours | None:
+    """How to colour points by their ``context`` (``(n, c)``): by the first categorical
+    column named in ``info["levels"]`` (its one-hot block found by the names
+    ``COLUMN=LEVEL`` in ``info["context"]``), else by class when the whole context is one-hot
+    (``class 0``, ``class 1``, ...), else by the first context column's value."""
+    if context is None or context.dim() != 2 or context.shape[1] == 0:
+        return None
+    info = info or {}
+    width = context.shape[1]
+    names = info.get("context")
+    names = [str(n) for n in names] if isinstance(names, list) and len(names) == width else None
+    levels = info.get("levels")
+    if names and isinstance(levels, dict):
+        for column, values in levels.items():
+            block = [f"{column}={v}" for v in values]
+            for start in range(width - len(block) + 1):
+                if names[start : start + len(block)] == block:
+                    span = slice(start, start + len(block))
+                    return ContextColours(str(column), span, tuple(str(v) for v in values))
+    one_hot = bool(((context == 0) | (context == 1)).all()) and bool((context.sum(1) == 1).all())
+    if width > 1 and one_hot:
+        return ContextColours("class", slice(0, width), tuple(f"class {i}" for i in range(width)))
+    label = names[0] if names else "context $c_0$"
+    if width > 1:
+        label += f" (first of {width} context columns)"
+    return ContextColours(_plain(label) if names else label, slice(0, 1))
 
 
 def box_of(x: Tensor, margin: float = 0.1) -> tuple[float, float, float, float]:
@@ -140,12 +322,55 @@ def _imshow_density(
     fig.colorbar(im, ax=ax, label=label, fraction=0.046, pad=0.04)
 
 
-def _context_label(c: Tensor) -> str:
+def _context_label(c: Tensor, info: dict | None = None) -> str:
+    """One context row in words: its level (``species = Adelie``, ``context: class 1``), its
+    value (``year = 2008``) or its first values."""
+    by = context_colours(c.reshape(1, -1), info)
+    if by is not None and by.levels is not None:
+        level = by.levels[int(by.values(c.reshape(1, -1))[0])]
+        return f"context: {level}" if by.label == "class" else f"{by.label} = {level}"
+    if by is not None and c.numel() == 1 and not by.label.startswith("context"):
+        return f"{by.label} = {compact(float(c))}"
     values = ", ".join(f"{float(v):.2f}" for v in c.flatten()[:4])
     more = ", ..." if c.numel() > 4 else ""
-    if c.numel() > 1 and bool(((c == 0) | (c == 1)).all()) and float(c.sum()) == 1:
-        return f"context: class {int(c.argmax())}"
     return f"context = [{values}{more}]"
+
+
+def _colour_kwargs(
+    by: ContextColours | None, context: Tensor | None, colour: str, norm: Any
+) -> dict[str, Any]:
+    """``scatter`` keywords: one ``colour``, or each point's by its context (``by``)."""
+    if by is None or context is None:
+        return {"color": colour}
+    v = by.values(context)
+    if by.levels is not None:
+        return {"c": [f"C{int(i) % 10}" for i in v]}
+    return {"c": v, "cmap": "viridis", "norm": norm}
+
+
+def _context_norm(by: ContextColours | None, *contexts: Tensor | None) -> Any:
+    """The colour scale of a numeric context, shared by every panel (``None`` otherwise)."""
+    if by is None or by.levels is not None:
+        return None
+    v = np.concatenate([by.values(c) for c in contexts if c is not None])
+    lo, hi = plot_range(v, lower=0, upper=100, widen=0)
+    return Normalize(lo, hi)
+
+
+def _context_key(fig: plt.Figure, axes: Any, by: ContextColours, norm: Any) -> None:
+    """The key to the colours: a legend of the levels, or a colour bar of the values."""
+    if by.levels is None:
+        mappable = ScalarMappable(norm=norm, cmap="viridis")
+        fig.colorbar(mappable, ax=axes, label=f"colour: {by.label}", shrink=0.6)
+        return
+    handles = [
+        Line2D([], [], ls="", marker="o", color=f"C{i % 10}", label=level)
+        for i, level in enumerate(by.levels)
+    ]
+    title = "colour: class" if by.label == "class" else f"colour: {by.label}"
+    fig.legend(
+        handles=handles, title=title, loc="outside right upper", fontsize=8, title_fontsize=8
+    )
 
 
 def pick_contexts(context: Tensor, k: int = 4) -> Tensor:
@@ -170,6 +395,13 @@ def flow_layers(flow: Flow) -> list[Transform]:
     return flat(flow.transform)
 
 
+def layer_name(layer: Transform) -> str:
+    """A layer's type, with the layer an :class:`Inverse` wraps (``Inverse(Planar)``)."""
+    if type(layer) is Inverse:
+        return f"Inverse({layer_name(layer.transform)})"  # type: ignore[arg-type]
+    return type(layer).__name__
+
+
 def _grid_lines(box: tuple[float, float, float, float], lines: int = 13, points: int = 80) -> list:
     x0, x1, y0, y1 = box
     xs, ys = torch.linspace(x0, x1, lines), torch.linspace(y0, y1, lines)
@@ -183,7 +415,9 @@ def layer_stages(
     flow: Flow, x: Tensor, context: Tensor | None = None, max_stages: int = 6
 ) -> list[tuple[str, Tensor]]:
     """``x`` (``(n, 2)``) after 0, some, ..., all layers of the flow's transform (data to
-    latent): at most ``max_stages`` stages, the first the data and the last the latent."""
+    latent): at most ``max_stages`` stages, the first the data and the last the latent. Each
+    stage is named by the last layer applied, its index and type (``after 3:
+    MaskedAutoregressive``)."""
     layers = flow_layers(flow)
     keep = set(np.linspace(0, len(layers), min(max_stages, len(layers) + 1)).round().astype(int))
     stages = [("data space", x.cpu())]
@@ -193,9 +427,42 @@ def layer_stages(
         for i, layer in enumerate(layers, start=1):
             h = layer(h, c)[0]
             if i in keep:
-                name = "latent space" if i == len(layers) else f"after layer {i}"
-                stages.append((f"{name}\n({type(layer).__name__})", h.float().cpu()))
+                name = f"after {i}: {layer_name(layer)}"
+                name = f"latent space\n({name})" if i == len(layers) else name
+                stages.append((name, h.float().cpu()))
     return stages
+
+
+def _scatter_pair(
+    axes: Sequence[plt.Axes],
+    panels: Sequence[tuple[str, Tensor, Tensor | None]],
+    names: Sequence[str],
+    by: ContextColours | None,
+) -> None:
+    """Test data beside samples (``panels``: title, points, their contexts) on one box that
+    holds both (:func:`plot_range` per axis), each panel saying how many of its points fall
+    outside; coloured by context when ``by`` says how."""
+    x0, x1 = plot_range(*(pts[:, 0] for _, pts, _ in panels))
+    y0, y1 = plot_range(*(pts[:, 1] for _, pts, _ in panels))
+    norm = _context_norm(by, *(c for _, _, c in panels))
+    for n, (ax, (title, pts, c)) in enumerate(zip(axes, panels, strict=True)):
+        kw = _colour_kwargs(by, c, (DATA_COLOUR, SAMPLE_COLOUR)[n], norm)
+        ax.scatter(pts[:, 0], pts[:, 1], s=_dot(len(pts)), alpha=0.5, rasterized=True, **kw)
+        beyond = len(pts) - int(
+            ((pts[:, 0] >= x0) & (pts[:, 0] <= x1) & (pts[:, 1] >= y0) & (pts[:, 1] <= y1)).sum()
+        )
+        ax.set_title(title + (f"\n{beyond:,} outside the axes" if beyond else ""))
+        _label_2d(ax, *names)
+        _ticks(ax, bins=6, size=9)
+        ax.set_xlim(x0, x1)
+        ax.set_ylim(y0, y1)
+    if by is not None:
+        _context_key(axes[0].figure, list(axes), by, norm)
+
+
+def _dot(n: int) -> float:
+    """A scatter marker's size for ``n`` points: bigger for few points."""
+    return 10.0 if n < 300 else 4.0 if n < 1000 else 2.0
 
 
 def plot_flow_2d(
@@ -203,22 +470,29 @@ def plot_flow_2d(
     data: Tensor,
     out: Path,
     context: Tensor | None = None,
+    info: dict | None = None,
+    seed: int = 0,
 ) -> list[Path]:
     """The figures of a 2-D flow trained on ``data`` (test points; ``context`` their contexts
-    for a conditional flow): ``data``, ``density``, ``samples``, ``latent``, ``layers``."""
+    for a conditional flow; ``info`` the data's names): ``data``, ``density``, ``samples``,
+    ``latent``, ``layers``."""
     out = Path(out)
     flow.eval()
-    data = data[:SCATTER].float()
-    context = None if context is None else context[:SCATTER].float()
+    total = len(data)
+    data, context = shown_rows(data, context, seed)
+    names = feature_names(info, 2, start=1)
+    by = context_colours(context, info)
     box = box_of(data)
     files: list[Path] = []
+    subset = "" if total == len(data) else f", a random {len(data):,} of {total:,}"
 
     fig, ax = plt.subplots(figsize=(5.2, 4.4))
     h = ax.hist2d(data[:, 0].numpy(), data[:, 1].numpy(), bins=80, range=[box[:2], box[2:]])
     h[3].set_rasterized(True)
     fig.colorbar(h[3], ax=ax, label="test points per bin")
-    ax.set_title(f"data (test split, {len(data)} points)")
-    _label_2d(ax)
+    ax.set_title(f"data (test split, {total:,} points)")
+    _label_2d(ax, *names)
+    _ticks(ax, bins=6, size=9)
     files += save_figure(fig, out, "data")
 
     contexts = [None] if context is None else list(pick_contexts(context))
@@ -231,86 +505,147 @@ def plot_flow_2d(
             return flow.log_prob(_to(flow, p), ctx)
 
         _imshow_density(fig, ax, density_grid(log_prob, box), box, "learned density p(x)")
-        ax.set_title("learned density" if c is None else f"learned density, {_context_label(c)}")
-        _label_2d(ax)
+        title = "learned density" if c is None else f"learned density, {_context_label(c, info)}"
+        ax.set_title(title)
+        _label_2d(ax, *names)
+        _ticks(ax, bins=6, size=9)
     files += save_figure(fig, out, "density")
 
-    xs = draw_samples(flow, len(data), context)
-    fig, axes = plt.subplots(1, 2, figsize=(9, 4.4), sharex=True, sharey=True)
-    for ax, pts, name in ((axes[0], data, "data (test)"), (axes[1], xs, "samples of the flow")):
-        ax.scatter(pts[:, 0], pts[:, 1], s=2, alpha=0.5, rasterized=True)
-        ax.set_title(name + ("" if context is None else ", at the test points' contexts"))
-        _label_2d(ax)
-    axes[0].set_xlim(*box[:2])
-    axes[0].set_ylim(*box[2:])
+    xs, at = draw_at(flow, context, seed)
+    fig, axes = plt.subplots(1, 2, figsize=(10.2 if by else 9, 4.4), layout="constrained")
+    where = "" if context is None else " at the test contexts"
+    panels = [
+        (f"test data ({len(data):,} points{subset})", data, context),
+        (f"{len(xs):,} samples of the flow{where}", xs, at),
+    ]
+    _scatter_pair(axes, panels, names, by)
     files += save_figure(fig, out, "samples")
 
     with torch.no_grad():
         zs = flow.transform_to_latent(_to(flow, data), _to(flow, context)).float().cpu()
     fig, ax = plt.subplots(figsize=(5.2, 4.4))
-    sc = ax.scatter(zs[:, 0], zs[:, 1], s=2, c=data[:, 0].numpy(), cmap="coolwarm", rasterized=True)
-    fig.colorbar(sc, ax=ax, label="$x_1$ of the data point")
+    sc = ax.scatter(
+        zs[:, 0], zs[:, 1], s=_dot(len(zs)), c=data[:, 0].numpy(), cmap="coolwarm", rasterized=True
+    )
+    fig.colorbar(sc, ax=ax, label=f"{names[0]} of the data point")
     t = np.linspace(0, 2 * np.pi, 200)
     for r in (1, 2, 3):
         ax.plot(r * np.cos(t), r * np.sin(t), "k--", lw=0.6)
     ax.set_title("test data in latent space (circles: 1, 2, 3 sd)")
     _label_2d(ax, "$z_1$", "$z_2$")
+    _ticks(ax, bins=6, size=9)
     ax.set_aspect("equal")
     files += save_figure(fig, out, "latent")
 
-    files += plot_layers(flow, data, out, None if context is None else context[0])
+    files += plot_layers(flow, data, out, None if context is None else context[0], info)
     return files
 
 
-def plot_layers(flow: Flow, data: Tensor, out: Path, context: Tensor | None = None) -> list[Path]:
+def plot_layers(
+    flow: Flow,
+    data: Tensor,
+    out: Path,
+    context: Tensor | None = None,
+    info: dict | None = None,
+) -> list[Path]:
     """``layers``: a grid over the data's box and the data, pushed layer by layer from data
-    space (left) to latent space (right)."""
+    space (left) to latent space (right); each panel named by the layer's index and type."""
     box = box_of(data)
     lines = _grid_lines(box)
     pts = data[:800]
     everything = torch.cat([pts, *lines])
     stages = layer_stages(flow, everything, context)
-    fig, axes = plt.subplots(1, len(stages), figsize=(3.2 * len(stages), 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(stages), figsize=(3.2 * len(stages), 3.5), squeeze=False)
     sizes = [len(pts)] + [len(line) for line in lines]
+    names = feature_names(info, 2, start=1)
     for ax, (name, h) in zip(axes[0], stages, strict=True):
         parts = h.split(sizes)
         for line in parts[1:]:
             ax.plot(line[:, 0], line[:, 1], color="0.55", lw=0.5)
-        ax.scatter(parts[0][:, 0], parts[0][:, 1], s=1, c="C1", alpha=0.6, rasterized=True)
+        dots = max(1.0, _dot(len(pts)) / 2)
+        ax.scatter(parts[0][:, 0], parts[0][:, 1], s=dots, c="C1", alpha=0.6, rasterized=True)
         fin = h[torch.isfinite(h).all(1)]
         if len(fin):
             b = box_of(fin, 0.05)
             ax.set_xlim(*b[:2])
             ax.set_ylim(*b[2:])
         ax.set_title(name, fontsize=9)
+        _ticks(ax)
         first = name.startswith("data")
-        _label_2d(ax, "$x_1$" if first else "$h_1$", "$x_2$" if first else "$h_2$")
+        _label_2d(ax, *(names if first else ("$h_1$", "$h_2$")))
     axes[0, -1].set_xlabel("$z_1$")
     axes[0, -1].set_ylabel("$z_2$")
-    suffix = "" if context is None else f" ({_context_label(context)})"
+    suffix = "" if context is None else f" ({_context_label(context, info)})"
     fig.suptitle(f"grid and test points pushed from data space to latent space{suffix}")
     return save_figure(fig, out, "layers")
 
 
-def plot_samples_2d(model: nn.Module, data: Tensor, out: Path, what: str) -> list[Path]:
+def plot_samples_2d(
+    model: nn.Module,
+    data: Tensor,
+    out: Path,
+    what: str,
+    info: dict | None = None,
+    seed: int = 0,
+) -> list[Path]:
     """``samples``: samples of any 2-D model beside the test data (``what``: the model)."""
-    data = data[:SCATTER].float()
-    xs = draw_samples(model, len(data))
-    box = box_of(data)
-    fig, axes = plt.subplots(1, 2, figsize=(9, 4.4), sharex=True, sharey=True)
-    for ax, pts, name in ((axes[0], data, "data (test)"), (axes[1], xs, f"samples of the {what}")):
-        ax.scatter(pts[:, 0], pts[:, 1], s=2, alpha=0.5, rasterized=True)
-        ax.set_title(name)
-        _label_2d(ax)
-    axes[0].set_xlim(*box[:2])
-    axes[0].set_ylim(*box[2:])
+    total = len(data)
+    data, _ = shown_rows(data, None, seed)
+    xs, _ = draw_at(model, None, seed)
+    subset = "" if total == len(data) else f", a random {len(data):,} of {total:,}"
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.4), layout="constrained")
+    panels = [
+        (f"test data ({len(data):,} points{subset})", data, None),
+        (f"{len(xs):,} samples of the {what}", xs, None),
+    ]
+    _scatter_pair(axes, panels, feature_names(info, 2, start=1), None)
     return save_figure(fig, out, "samples")
 
 
 def choose_dimensions(x: Tensor, k: int = 4) -> list[int]:
-    """The ``k`` dimensions of largest variance, in index order."""
-    var = x.reshape(len(x), -1).float().var(0)
-    return sorted(var.argsort(descending=True)[:k].tolist())
+    """Up to ``k`` dimensions for a pair plot, in index order: all when there are at most
+    ``k``, else the ``k`` most dependent on the others in standardised units (the largest sums
+    of absolute correlations with the other dimensions). Units never decide: a column in grams
+    is not chosen over one in millimetres for its larger numbers."""
+    x = x.reshape(len(x), -1).double()
+    d = x.shape[1]
+    if d <= k:
+        return list(range(d))
+    z = (x - x.mean(0)) / x.std(0).clamp_min(1e-300)
+    corr = torch.nan_to_num((z.T @ z) / max(len(z) - 1, 1)).abs()
+    corr.fill_diagonal_(0)
+    return sorted(corr.sum(1).argsort(descending=True, stable=True)[:k].tolist())
+
+
+def _bins(n: int) -> int:
+    """Histogram bins for ``n`` points: about 2 sqrt(n), between 10 and 40."""
+    return int(np.clip(round(2 * np.sqrt(max(n, 1))), 10, 40))
+
+
+def _histograms(
+    ax: plt.Axes,
+    sets: Sequence[tuple[str, Tensor, str, str]],
+    lo: float,
+    hi: float,
+    bins: int,
+) -> str:
+    """Each set's histogram (label, values, colour, short name) on ``[lo, hi]`` as a density
+    of all its points, so points beyond the range lower the bars instead of piling into the
+    edge bins; the first set filled, the others as lines. Returns the note of how many points
+    fall outside (empty when none)."""
+    edges = np.linspace(lo, hi, bins + 1)
+    notes = []
+    for n, (label, x, colour, short) in enumerate(sets):
+        v = np.asarray(x, dtype=np.float64).ravel()
+        counts, _ = np.histogram(v[np.isfinite(v)], bins=edges)
+        heights = counts / (max(len(v), 1) * (edges[1] - edges[0]))
+        if n == 0:
+            ax.stairs(heights, edges, fill=True, alpha=0.35, color=colour, label=label)
+        else:
+            ax.stairs(heights, edges, linewidth=1.4, color=colour, label=label)
+        if len(v) > counts.sum():
+            notes.append(f"{len(v) - counts.sum():,}/{len(v):,} {short}")
+    return "outside the axis: " + ", ".join(notes) if notes else ""
 
 
 def plot_vectors(
@@ -318,72 +653,133 @@ def plot_vectors(
     data: Tensor | None,
     out: Path,
     what: str = "model",
-    data_name: str = "data (test)",
+    data_name: str = "test data",
+    info: dict | None = None,
+    data_context: Tensor | None = None,
+    sample_context: Tensor | None = None,
 ) -> list[Path]:
-    """``pairs`` (a pair plot of data vs samples on up to 4 dimensions of largest variance)
-    and ``marginals`` (histograms of up to 16 dimensions) for vectors of any dimension."""
+    """``pairs`` and ``marginals`` for vectors of any dimension, the points as given (pick
+    them with :func:`shown_rows` and :func:`draw_at`).
+
+    ``pairs``: a corner plot on up to 4 dimensions (:func:`choose_dimensions`), the data
+    below the diagonal, the samples above it (each cell's x axis its column's dimension, y its
+    row's), their histograms on the diagonal; a conditional run's points coloured by their
+    contexts (``data_context``, ``sample_context``; :func:`context_colours`).
+    ``marginals``: a histogram per dimension (up to 16), data filled, samples as a line.
+    Every range comes from :func:`plot_range` and each panel says how many points fall
+    outside it. Axes are named by ``info["features"]`` (:func:`feature_names`)."""
+    given = (
+        (data_name, data, data_context, DATA_COLOUR, data_name),
+        (f"samples of the {what}", samples, sample_context, SAMPLE_COLOUR, "samples"),
+    )
     sets = [
-        (n, x.reshape(len(x), -1).float()[:SCATTER])
-        for n, x in ((data_name, data), (f"samples of the {what}", samples))
+        (f"{label} ({len(x):,})", x.reshape(len(x), -1).float(), c, colour, short)
+        for label, x, c, colour, short in given
         if x is not None
     ]
     ref = sets[0][1]
     d = ref.shape[1]
+    names = feature_names(info, d)
+    ranges = [plot_range(*(s[1][:, a] for s in sets)) for a in range(d)]
+    bins = _bins(len(ref))
+    by = context_colours(data_context if data_context is not None else sample_context, info)
     files: list[Path] = []
     dims = choose_dimensions(ref, 4)
     if len(dims) >= 2:
-        k = len(dims)
-        fig, axes = plt.subplots(k, k, figsize=(2.4 * k, 2.4 * k), squeeze=False)
-        for i, a in enumerate(dims):
-            lo, hi = ref[:, a].quantile(0.005), ref[:, a].quantile(0.995)
-            for j, b in enumerate(dims):
-                ax = axes[i, j]
-                if j > i:
-                    ax.axis("off")
-                    continue
-                for n, (name, x) in enumerate(sets):
-                    if i == j:
-                        ax.hist(
-                            x[:, a].clamp(lo, hi),
-                            bins=40,
-                            density=True,
-                            histtype="step",
-                            color=f"C{n}",
-                            label=name,
-                        )
-                    else:
-                        ax.scatter(x[:, b], x[:, a], s=1, alpha=0.3, color=f"C{n}", rasterized=True)
-                if i == k - 1:
-                    ax.set_xlabel(f"$x_{{{b}}}$")
-                if j == 0:
-                    ax.set_ylabel(f"$x_{{{a}}}$" if i else "density")
-        axes[0, 0].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.05, 1.0))
-        fig.suptitle(f"pair plot on the {k} dimensions of largest variance (of {d})")
-        files += save_figure(fig, out, "pairs")
+        files += _corner(sets, dims, names, ranges, bins, by, d, out)
     shown = list(range(min(d, 16)))
     cols = min(4, len(shown))
     rows = -(-len(shown) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.2 * rows), squeeze=False)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(2.7 * cols, 2.3 * rows + 0.6), squeeze=False, layout="constrained"
+    )
     for ax in axes.flat[len(shown) :]:
         ax.axis("off")
     for a, ax in zip(shown, axes.flat, strict=False):
-        lo, hi = ref[:, a].quantile(0.005), ref[:, a].quantile(0.995)
-        for n, (name, x) in enumerate(sets):
-            ax.hist(
-                x[:, a].clamp(lo, hi),
-                bins=40,
-                density=True,
-                histtype="step",
-                color=f"C{n}",
-                label=name,
-            )
-        ax.set_xlabel(f"$x_{{{a}}}$")
+        note = _histograms(ax, [(s[0], s[1][:, a], s[3], s[4]) for s in sets], *ranges[a], bins)
+        ax.set_xlim(*ranges[a])
+        ax.set_title(note, fontsize=7)
+        ax.set_xlabel(names[a])
+        _ticks(ax, bins=4)
+        ax.set_yticks([])
+    for ax in axes[:, 0]:
         ax.set_ylabel("density")
-    axes.flat[0].legend(fontsize=7)
-    more = f" (first 16 of {d})" if d > 16 else ""
-    fig.suptitle(f"marginal of each dimension{more}")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside upper right", fontsize=8, ncols=len(handles))
+    more = f", the first 16 of {d}" if d > 16 else ""
+    fig.suptitle(f"marginal of each dimension{more}", x=0.02, ha="left", fontsize=10)
     files += save_figure(fig, out, "marginals")
     return files
+
+
+def _corner(
+    sets: Sequence[tuple[str, Tensor, Tensor | None, str, str]],
+    dims: Sequence[int],
+    names: Sequence[str],
+    ranges: Sequence[tuple[float, float]],
+    bins: int,
+    by: ContextColours | None,
+    d: int,
+    out: Path,
+) -> list[Path]:
+    """``pairs``: the first set below the diagonal, the second above it, both on the
+    diagonal (see :func:`plot_vectors`)."""
+    k = len(dims)
+    fig, axes = plt.subplots(
+        k, k, figsize=(2.3 * k + 1.2, 2.3 * k + 0.8), squeeze=False, layout="constrained"
+    )
+    norm = _context_norm(by, *(s[2] for s in sets))
+    # coloured by context, the histograms are grey (data) and black (samples)
+    neutral = ("0.5", "k") if by is not None else tuple(s[3] for s in sets)
+    for i, a in enumerate(dims):
+        for j, b in enumerate(dims):
+            ax = axes[i, j]
+            ax.set_xlim(*ranges[b])
+            _ticks(ax, bins=3)
+            if i == j:
+                hist = ax.twinx()
+                on_diagonal = [
+                    (s[0], s[1][:, a], colour, s[4])
+                    for s, colour in zip(sets, neutral, strict=False)
+                ]
+                note = _histograms(hist, on_diagonal, *ranges[a], bins)
+                hist.set_yticks([])
+                hist.set_title(note, fontsize=6)
+                ax.set_ylim(*ranges[a])
+            else:
+                which = 0 if i > j else 1
+                if which >= len(sets):
+                    ax.axis("off")
+                    continue
+                _, x, c, colour, _ = sets[which]
+                kw = _colour_kwargs(by, c, colour, norm)
+                ax.scatter(x[:, b], x[:, a], s=_dot(len(x)) / 2, alpha=0.4, rasterized=True, **kw)
+                ax.set_ylim(*ranges[a])
+            ax.tick_params(labelbottom=i == k - 1, labelleft=j == 0)
+            if i == k - 1:
+                ax.set_xlabel(names[b])
+            if j == 0:
+                ax.set_ylabel(names[a])
+    if by is not None:
+        _context_key(fig, axes, by, norm)
+    else:
+        handles = [Line2D([], [], ls="", marker="o", color=s[3], label=s[0]) for s in sets]
+        fig.legend(handles=handles, loc="outside upper right", fontsize=8)
+    where = [f"below the diagonal: {sets[0][0]}"]
+    if len(sets) > 1:
+        where.append(f"above: {sets[1][0]}")
+    if by is not None:
+        where.append(
+            "on the diagonal: data filled grey"
+            + (", samples as a black line" if len(sets) > 1 else "")
+        )
+    chosen = (
+        ""
+        if d <= k
+        else (f"\nthe {k} of {d} dimensions most correlated with the others (standardised units)")
+    )
+    fig.suptitle("\n".join(where) + chosen, fontsize=9, x=0.02, ha="left")
+    return save_figure(fig, out, "pairs")
 
 
 def _tile(images: Tensor, nrow: int) -> np.ndarray:
