@@ -24,6 +24,8 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from flowforge.yardstick import verdict
+
 __all__ = ["Baseline", "Yardstick", "yardstick_lines", "yardstick_view"]
 
 VERDICTS = ("beats", "ties", "loses")
@@ -90,12 +92,8 @@ def _pm(value: float | None, err: float | None, signed: bool = False) -> str:
 
 
 def _verdict(margin: float | None, stderr: float | None) -> str | None:
-    """The rule of the block: beats if margin < -stderr, ties if |margin| <= stderr."""
-    if margin is None or stderr is None:
-        return None
-    if margin < -stderr:
-        return "beats"
-    return "ties" if abs(margin) <= stderr else "loses"
+    """The rule of the block (:func:`flowforge.yardstick.verdict`), where both are known."""
+    return None if margin is None or stderr is None else verdict(margin, stderr)
 
 
 def _baselines(block: dict[str, Any]) -> list[Baseline]:
