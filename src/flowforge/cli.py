@@ -57,6 +57,8 @@ def _train(args: argparse.Namespace) -> int:
         overrides.append(f"device={args.device}")
     if args.compile:
         overrides.append("train.compile=true")
+    if args.time is not None:
+        overrides.append(f"train.max_seconds={args.time}")
     if args.resume:
         if args.config is not None or args.data is not None:
             raise ConfigError("give CONFIG, --data FILE or --resume RUN_DIR, one of them")
@@ -684,6 +686,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--drop-na",
         action="store_true",
         help="with --data: drop rows with missing values in the columns used (and say how many)",
+    )
+    p.add_argument(
+        "--time",
+        type=float,
+        metavar="SECONDS",
+        help="wall-clock training budget (train.max_seconds; --data sizes one from the rows)",
     )
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
     p.add_argument("--device", help="cpu, cuda, cuda:N or auto (overrides the config)")

@@ -1,9 +1,12 @@
 """The command line's short forms, as the configs they stand for.
 
 - ``flowforge train --data FILE [--model nsf] [--context COLS]``: maximum likelihood on the
-  user's file (:mod:`flowforge.data.files`) with an 80/10/10 split, a model sized from the
-  rows and features (:mod:`flowforge.models.sizing`) and a training length sized from the
-  rows (about 100 epochs, between 500 and 20,000 steps, early stopping on validation);
+  user's file (:mod:`flowforge.data.files`) with an 80/10/10 split, a linear-Gaussian
+  standardisation inside the flow (so it starts as the Gaussian baseline of the yardstick,
+  :mod:`flowforge.data.standardization`), a model sized from the rows and features
+  (:mod:`flowforge.models.sizing`), and a training length from the rows: at most 200 epochs
+  (between 3,000 and 50,000 steps) or :func:`default_seconds` of wall-clock, whichever comes
+  first, stopping early after 30 validations without improvement;
 - ``flowforge fit-target TARGET [--model planar]``: a ``reverse_kl`` run.
 
 Each returns a raw config mapping; the run writes the resolved config, so what a short form
@@ -61,13 +64,15 @@ def data_file_config(
     if n_train < 2:
         raise ConfigError(f"--data: {file} has {rows} usable rows; too few")
     batch = min(256, n_train)
-    steps = int(min(20000, max(500, math.ceil(100 * n_train / batch))))
+    epochs = math.ceil(n_train / batch)
+    steps = int(min(50_000, max(3_000, 200 * epochs)))
     data: dict[str, Any] = {
         "name": "file",
         "path": str(file.resolve()),
         "n_train": n_train,
         "n_val": n_val,
         "n_test": n_test,
+        "standardize": "linear",
     }
     data.update({f"{s}_path": str(Path(p).resolve()) for s, p in own.items() if p is not None})
     if features:
@@ -84,10 +89,17 @@ def data_file_config(
             "steps": steps,
             "batch_size": batch,
             "lr": 1e-3,
-            "eval_every": max(10, steps // 50),
-            "patience": 10,
+            "eval_every": max(20, steps // 200),
+            "patience": 30,
+            "max_seconds": default_seconds(n_train),
         },
     }
+
+
+def default_seconds(n_train: int) -> float:
+    """The short form's wall-clock budget: one second per hundred training rows, between one
+    and five minutes (runs on small files stop early on validation well before)."""
+    return float(min(300, max(60, n_train // 100)))
 
 
 def fit_target_config(
