@@ -46,7 +46,7 @@ def write_csv(path, values, header="a,b"):
 def test_standardisation_sits_in_the_flow_so_densities_are_in_data_units(tmp_path):
     path = write_csv(tmp_path / "g.csv", mixture(400))
     splits = load_file(300, 50, 50, path=str(path))
-    loc, scale = splits.standardization
+    loc, scale = splits.standardization["loc"], splits.standardization["scale"]
     assert torch.allclose(loc, splits.train.double().mean(0))
     assert float(splits.train.mean(0)[0]) > 900  # the tensors stay in the file's units
     stand = {"loc": loc.tolist(), "scale": scale.tolist()}

@@ -165,3 +165,80 @@ def test_linear_standardisation_refuses_bad_parameters():
         t(torch.zeros(1, 2))
     with pytest.raises(ValueError, match="standardize"):
         fit_standardization(torch.zeros(3, 2), None, "robust")
+
+
+def _bimodal_csv(path, n=300, seed=0):
+    rng = np.random.default_rng(seed)
+    x = np.concatenate([rng.normal(-3, 0.5, (n // 2, 2)), rng.normal(3, 1.0, (n - n // 2, 2))])
+    np.savetxt(path, rng.permutation(x), delimiter=",", header="a,b", comments="")
+    return path
+
+
+def test_a_file_run_shows_the_yardstick_at_start_end_and_in_eval(tmp_path, capsys):
+    from flowforge.cli import main
+
+    path = _bimodal_csv(tmp_path / "two.csv")
+    args = ["train", "--data", str(path), "--set", f"output_dir={tmp_path}", "--time", "30"]
+    args += ["--set", "train.steps=40", "--set", "model.layers=1"]
+    assert main(args) == 0
+    out, err = capsys.readouterr()
+    assert "training nsf (" in err and "240/30/30 rows (train/val/test)" in err
+    assert "or 30 s" in err  # the time budget in the start line
+    closing = out.splitlines()[-2]
+    assert closing.startswith("yardstick (test NLL, same rows): Gaussian ")
+    assert any(word in closing for word in ("BEATS", "TIES", "LOSES"))
+    summary = json.loads((tmp_path / "two" / "summary.json").read_text())
+    block = summary["yardstick"]
+    assert set(block["baselines"]) == {"gaussian", "gmm", "kde"}
+    assert block["flow"]["nll"] == pytest.approx(summary["test_nll"])
+    assert block["n"] == summary["n_test"] == 30
+    assert block["verdict"] == verdict(block["margin"], block["margin_stderr"])
+    assert main(["eval", str(tmp_path / "two")]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["yardstick"]["baselines"]["gmm"]["nll"] == pytest.approx(
+        block["baselines"]["gmm"]["nll"]
+    )
+    assert err.startswith("yardstick (test NLL, same rows)")
+
+
+def test_the_yardstick_is_for_data_whose_entropy_is_unknown(tmp_path):
+    from flowforge.config import parse_config
+    from flowforge.runs import train_run
+
+    toy = {
+        "name": "toy",
+        "output_dir": str(tmp_path),
+        "data": {"name": "moons", "n_train": 200, "n_val": 50, "n_test": 50},
+        "model": {"name": "realnvp", "couplings": 2, "hidden": [8]},
+        "train": {"steps": 5, "eval_every": 5},
+    }
+    summary = train_run(parse_config(toy), progress=False, plots=False).summary
+    assert "yardstick" not in summary and "entropy" in summary
+    path = _bimodal_csv(tmp_path / "f.csv")
+    off = {**toy, "name": "off", "objective": {"name": "mle", "yardstick": "off"}}
+    off["data"] = {"name": "file", "path": str(path), "n_train": 200, "n_val": 50, "n_test": 50}
+    assert "yardstick" not in train_run(parse_config(off), progress=False, plots=False).summary
+
+
+def test_noise_regularisation_is_fresh_per_step_and_reproducible():
+    from flowforge.data.registry import Splits
+    from flowforge.objectives.base import Setting
+    from flowforge.objectives.mle import MaximumLikelihood
+
+    x = torch.randn(64, 3) * torch.tensor([1.0, 10.0, 100.0])
+    splits = Splits(train=x, val=x[:8], test=x[:8])
+
+    def objective(noise):
+        setting = Setting(seed=1, batch_size=16, eval_batch_size=16, device=torch.device("cpu"))
+        setting.data = splits
+        return MaximumLikelihood(setting, noise=noise)
+
+    plain, noisy = objective(0.0), objective(0.1)
+    a, b = noisy.batch(3)[0], noisy.batch(3)[0]
+    assert torch.equal(a, b)  # a pure function of (seed, step): resume stays bit-identical
+    assert not torch.equal(noisy.batch(4)[0] - plain.batch(4)[0], a - plain.batch(3)[0])
+    diff = torch.cat([noisy.batch(s)[0] - plain.batch(s)[0] for s in range(40)])
+    ratio = diff.std(0) / x.std(0)  # noise in each feature's own units
+    assert torch.allclose(ratio, torch.full((3,), 0.1), rtol=0.15)
+    with pytest.raises(ValueError, match="noise"):
+        objective(-1.0)

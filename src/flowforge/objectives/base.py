@@ -81,13 +81,13 @@ def batch_indices(n: int, batch_size: int, seed: int, step: int) -> Tensor:
     return perm[i * batch_size : (i + 1) * batch_size]
 
 
-def batch_generator(seed: int, step: int) -> torch.Generator:
+def batch_generator(seed: int, step: int, stream: str = "batch") -> torch.Generator:
     """The generator of what the data set draws afresh for the batch at ``step`` (new
-    inpainting masks, ``Splits.train_context_sampler``): seeded from ``(seed, step)`` alone,
-    through SHA-256, so a resumed run and every torchrun rank draw the same numbers, and its
-    stream is unrelated to the batch order's (:func:`batch_indices`) and to torch's global
-    one."""
-    digest = hashlib.sha256(f"batch {seed} {step}".encode()).digest()
+    inpainting masks, ``Splits.train_context_sampler``; ``stream="noise"``: the input noise of
+    maximum likelihood): seeded from ``(stream, seed, step)`` alone, through SHA-256, so a
+    resumed run and every torchrun rank draw the same numbers, and its stream is unrelated to
+    the batch order's (:func:`batch_indices`) and to torch's global one."""
+    digest = hashlib.sha256(f"{stream} {seed} {step}".encode()).digest()
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
 
 
