@@ -10,7 +10,7 @@ import yaml
 from flowforge.cli import main
 from flowforge.config import ConfigError, parse_config
 from flowforge.runs import train_run
-from flowforge.train.threads import StepPace, auto_threads, slow_steps, torch_threads
+from flowforge.train.threads import Pace, StepPace, auto_threads, slow_steps, torch_threads
 
 
 @pytest.mark.parametrize(
@@ -44,34 +44,38 @@ def test_torch_threads_sets_the_count_and_restores_it():
 @pytest.mark.parametrize(
     "fastest, window, threads, slow",
     [
-        (34.0, 439.0, 2, True),  # the busy 2-core machine
-        (10.0, 30.0, 2, True),  # exactly SLOWER times
-        (10.0, 29.0, 2, False),
-        (10.0, 10.0, 8, False),
-        (34.0, 439.0, 1, False),  # one thread: nothing in the run to change
-        (10.0, float("nan"), 2, False),
+        ((34, 0.95), (439, 0.30), 2, True),  # the busy 2-core machine
+        ((10, 1.0), (30, 0.8), 2, True),  # exactly SLOWER times, exactly SHARE_DROP
+        ((10, 1.0), (29, 0.3), 2, False),  # not slow enough
+        ((10, 1.0), (40, 0.81), 2, False),  # the CPU kept working: more work per step
+        ((10, 0.9), (100, 0.9), 8, False),  # (an adaptive ODE solver late in training)
+        ((34, 0.65), (439, 0.30), 1, False),  # one thread: nothing in the run to change
+        ((10, 1.0), (float("nan"), 0.3), 2, False),
     ],
 )
 def test_slow_steps_decision(fastest, window, threads, slow):
-    message = slow_steps(fastest, window, threads)
+    message = slow_steps(Pace(*fastest), Pace(*window), threads)
     assert (message is not None) == slow
     if slow:
-        assert message.startswith("warning: steps took")
-        assert f"times the {fastest:.0f} ms of earlier steps" in message
+        assert message.startswith(f"warning: steps took {window[0]} ms")
+        assert f"times the {fastest[0]} ms of earlier steps" in message
         assert "busy or oversubscribed" in message and message.endswith("try --threads 1")
 
 
-def test_step_pace_warns_once_when_a_window_is_far_slower():
+def test_step_pace_warns_once_when_a_window_is_far_slower_with_less_cpu():
+    # durations in powers of two: the 2-second windows close exactly where intended
     pace = StepPace(threads=2, window=2.0)
     # a first window slowed by the first steps, then a fast one: nothing to say
-    assert [pace.add(1.0) for _ in range(2)] == [None, None]
-    assert [pace.add(0.05) for _ in range(40)] == [None] * 40
-    assert pace.fastest == pytest.approx(50.0)
-    said = [pace.add(0.5) for _ in range(4)]  # 500 ms a step: 10 times slower
-    assert said[:3] == [None] * 3 and "steps took 500 ms, 10 times the 50 ms" in said[3]
-    assert [pace.add(0.6) for _ in range(8)] == [None] * 8  # once per run
-    quiet = StepPace(threads=1, window=2.0)
-    assert {quiet.add(t) for t in [0.05] * 40 + [0.5] * 8} == {None}
+    assert [pace.add(1.0, 2.0) for _ in range(2)] == [None, None]
+    assert [pace.add(0.125, 0.234375) for _ in range(16)] == [None] * 16
+    assert pace.fastest == Pace(125.0, 0.9375)
+    # 500 ms a step with the CPU busy throughout: more work per step, not a busy machine
+    assert [pace.add(0.5, 0.9375) for _ in range(4)] == [None] * 4
+    said = [pace.add(1.0, 0.5) for _ in range(2)]  # 1000 ms a step, 0.25 CPU per thread
+    assert said[0] is None and "steps took 1000 ms, 8 times the 125 ms" in said[1]
+    assert [pace.add(1.0, 0.5) for _ in range(4)] == [None] * 4  # once per run
+    one = StepPace(threads=1, window=2.0)  # the same slowdown with one thread: nothing to say
+    assert {one.add(t, t if t < 1 else t / 4) for t in [0.125] * 16 + [1.0] * 4} == {None}
 
 
 @pytest.mark.parametrize("value, match", [(-1, "should be >= 0"), (10**6, "at most 1024")])

@@ -330,9 +330,9 @@ class Trainer:
                     f"{p.step}: checkpoint saved to {path}. Resume with: {self.launcher()} "
                     f"train --resume {self.files.path}"
                 )
-            began = time.perf_counter()
+            began, cpu = time.perf_counter(), time.process_time()
             loss, diverged = self.train_step()
-            slow = pace.add(time.perf_counter() - began)
+            slow = pace.add(time.perf_counter() - began, time.process_time() - cpu)
             if slow:
                 self.say(bar, slow)
             if diverged:
