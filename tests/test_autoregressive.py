@@ -62,7 +62,25 @@ def test_maf_density_is_one_pass_per_layer_and_sampling_one_sweep():
         flow.sample(4)
     # sampling sweeps each MADE once by degree instead of D full passes
     assert list(counts.values()) == [[0, 1]] * 3
-    assert _slow_warnings(caught) == 3  # once per layer
+    assert _slow_warnings(caught) == 0  # no gradients: the designed use, nothing to act on
+
+
+def test_training_through_the_slow_direction_warns_once_per_layer():
+    """Gradients through MAF's sampling (a reverse-KL fit) warn, once per layer; the same
+    draws without gradients or in eval mode do not."""
+    flow = maf(D, layers=3, hidden=(16,), batch_norm=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        flow.eval()
+        flow.rsample(4)
+        flow.train()
+        with torch.no_grad():
+            flow.rsample(4)
+        assert _slow_warnings(caught) == 0
+        flow.rsample(4).sum().backward()
+        flow.rsample(4)
+    assert _slow_warnings(caught) == 3
+    assert "training through MaskedAutoregressive.inverse: 5 sequential" in str(caught[0].message)
 
 
 def test_iaf_sampling_and_sample_and_log_prob_are_one_pass_per_layer():

@@ -117,3 +117,15 @@ def test_profile_eval_benchmark_runs(capsys):
     spec.loader.exec_module(module)
     table = module.main(["--batch", "64", "--calls", "1", "--model", "maf8"])
     assert "aten::addmm" in table
+
+
+def test_threads_benchmark_runs(capsys):
+    spec = importlib.util.spec_from_file_location("threads_bench", HARNESS.with_name("threads.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    argv = ["--rounds", "1", "--steps", "1", "--loads", "0,1", "--models", "maf"]
+    rows = module.main([*argv, "--max-load-seconds", "60"])
+    assert [(r["load"], r["model"]) for r in rows] == [(0, "maf"), (1, "maf")]
+    assert all(r["ms"][1] > 0 and r["ms"][2] > 0 and r["ratio"][2] > 0 for r in rows)
+    table = capsys.readouterr().out
+    assert "train.threads: 0 resolves to" in table and "| 1 | " in table

@@ -3,7 +3,7 @@
 ::
 
     flowforge train [CONFIG.yaml] [--set key=value ...] [--device cpu|cuda] [--resume RUN_DIR]
-                    [--compile]          (any objective: `flowforge list` names them)
+                    [--compile] [--threads N]   (any objective: `flowforge list` names them)
     flowforge eval RUN_DIR [--split test|val|train]
     flowforge sample RUN_DIR [-n 1000] [--temperature 1.0] [--class K | --context V] [--out FILE]
     flowforge interpolate RUN_DIR        (image runs: PNG grid of latent interpolations)
@@ -59,6 +59,8 @@ def _train(args: argparse.Namespace) -> int:
         overrides.append("train.compile=true")
     if args.time is not None:
         overrides.append(f"train.max_seconds={args.time}")
+    if args.threads is not None:
+        overrides.append(f"train.threads={args.threads}")
     if args.resume:
         if args.config is not None or args.data is not None:
             raise ConfigError("give CONFIG, --data FILE or --resume RUN_DIR, one of them")
@@ -699,6 +701,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(
         "--compile", action="store_true", help="torch.compile the training step's loss terms"
+    )
+    p.add_argument(
+        "--threads", type=int, metavar="N", help="CPU threads (train.threads; 0: automatic)"
     )
     p.set_defaults(func=_train)
 

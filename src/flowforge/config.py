@@ -118,6 +118,10 @@ class TrainConfig:
             shapes). Fuses the many small element-wise ops of each layer (see
             docs/benchmarks.md); pays for runs of a few thousand steps or more, since the first
             steps compile. Evaluation and sampling stay eager.
+        threads: CPU threads of the run's training, evaluation and figures (0: automatic:
+            half the CPUs available, at least 1; the process's own count when
+            ``OMP_NUM_THREADS`` is set; see :mod:`flowforge.train.threads`). The summary
+            records the count used.
     """
 
     steps: int = 3000
@@ -139,6 +143,7 @@ class TrainConfig:
     max_bad_steps: int = 10
     max_rollbacks: int = 3
     compile: bool = False
+    threads: int = 0
     log: dict[str, Any] = field(default_factory=dict)
 
 
@@ -195,9 +200,10 @@ _NON_NEGATIVE = {
     "train.patience",
     "train.max_seconds",
     "train.max_rollbacks",
+    "train.threads",
 }
 #: bounds that keep a typo (1e12) from exhausting memory or promising a run that never ends
-MAX_ROWS, MAX_STEPS = 10**9, 10**9
+MAX_ROWS, MAX_STEPS, MAX_THREADS = 10**9, 10**9, 1024
 #: the optimisers of ``train.optimizer`` (built by :func:`flowforge.train.trainer.make_optimizer`)
 OPTIMIZERS = ("adamw", "adam", "rmsprop")
 _CHOICES = {"train.schedule": ("constant", "cosine"), "train.optimizer": OPTIMIZERS}
@@ -315,6 +321,8 @@ def _check_values(cfg: RunConfig, check_data: bool = True) -> None:
         )
     if cfg.train.steps > MAX_STEPS:
         raise ConfigError(f"train.steps: at most {MAX_STEPS:.0e}, got {cfg.train.steps:.3g}")
+    if cfg.train.threads > MAX_THREADS:
+        raise ConfigError(f"train.threads: at most {MAX_THREADS}, got {cfg.train.threads:.3g}")
     for key in ("lr", "weight_decay", "grad_clip", "max_seconds", "ema"):
         if not math.isfinite(getattr(cfg.train, key)):
             raise ConfigError(f"train.{key}: should be finite, got {getattr(cfg.train, key)}")

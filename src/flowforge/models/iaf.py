@@ -43,7 +43,8 @@ def iaf(
     Sampling maps base noise ``u`` to ``x_i = u_i exp(s_i(u_<i)) + t_i(u_<i)``: one MADE pass
     per layer, and the log-density of the flow's own samples comes in the same pass
     (:meth:`Flow.sample_and_log_prob`, the case variational inference needs). The density of an
-    external point needs ``D`` sequential steps per layer (one MADE sweep; warns once per layer).
+    external point needs ``D`` sequential steps per layer (one MADE sweep; training through it
+    warns once per layer).
 
     Paper defaults: IAF steps stacked on a VAE encoder's diagonal Gaussian, each step a MADE
     (2 hidden layers, ELU, with the encoder's context ``h`` as extra input), the ordering

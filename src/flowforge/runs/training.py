@@ -38,6 +38,7 @@ from flowforge.train.checkpoint import (
 from flowforge.train.distributed import Group
 from flowforge.train.loggers import check_log_config, make_loggers
 from flowforge.train.schedule import seed_everything
+from flowforge.train.threads import torch_threads
 from flowforge.train.trainer import Trainer, TrainingDiverged, stop_signals
 
 __all__ = ["RunResult", "start_line", "train_run"]
@@ -105,8 +106,9 @@ def train_run(
     if directory is None:
         created = RunDirectory.create(cfg.output_dir, cfg.name) if group.is_main else None
         directory = RunDirectory(group.broadcast(None if created is None else str(created.path)))
-    # rank 0 holds the directory's lock for all ranks
-    with directory.lock() if group.is_main else nullcontext():
+    # rank 0 holds the directory's lock for all ranks; training, evaluation and figures
+    # compute with train.threads CPU threads (the process's count is restored afterwards)
+    with directory.lock() if group.is_main else nullcontext(), torch_threads(cfg.train.threads):
         try:
             loggers = make_loggers(cfg.train.log, directory.path) if group.is_main else []
         except ValueError as e:
@@ -231,6 +233,8 @@ def _summarise(trainer: Trainer, directory: RunDirectory) -> dict[str, Any]:
         "steps": trainer.progress.step,
         "parameters": sum(p.numel() for p in model.parameters()),
         "train_seconds": round(trainer.elapsed(), 2),
+        "stopped": trainer.stopped,
+        "threads": trainer.threads,
         f"best_val_{objective.metric}": trainer.progress.best_val,
     }
     names = trainer.identity["spec"].get("names")

@@ -15,7 +15,12 @@ bounds, reverse KL, distillation) the same way:
   validates (the averaged parameters with ``train.ema``), keeps ``best.pt``, appends a metrics
   record and writes ``last.pt``, the resume point;
 - SIGINT/SIGTERM save ``last.pt`` and raise :class:`TrainingInterrupted` with the command
-  that resumes.
+  that resumes;
+- it computes with the threads :func:`~flowforge.train.threads.torch_threads` set for the run
+  (``train.threads``), times its steps in windows and warns once when a window ran far slower
+  than the fastest (:func:`~flowforge.train.threads.slow_steps`), and records in
+  :attr:`Trainer.stopped` why the loop ended: ``"finished"`` (all ``train.steps``),
+  ``"early_stop"`` (``train.patience``) or ``"time_budget"`` (``train.max_seconds``).
 
 Where the files go is the run directory's business (:mod:`flowforge.runs`): the trainer
 writes through the small :class:`RunFiles` interface.
@@ -52,6 +57,7 @@ from flowforge.train.distributed import Group, needs_data_init
 from flowforge.train.loggers import RunLogger
 from flowforge.train.schedule import learning_rate, rank_seed, rng_state, set_rng_state
 from flowforge.train.state import Progress, StateError
+from flowforge.train.threads import StepPace
 from flowforge.version import __version__
 
 __all__ = ["RunFiles", "Trainer", "TrainingDiverged", "TrainingInterrupted", "make_optimizer"]
@@ -152,6 +158,9 @@ class Trainer:
         self.average = ParameterAverage(model, ema) if ema else None
         self.progress = Progress()
         self.started = time.time()
+        self.threads = torch.get_num_threads()
+        #: why :meth:`fit` returned: "finished", "early_stop" or "time_budget"
+        self.stopped = "finished"
 
     # -- set-up ------------------------------------------------------------------------------
     def _compiled(self, fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
@@ -306,9 +315,10 @@ class Trainer:
             dynamic_ncols=True,
             file=sys.stderr,
         )
-        bad = 0
+        bad, pace = 0, StepPace(self.threads)
         if p.step < t.steps and self.group.any(0 < t.max_seconds <= self.elapsed()):
             self.say(bar, f"time budget of {t.max_seconds:g} s already used up: no step taken")
+            self.stopped = "time_budget"
             bar.close()
             return
         while p.step < t.steps:
@@ -320,7 +330,11 @@ class Trainer:
                     f"{p.step}: checkpoint saved to {path}. Resume with: {self.launcher()} "
                     f"train --resume {self.files.path}"
                 )
+            began, cpu = time.perf_counter(), time.process_time()
             loss, diverged = self.train_step()
+            slow = pace.add(time.perf_counter() - began, time.process_time() - cpu)
+            if slow:
+                self.say(bar, slow)
             if diverged:
                 bad += 1
                 if bad >= t.max_bad_steps:
@@ -336,8 +350,10 @@ class Trainer:
             out_of_time = self.group.any(0 < t.max_seconds <= self.elapsed())
             if p.step % t.eval_every == 0 or p.step == t.steps or out_of_time:
                 if self.evaluate_and_checkpoint(bar):
+                    self.stopped = "early_stop"
                     break
-                if out_of_time:
+                if out_of_time and p.step < t.steps:
+                    self.stopped = "time_budget"
                     self.say(
                         bar,
                         f"time budget of {t.max_seconds:g} s used up at step {p.step} "

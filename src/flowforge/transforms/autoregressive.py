@@ -18,8 +18,12 @@ together cost about one pass of matrix products (in D small pieces), where the u
 MAF (Papamakarios, Pavlakou and Murray 2017, https://arxiv.org/abs/1705.07057) stacks these
 layers with the affine transformer; IAF (Kingma et al. 2016, https://arxiv.org/abs/1606.04934)
 is ``Inverse(MaskedAutoregressive(...))``: one pass to sample and to score its own samples, D
-sequential steps for the density of an external point. Calling the slow direction works and
-emits one :class:`SlowDirectionWarning` per layer.
+sequential steps for the density of an external point. The slow direction works in every case;
+**training through it** (train mode with gradients on: an IAF fitted by maximum likelihood, a
+MAF by reverse KL) pays the D steps at every step where the other model would pay one pass, so
+that alone emits one :class:`SlowDirectionWarning` per layer. Sampling, evaluation and figures
+run without gradients (``Flow.sample`` is under ``torch.no_grad``) and never warn: there the
+slow direction is the model's designed trade-off, with nothing for the user to change.
 """
 
 from __future__ import annotations
@@ -38,7 +42,8 @@ __all__ = ["MaskedAutoregressive", "SlowDirectionWarning"]
 
 
 class SlowDirectionWarning(UserWarning):
-    """Warns that an autoregressive direction takes one sequential step per dimension."""
+    """Warns that a model is trained through its slow autoregressive direction, which takes
+    one sequential step per dimension (emitted only in train mode with gradients on)."""
 
 
 class MaskedAutoregressive(Transform):
@@ -101,12 +106,14 @@ class MaskedAutoregressive(Transform):
         return z, logd.sum(1)
 
     def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        if self.features > 1 and not self._warned:
+        training = self.training and torch.is_grad_enabled()  # as Flow's data check
+        if self.features > 1 and training and not self._warned:
             self._warned = True
             warnings.warn(
-                f"{type(self).__name__}.inverse takes {self.features} sequential steps (one per "
-                "dimension); the forward direction takes one pass. Use Inverse(...) (IAF) if "
-                "this is the direction you need fast.",
+                f"training through {type(self).__name__}.inverse: {self.features} sequential "
+                "steps (one per dimension) at every step, where the forward direction takes "
+                "one pass. To fit a density use a MAF (maf), to sample or fit by reverse KL an "
+                "IAF (iaf, or Inverse(...)).",
                 SlowDirectionWarning,
                 stacklevel=2,
             )
