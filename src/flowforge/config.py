@@ -122,6 +122,10 @@ class TrainConfig:
             half the CPUs available, at least 1; the process's own count when
             ``OMP_NUM_THREADS`` is set; see :mod:`flowforge.train.threads`). The summary
             records the count used.
+        eval_at_start: before the first step, start the model's data-dependent parts on the
+            first batch (actnorm, a mixture base) and validate it, so ``best.pt`` holds the
+            starting model until training beats it on validation (the ``--data`` short form,
+            whose flows start as a Gaussian or mixture baseline, sets it).
     """
 
     steps: int = 3000
@@ -144,6 +148,7 @@ class TrainConfig:
     max_rollbacks: int = 3
     compile: bool = False
     threads: int = 0
+    eval_at_start: bool = False
     log: dict[str, Any] = field(default_factory=dict)
 
 

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from flowforge.nn.made import MADE
 
 __all__ = ["BaseDistribution", "DiagonalNormal", "StandardLogistic", "StandardNormal"]
-__all__ += ["MADEMoG"]
+__all__ += ["GaussianMixture", "MADEMoG", "base_distribution"]
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -181,3 +181,140 @@ class MADEMoG(BaseDistribution):
 
     def extra_repr(self) -> str:
         return f"event_shape={tuple(self.event_shape)}, components={self.components}"
+
+
+class GaussianMixture(BaseDistribution):
+    r"""A mixture of full-covariance Gaussians whose components start from the data.
+
+    .. math::
+        p(z) = \sum_{k=1}^{K} \pi_k\, \mathcal N(z;\ \mu_k, L_k L_k^\top)
+
+    A flow with a multimodal base need not tear one Gaussian into clusters (FlowGMM, Izmailov
+    et al. 2020, https://arxiv.org/abs/1912.13025, who fix the components; here they are
+    learned, :math:`L_k` lower triangular with a positive diagonal). Before its start the
+    mixture is :math:`\mathcal N(0, I)`. :meth:`start` (called by the first ``log_prob`` in
+    training mode, or by the objective before training) fits the components to the latent
+    points of the data by EM, for every count :math:`k \le K`, and keeps the count with the
+    lowest BIC (Schwarz 1978), :math:`-2\log L + (k - 1 + kD + kD(D+1)/2)\log n`; the other
+    components start with a weight of :math:`10^{-6}`. After that all are ordinary parameters.
+    The flag lives in the buffer ``initialized``, so a loaded model does not start again; the
+    EM is seeded, so a resumed run starts the same way.
+
+    Arguments:
+        features: number of dimensions ``D`` (vectors only).
+        components: the most components ``K``.
+    """
+
+    def __init__(self, features: int, components: int = 8) -> None:
+        super().__init__(features)
+        if components < 1:
+            raise ValueError(f"'components' should be positive, got {components}")
+        self.components = components
+        self.logits = nn.Parameter(torch.zeros(components))
+        self.means = nn.Parameter(torch.zeros(components, features))
+        self.log_diag = nn.Parameter(torch.zeros(components, features))
+        self.lower = nn.Parameter(torch.zeros(components, features, features))
+        self.register_buffer("initialized", torch.tensor(False))
+
+    def scale_tril(self) -> Tensor:
+        """The factors :math:`L_k`, ``(K, D, D)``."""
+        return torch.tril(self.lower, -1) + torch.diag_embed(torch.exp(self.log_diag))
+
+    def _log_joint(self, z: Tensor) -> Tensor:
+        """``log pi_k + log N(z; mu_k, L_k L_k^T)`` per row and component, ``(B, K)``."""
+        r = (z[None] - self.means[:, None]).transpose(1, 2)  # (K, D, B)
+        u = torch.linalg.solve_triangular(self.scale_tril(), r, upper=False)
+        log_n = -0.5 * (u**2).sum(1).T - self.log_diag.sum(-1) - 0.5 * z.shape[1] * _LOG_2PI
+        return torch.log_softmax(self.logits, 0) + log_n
+
+    def log_prob(self, z: Tensor, context: Tensor | None = None) -> Tensor:
+        self._check(z)
+        if self.training and not bool(self.initialized):
+            self.start(z.detach())
+        return torch.logsumexp(self._log_joint(z), dim=1)
+
+    @torch.no_grad()
+    def start(self, z: Tensor) -> None:
+        """Fits the components to ``z`` ``(n, D)`` (see the class docstring)."""
+        z = z.double()
+        n, d = z.shape
+        per = 1 + d + d * (d + 1) // 2
+        best = None
+        for k in range(1, min(self.components, max(1, n // (2 * per))) + 1):
+            w, mu, cov, log_l = _em(z, k)
+            bic = -2 * log_l + (k * per - 1) * math.log(n)
+            if best is None or bic < best[0]:
+                best = (bic, w, mu, cov)
+        assert best is not None
+        _, w, mu, cov = best
+        k = len(w)
+        chol = torch.linalg.cholesky(cov)
+        values = {
+            "logits": torch.full((self.components,), math.log(1e-6), dtype=z.dtype),
+            "means": torch.zeros(self.components, d, dtype=z.dtype),
+            "log_diag": torch.zeros(self.components, d, dtype=z.dtype),
+            "lower": torch.zeros(self.components, d, d, dtype=z.dtype),
+        }
+        values["logits"][:k] = torch.log(w)
+        values["means"][:k] = mu
+        values["log_diag"][:k] = torch.log(torch.diagonal(chol, dim1=-2, dim2=-1))
+        values["lower"][:k] = torch.tril(chol, -1)
+        for name, v in values.items():
+            getattr(self, name).copy_(v)
+        self.initialized.fill_(True)
+
+    def sample(self, n: int, context: Tensor | None = None, temperature: float = 1.0) -> Tensor:
+        k = torch.multinomial(torch.softmax(self.logits, 0), n, replacement=True)
+        eps = self._noise(n) * temperature
+        return self.means[k] + (self.scale_tril()[k] @ eps.unsqueeze(-1)).squeeze(-1)
+
+    def extra_repr(self) -> str:
+        return f"event_shape={tuple(self.event_shape)}, components={self.components}"
+
+
+def _em(
+    z: Tensor, k: int, steps: int = 100, floor: float = 1e-3
+) -> tuple[Tensor, Tensor, Tensor, float]:
+    """EM for a ``k``-component full-covariance Gaussian mixture on ``z`` ``(n, D)``, started
+    from seeded k-means++ centres; returns weights ``(k,)``, means ``(k, D)``, covariances
+    ``(k, D, D)`` (with ``floor`` added to the diagonal) and the log-likelihood."""
+    n, d = z.shape
+    g = torch.Generator().manual_seed(k)
+    centres = [z[torch.randint(n, (1,), generator=g)]]
+    for _ in range(k - 1):  # k-means++: far points more likely
+        dist = torch.cdist(z, torch.cat(centres)).min(1).values ** 2
+        centres.append(z[torch.multinomial(dist / dist.sum(), 1, generator=g)])
+    mu = torch.cat(centres)
+    eye = torch.eye(d, dtype=z.dtype)
+    cov = (torch.cov(z.T).reshape(d, d) + floor * eye).expand(k, d, d).clone()
+    w = torch.full((k,), 1.0 / k, dtype=z.dtype)
+    log_l = -math.inf
+    for _ in range(steps):
+        chol = torch.linalg.cholesky(cov)
+        u = torch.linalg.solve_triangular(
+            chol, (z[None] - mu[:, None]).transpose(1, 2), upper=False
+        )
+        log_det = torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
+        log_p = torch.log(w) - 0.5 * (u**2).sum(1).T - log_det - 0.5 * d * _LOG_2PI
+        total = torch.logsumexp(log_p, 1, keepdim=True)
+        new = float(total.sum())
+        r = torch.exp(log_p - total)  # (n, k) responsibilities
+        nk = r.sum(0).clamp_min(1e-10)
+        w, mu = nk / n, (r.T @ z) / nk[:, None]
+        centred = z[None] - mu[:, None]  # (k, n, D)
+        cov = torch.einsum("nk,kni,knj->kij", r, centred, centred) / nk[:, None, None]
+        cov = cov + floor * eye
+        if new - log_l < 1e-6 * n:
+            break
+        log_l = new
+    return w, mu, cov, new
+
+
+def base_distribution(name: str, features: int, components: int = 8) -> BaseDistribution:
+    """A recipe's base by name: ``"normal"`` (:class:`StandardNormal`) or ``"mixture"``
+    (:class:`GaussianMixture` of at most ``components``, started from the data)."""
+    if name == "normal":
+        return StandardNormal(features)
+    if name == "mixture":
+        return GaussianMixture(features, components)
+    raise ValueError(f"'base' should be 'normal' or 'mixture', got {name!r}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from flowforge.distributions import BaseDistribution, MADEMoG, StandardNormal
+from flowforge.distributions import MADEMoG, base_distribution
 from flowforge.flows import Flow
 from flowforge.models._autoregressive import autoregressive_stack, layer_order
 from flowforge.transforms import Affine, Compose, depth_scale_bound
@@ -49,17 +49,17 @@ def maf(
         order: ``"alternate"`` (natural, reversed, ...: the paper), ``"natural"`` or
             ``"random"`` (a different random order per layer).
         batch_norm: batch norm between layers.
-        base: ``"normal"`` (MAF) or ``"mog"`` (MAF MoG: a MADE MoG base).
-        components: mixture components of the MoG base.
+        base: ``"normal"`` (MAF), ``"mog"`` (MAF MoG: a MADE MoG base) or ``"mixture"`` (a
+            :class:`~flowforge.distributions.GaussianMixture` started from the data).
+        components: mixture components of the MoG base (the most, for ``"mixture"``).
         residual_blocks: residual blocks in each MADE (0: plain masked MLP, as in the paper).
         scale_bound: bound on each log-scale; ``None``: :func:`depth_scale_bound`, 5 for
             shallow flows and less for deep ones, so the total stays within
             :data:`LOG_SCALE_BUDGET` nats per dimension (finite far from the data).
         context_features: size of the conditioning vector (0: unconditional).
     """
-    bases = ("normal", "mog")
-    if base not in bases:
-        raise ValueError(f"'base' should be one of {list(bases)}, got {base!r}")
+    if base not in ("normal", "mog", "mixture"):
+        raise ValueError(f"'base' should be one of ['normal', 'mog', 'mixture'], got {base!r}")
     bound = depth_scale_bound(layers) if scale_bound is None else scale_bound
     stack = autoregressive_stack(
         features,
@@ -72,7 +72,7 @@ def maf(
         batch_norm,
         context_features,
     )
-    prior: BaseDistribution = StandardNormal(features)
+    prior = base_distribution("normal" if base == "mog" else base, features, components)
     if base == "mog":
         mog_order = "random" if order == "random" else layer_order(order, layers)
         prior = MADEMoG(features, components, hidden, activation, mog_order, context_features)

@@ -6,7 +6,7 @@ https://arxiv.org/abs/1906.04032.
 
 from __future__ import annotations
 
-from flowforge.distributions import StandardNormal
+from flowforge.distributions import base_distribution
 from flowforge.flows import Flow
 from flowforge.models._autoregressive import autoregressive_stack
 from flowforge.nn.mlp import MLP
@@ -33,6 +33,8 @@ def nsf(
     bins: int = 8,
     bound: float = 3.0,
     activation: str = "relu",
+    base: str = "normal",
+    components: int = 8,
     context_features: int = 0,
 ) -> Flow:
     """Builds an RQ-NSF over vectors of ``features`` dimensions.
@@ -59,6 +61,9 @@ def nsf(
         bins: spline bins ``K``.
         bound: spline interval half-width ``B``.
         activation: conditioner activation.
+        base: ``"normal"`` (the paper) or ``"mixture"`` (a
+            :class:`~flowforge.distributions.GaussianMixture` started from the data).
+        components: the most components of the mixture base.
         context_features: size of the conditioning vector (0: unconditional).
     """
     if kind not in KINDS:
@@ -95,4 +100,4 @@ def nsf(
     for step in steps:
         transforms += [LULinear(features), step]
     transforms.append(LULinear(features))
-    return Flow(Compose(transforms), StandardNormal(features))
+    return Flow(Compose(transforms), base_distribution(base, features, components))

@@ -10,7 +10,10 @@ recipe with the number of training rows ``n``:
 - depth 4 layers below 2,000 rows, 5 below 20,000, else 8;
 - ``nsf``: autoregressive, 8 bins, one residual block below 5,000 rows (else 2);
   ``maf``: two hidden layers of ``w``, no batch norm; ``realnvp``: ``2 x depth`` couplings of
-  two hidden layers of ``w``.
+  two hidden layers of ``w``;
+- ``nsf`` and ``maf`` get a Gaussian-mixture base of at most 8 components started from the
+  data (:class:`~flowforge.distributions.GaussianMixture`): on small tables the clusters a
+  flow would have to learn from few rows are there from the start.
 
 The choice is written into the run's config, where it can be changed like any option.
 """
@@ -41,7 +44,8 @@ def sized_options(name: str, features: int, rows: int) -> dict[str, Any]:
             "hidden": width,
             "residual_blocks": blocks,
             "bins": 8,
+            "base": "mixture",
         }
     if name == "maf":
-        return {"layers": depth, "hidden": [width, width], "batch_norm": False}
+        return {"layers": depth, "hidden": [width, width], "batch_norm": False, "base": "mixture"}
     return {"couplings": 2 * depth, "hidden": [width, width]}

@@ -2,9 +2,10 @@
 
 - ``flowforge train --data FILE [--model nsf] [--context COLS]``: maximum likelihood on the
   user's file (:mod:`flowforge.data.files`) with an 80/10/10 split, a linear-Gaussian
-  standardisation inside the flow (so it starts as the Gaussian baseline of the yardstick,
-  :mod:`flowforge.data.standardization`), a model sized from the rows and features
-  (:mod:`flowforge.models.sizing`), and a training length from the rows: at most 200 epochs
+  standardisation inside the flow (:mod:`flowforge.data.standardization`) and a mixture base
+  started from the data, so the flow starts as a Gaussian-mixture baseline and is validated
+  before its first step (``train.eval_at_start``); a model sized from the rows and features
+  (:mod:`flowforge.models.sizing`); and a training length from the rows: at most 200 epochs
   (between 3,000 and 50,000 steps) or :func:`default_seconds` of wall-clock, whichever comes
   first, stopping early after 30 validations without improvement;
 - ``flowforge fit-target TARGET [--model planar]``: a ``reverse_kl`` run.
@@ -92,6 +93,7 @@ def data_file_config(
             "eval_every": max(20, steps // 200),
             "patience": 30,
             "max_seconds": default_seconds(n_train),
+            "eval_at_start": True,
         },
     }
 

@@ -186,10 +186,16 @@ class Trainer:
         self.group.sync(self.model)
 
     def start(self) -> None:
-        """A new run: rank > 0 takes its own random stream, and ``last.pt`` at step 0 is a
-        good state to roll back to from the start."""
+        """A new run: rank > 0 takes its own random stream, the model is validated first with
+        ``train.eval_at_start``, and ``last.pt`` at step 0 is a good state to roll back to
+        from the start."""
         if self.group.rank > 0:  # its own stream (dequantization noise, estimator probes)
             torch.manual_seed(rank_seed(self.cfg.seed, self.group.rank, 0))
+        if self.cfg.train.eval_at_start:
+            with torch.no_grad():  # data-dependent starts (actnorm, mixture bases) on batch 0
+                self.train_module(*self.inputs())
+            if self.group.is_main:
+                self.evaluate_and_log()
         self.save(LAST)
 
     def inputs(self, shard: bool = True) -> tuple[Tensor, ...]:

@@ -1,0 +1,69 @@
+"""The Gaussian-mixture base started from the data (flowforge.distributions.GaussianMixture)."""
+
+import math
+
+import pytest
+import torch
+
+from flowforge.distributions import GaussianMixture, StandardNormal, base_distribution
+from flowforge.models import maf, nsf
+
+
+def _clusters(n=600, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(3, (n,), generator=g)
+    centres = torch.tensor([[-5.0, 0.0], [5.0, 0.0], [0.0, 6.0]])
+    return centres[labels] + 0.7 * torch.randn(n, 2, generator=g)
+
+
+def test_before_its_start_it_is_the_standard_normal():
+    z = torch.randn(50, 3)
+    mix = GaussianMixture(3, 4).eval()
+    assert torch.allclose(mix.log_prob(z), StandardNormal(3).log_prob(z), atol=1e-5)
+    assert not bool(mix.initialized)  # evaluation does not start it
+
+
+def test_the_start_finds_the_clusters_by_bic_and_the_density_integrates_to_one():
+    x = _clusters()
+    mix = GaussianMixture(2, 6).train()
+    mix.log_prob(x)  # the first training-mode call starts it
+    assert bool(mix.initialized)
+    weights = torch.softmax(mix.logits.detach(), 0)
+    assert int((weights > 0.01).sum()) == 3
+    assert sorted(float(w) for w in weights if w > 0.01) == pytest.approx([1 / 3] * 3, abs=0.08)
+    # integrates to 1 on a grid (the oracle of a density)
+    u = torch.linspace(-12, 12, 481)
+    grid = torch.cartesian_prod(u, u)
+    with torch.no_grad():
+        mass = torch.exp(mix.eval().log_prob(grid)).sum() * (u[1] - u[0]) ** 2
+    assert float(mass) == pytest.approx(1.0, abs=1e-3)
+    # samples follow the fitted density: their mean log-density matches the data's
+    torch.manual_seed(0)
+    s = mix.sample(20000)
+    with torch.no_grad():
+        assert float(mix.log_prob(s).mean()) == pytest.approx(
+            float(mix.log_prob(x).mean()), abs=0.1
+        )
+
+
+def test_a_loaded_mixture_does_not_start_again():
+    mix = GaussianMixture(2, 4).train()
+    mix.log_prob(_clusters())
+    state = mix.state_dict()
+    again = GaussianMixture(2, 4)
+    again.load_state_dict(state)
+    again.train().log_prob(torch.randn(100, 2) * 50)  # would refit if it started
+    assert torch.equal(again.means, mix.means)
+
+
+def test_recipes_take_the_mixture_base_and_train_through_it():
+    x = _clusters(400)
+    for flow in (nsf(2, layers=1, hidden=8, base="mixture", components=4), maf(2, base="mixture")):
+        flow.train()
+        loss = -flow.log_prob(x).mean()
+        loss.backward()
+        assert math.isfinite(float(loss)) and flow.base.means.grad is not None
+    with pytest.raises(ValueError, match="'base'"):
+        base_distribution("student", 2)
+    with pytest.raises(ValueError, match="'base'"):
+        nsf(2, base="mog")
