@@ -1,6 +1,7 @@
-"""`flowforge serve`: the playground's API (bad input gets a message, loopback only) and, in
-headless Chromium, a RealNVP trained on moons to within 0.1 nats of the true entropy while the
-page updates."""
+"""`flowforge serve`: the playground's API (bad input gets a message, loopback only, the
+user's 2-D file checked as `flowforge train --data` checks it) and, in headless Chromium, the
+page's default trained to within 0.1 nats of the true entropy while the page updates, and a
+user's CSV loaded and drawn."""
 
 import socket
 import threading
@@ -13,15 +14,19 @@ from browser import browser, pixel_spread, screenshot_dir  # noqa: F401
 pytest.importorskip("starlette", reason="the serve extra (starlette) is not installed")
 pytest.importorskip("httpx", reason="starlette's test client needs httpx")
 
+import numpy as np  # noqa: E402
 from starlette.testclient import TestClient  # noqa: E402
 
 from flowforge.config import ConfigError  # noqa: E402
+from flowforge.data import toy  # noqa: E402
+from flowforge.data.registry import load_dataset  # noqa: E402
+from flowforge.runs.shorthand import data_file_config  # noqa: E402
 from flowforge.serve import create_app, serve  # noqa: E402
 
 
 @pytest.fixture
 def client(tmp_path):
-    with TestClient(create_app(tmp_path / "ws", interval=0.1)) as c:
+    with TestClient(create_app(tmp_path / "ws", interval=0.1), base_url="http://127.0.0.1") as c:
         yield c
 
 
@@ -44,11 +49,123 @@ def test_bad_input_gets_a_message(client, body, message):
 
 
 def test_nan_points_and_non_json(client):
-    r = client.post("/api/runs", content=b'{"family": "realnvp", "points": [[NaN, 1]]}')
+    json = {"Content-Type": "application/json"}
+    r = client.post(
+        "/api/runs", content=b'{"family": "realnvp", "points": [[NaN, 1]]}', headers=json
+    )
     assert "NaN" in r.json()["error"]
-    assert "not JSON" in client.post("/api/runs", content=b"{oops").json()["error"]
+    assert "not JSON" in client.post("/api/runs", content=b"{oops", headers=json).json()["error"]
     assert client.get("/api/runs/..%2Fetc").status_code == 404
-    assert client.post("/api/runs/nosuch/stop").status_code == 409
+    assert client.post("/api/runs/nosuch/stop", json={}).status_code == 409
+
+
+def write_csv(path, rows, header="a,b"):
+    path.write_text(header + "\n" + "\n".join(",".join(map(str, r)) for r in rows) + "\n")
+    return path
+
+
+def points_csv(path, n=200):
+    return write_csv(path, np.random.default_rng(0).normal(size=(n, 2)).round(4).tolist())
+
+
+def upload(client, name, content):
+    return client.post("/api/data/upload", content=content, headers={"X-Filename": name})
+
+
+def test_a_toy_data_set_is_drawn_before_training(client):
+    d = client.get("/api/data/moons").json()
+    assert len(d["points"]) == 1000 and d["rows"] == 17000 and len(d["box"]) == 4
+    assert d["entropy"] == pytest.approx(toy.ENTROPY["moons"].value)
+    assert client.get("/api/data/mnist").status_code == 404
+    opts = client.get("/api/options").json()
+    assert opts["default"]["data"] in opts["data"] and opts["default"]["family"] in opts["families"]
+
+
+def test_a_users_csv_by_upload_or_by_path(client, tmp_path):
+    csv = points_csv(tmp_path / "My Points.csv")
+    values = np.loadtxt(csv, delimiter=",", skiprows=1)
+    by_path = client.post("/api/data/path", json={"path": str(csv)}).json()
+    by_upload = upload(client, "My Points.csv", csv.read_bytes()).json()
+    for d in (by_path, by_upload):
+        assert d["rows"] == 200 and d["entropy"] is None and d["name"] == "My Points.csv"
+        assert len(d["points"]) == 160  # the training split, as `train --data` splits
+        shown = np.array(d["points"])
+        assert np.abs(shown[:, None] - values[None]).sum(2).min(1).max() < 1e-4  # file rows
+    assert by_path["source"] == {"path": str(csv.resolve())}
+    playground = client.app.state.playground
+    for source in (by_path["source"], by_upload["source"]):
+        name, raw, _ = playground.config({"family": "realnvp", **source})
+        file = raw["data"]["path"]
+        assert raw["data"] == data_file_config(file)["data"] and name.startswith("realnvp-my-")
+    # the upload is a copy in the workspace, under a random name; the path is the user's file
+    assert by_upload["source"]["file"].startswith("upload-")
+    assert (playground.uploads / by_upload["source"]["file"]).read_bytes() == csv.read_bytes()
+
+
+def _train_data_error(path):
+    """The message `flowforge train --data PATH` stops with (its config, then its loader)."""
+    try:
+        section = data_file_config(str(path))["data"]
+        options = {k: v for k, v in section.items() if k not in ("name", "n_train", "n_val")}
+        load_dataset("file", section["n_train"], section["n_val"], **options)
+    except (ValueError, ConfigError) as e:
+        return str(e).removeprefix("--data: ")
+    return None
+
+
+@pytest.mark.parametrize(
+    "name, rows, header, message",
+    [
+        ("three.csv", [[1, 2, 3]] * 50, "a,b,c", "fits 2-D data, and this file has 3 columns"),
+        ("one.csv", [[1]] * 50, "a", "has 1 column (a)"),
+        ("text.csv", [[1, "x"]] * 50, "a,b", "is not numeric"),
+        ("nan.csv", [[1, 2]] * 40 + [["nan", 2]], "a,b", "NaN or infinite"),
+        ("flat.csv", [[i, 5] for i in range(50)], "a,b", "constant"),
+        ("few.csv", [[1, 2]] * 3, "a,b", "too few"),
+        ("notes.txt", [[1, 2]] * 50, "a,b", "unknown format"),
+    ],
+)
+def test_a_file_is_refused_as_train_data_refuses_it(client, tmp_path, name, rows, header, message):
+    path = write_csv(tmp_path / name, rows, header)
+    by_path = client.post("/api/data/path", json={"path": str(path)})
+    by_upload = upload(client, name, path.read_bytes())
+    for r in (by_path, by_upload):
+        assert r.status_code == 400 and message in r.json()["error"], r.json()
+        assert name in r.json()["error"] and "upload-" not in r.json()["error"]  # the user's name
+    expected = _train_data_error(path)
+    if expected is not None and "2-D" not in message and "1 column" not in message:
+        assert expected in by_path.json()["error"]  # the very message of --data
+    uploads = client.app.state.playground.uploads
+    assert not list(uploads.glob("upload-*"))  # a refused upload is not kept
+
+
+def test_upload_limits_and_file_handles(client, tmp_path, monkeypatch):
+    monkeypatch.setattr("flowforge.serve.app.MAX_FILE_BYTES", 1000)
+    monkeypatch.setattr("flowforge.serve.sources.MAX_FILE_BYTES", 1000)
+    big = points_csv(tmp_path / "big.csv", 200).read_bytes()
+    r = upload(client, "big.csv", big)
+    assert r.status_code == 413 and "over" in r.json()["error"]
+    r = client.post("/api/data/path", json={"path": str(tmp_path / "big.csv")})
+    assert r.status_code == 400 and "MiB" in r.json()["error"]
+    assert "X-Filename" in client.post("/api/data/upload", content=b"a,b\n").json()["error"]
+    assert "file not found" in client.post("/api/data/path", json={"path": "/no/x.csv"}).text
+    for handle in ("../../etc/passwd", "upload-0123456789abcdef.csv", 7):
+        r = client.post("/api/runs", json={"family": "realnvp", "file": handle})
+        assert r.status_code == 400 and "no uploaded file" in r.json()["error"]
+    r = client.post("/api/runs", json={"family": "realnvp", "path": "/x.csv", "points": [[1, 2]]})
+    assert "one source of data" in r.json()["error"]
+
+
+def test_only_loopback_hosts_and_json_posts_are_answered(client, tmp_path):
+    csv = points_csv(tmp_path / "p.csv")
+    # another site's page cannot post a path without a preflight, nor reach us by DNS rebinding
+    plain = client.post(
+        "/api/data/path", content=f'{{"path": "{csv}"}}', headers={"Content-Type": "text/plain"}
+    )
+    assert plain.status_code == 400 and "not JSON" in plain.json()["error"]
+    rebound = client.get("/api/data/moons", headers={"Host": "evil.example:8000"})
+    assert rebound.status_code == 400
+    assert client.get("/api/data/moons", headers={"Host": "localhost:8000"}).status_code == 200
 
 
 def test_refuses_a_non_loopback_address_unless_asked(tmp_path):
