@@ -35,6 +35,7 @@ __all__ = [
     "MAX_FILE_BYTES",
     "PlaygroundError",
     "check_points",
+    "compact",
     "file_section",
     "preview",
     "save_upload",
@@ -172,6 +173,19 @@ def _load(section: dict[str, Any], seed: int = 0) -> Any:
     )
 
 
+def compact(x: torch.Tensor | np.ndarray) -> list:
+    """``x`` as nested lists for the page, rounded to 5 significant digits of its largest
+    value (a JSON event half the size; invisible on a 300-pixel canvas at any scale), with
+    ``None`` for a value that is not finite (JSON has no NaN)."""
+    a = np.asarray(x, dtype=np.float64)
+    finite = np.isfinite(a)
+    top = float(np.abs(a[finite]).max(initial=0.0))
+    digits = 5 - math.ceil(math.log10(top)) if top > 0 else 5
+    rounded = np.round(np.where(finite, a, 0.0), max(0, digits)).astype(object)
+    rounded[~finite] = None
+    return rounded.tolist()
+
+
 def preview(section: dict[str, Any], seed: int = 0) -> dict[str, Any]:
     """What the page draws before training: a seeded random subset of the training split
     (at most :data:`PREVIEW_POINTS` points), its box, its row count and the data set's true
@@ -186,7 +200,7 @@ def preview(section: dict[str, Any], seed: int = 0) -> dict[str, Any]:
     points = train[order[:PREVIEW_POINTS]].float()
     h = toy.ENTROPY.get(section["name"])
     return {
-        "points": points.tolist(),
+        "points": compact(points),
         "box": box_of(points, 0.15),
         "rows": int(section["n_train"] + section["n_val"] + section["n_test"]),
         "entropy": None if h is None or not math.isfinite(h.value) else h.value,

@@ -61,12 +61,13 @@ function drawDensity(canvas, dens) {
   ctx.drawImage(tmp, 0, 0, canvas.width, canvas.height);
 }
 
-function ticks(lo, hi, n) {  // about n round values in [lo, hi]
+function ticks(lo, hi, n) {  // at most n round values in [lo, hi] (at least n / 2.5), and
+  // the decimals that print them
   const raw = (hi - lo) / n, mag = Math.pow(10, Math.floor(Math.log10(raw)));
   const step = [1, 2, 5, 10].map((f) => f * mag).find((s) => s >= raw);
   const out = [];
   for (let v = Math.ceil(lo / step) * step; v <= hi + 1e-9; v += step) out.push(+v.toFixed(10));
-  return out;
+  return [out, Math.max(0, -Math.floor(Math.log10(step) + 1e-9))];
 }
 
 function drawLoss(canvas, records, entropy) {
@@ -76,11 +77,14 @@ function drawLoss(canvas, records, entropy) {
   const vals = (k) => records.filter((r) => r[k] !== null && isFinite(r[k]));
   const val = vals("val"), tr = vals("train");
   const smax = Math.max(10, ...records.map((r) => r.step));
-  // the scale leaves out the first tenth of the steps (their loss would squash the rest;
-  // off-scale points sit on the top edge)
+  // the scale holds every value, unless the first tenth of the steps would squash the rest
+  // to a third of the height: then it holds the later ones and the first sit on the top edge
+  // as open marks
   const ys = [...val.map((r) => [r.step, r.val]), ...tr.map((r) => [r.step, r.train])];
   const late = ys.filter(([s]) => s >= smax / 10).map(([, y]) => y);
-  const scale = late.length ? late : ys.map(([, y]) => y);
+  let scale = ys.map(([, y]) => y);
+  const floor = Math.min(...scale, ...(entropy !== null ? [entropy] : []));
+  if (late.length && Math.max(...scale) - floor > 3 * (Math.max(...late) - floor)) scale = late;
   if (entropy !== null) scale.push(entropy);
   ctx.fillStyle = "#333"; ctx.strokeStyle = "#999"; ctx.font = "12px sans-serif";
   ctx.strokeRect(L, T, W - L - R, H - T - B);
@@ -93,23 +97,28 @@ function drawLoss(canvas, records, entropy) {
   const pad = (hi - lo) * 0.08; lo -= pad; hi += pad;
   const X = (s) => L + (s / smax) * (W - L - R);
   const Y = (v) => T + (1 - (Math.min(hi, Math.max(lo, v)) - lo) / (hi - lo)) * (H - T - B);
+  const off = (v) => v > hi || v < lo;
   ctx.font = "11px sans-serif"; ctx.strokeStyle = "#ddd";
   ctx.textAlign = "right";
-  for (const v of ticks(lo, hi, 5)) {
+  const [yt, dec] = ticks(lo, hi, 7);
+  for (const v of yt) {
     ctx.beginPath(); ctx.moveTo(L, Y(v)); ctx.lineTo(W - R, Y(v)); ctx.stroke();
-    ctx.fillText(v.toFixed(2), L - 4, Y(v) + 4);
+    ctx.fillText(v.toFixed(dec), L - 4, Y(v) + 4);
   }
   ctx.textAlign = "center";
-  for (const s of ticks(0, smax, 5)) ctx.fillText(String(s), X(s), H - B + 14);
+  for (const s of ticks(0, smax, 5)[0]) ctx.fillText(String(s), X(s), H - B + 14);
   if (entropy !== null) {
     ctx.setLineDash([5, 4]); ctx.strokeStyle = "#000";
     ctx.beginPath(); ctx.moveTo(L, Y(entropy)); ctx.lineTo(W - R, Y(entropy)); ctx.stroke();
-    ctx.setLineDash([]);
+    ctx.setLineDash([]); ctx.fillStyle = "#000"; ctx.textAlign = "right";
+    ctx.fillText("true entropy", W - R - 4, Y(entropy) - 4);
   }
   const curve = (rs, k, color, marks) => {
     ctx.strokeStyle = color; ctx.fillStyle = color; ctx.beginPath();
     rs.forEach((r, i) => { const x = X(r.step), y = Y(r[k]);
-      i ? ctx.lineTo(x, y) : ctx.moveTo(x, y); if (marks) ctx.fillRect(x - 2, y - 2, 4, 4); });
+      i ? ctx.lineTo(x, y) : ctx.moveTo(x, y);
+      if (marks && off(r[k])) ctx.strokeRect(x - 2.5, y - 2.5, 5, 5);
+      else if (marks) ctx.fillRect(x - 2, y - 2, 4, 4); });
     ctx.stroke();
   };
   curve(tr, "train", "#aaa", false);
@@ -121,10 +130,10 @@ function drawLayers(stages) {
   div.replaceChildren();
   for (const st of stages || []) {
     const fig = document.createElement("figure"), c = document.createElement("canvas");
-    c.width = c.height = 180; c.className = "layer";
+    c.width = c.height = 170; c.className = "layer";
     // the frame holds the whole grid (equal scales on both axes), unless a few points went
     // far out: then it holds the 2nd to 98th percentiles three times over
-    const all = st.lines.flat().filter(([x, y]) => isFinite(x) && isFinite(y));
+    const all = st.lines.flat().filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y));
     const q = (k, p) => { const v = all.map((a) => a[k]).sort((a, b) => a - b);
       return v[Math.floor(p * (v.length - 1))]; };
     const frame = (k) => {
