@@ -30,7 +30,8 @@ from flowforge.config import parse_config
 from flowforge.runs import train_run
 from flowforge.serve.playground import Playground
 
-# label: (family, depth, data, steps, lr, model options over the family's)
+# label: (family, depth, data, steps, lr, model options over the family's); "(32)": NSF
+# conditioners of 32 units, else 64 (the page's)
 CANDIDATES: dict[str, tuple[str, int, str, int, float, dict[str, Any]]] = {
     "realnvp-6 2spirals 600 (the old page)": ("realnvp", 6, "2spirals", 600, 2e-3, {}),
     "realnvp-6 2spirals 2000": ("realnvp", 6, "2spirals", 2000, 2e-3, {}),
@@ -38,6 +39,8 @@ CANDIDATES: dict[str, tuple[str, int, str, int, float, dict[str, Any]]] = {
     "realnvp-6 moons 3500": ("realnvp", 6, "moons", 3500, 2e-3, {}),
     "nsf-6 (32) 2spirals 1500": ("nsf", 6, "2spirals", 1500, 5e-3, {"hidden": 32}),
     "nsf-8 (32) 2spirals 1500": ("nsf", 8, "2spirals", 1500, 5e-3, {"hidden": 32}),
+    "nsf-8 (32) moons 1500": ("nsf", 8, "moons", 1500, 5e-3, {"hidden": 32}),
+    "nsf-8 (32) 8gaussians 1500": ("nsf", 8, "8gaussians", 1500, 5e-3, {"hidden": 32}),
     "nsf-6 AR (32) 2spirals 1000": (
         "nsf",
         6,

@@ -181,24 +181,35 @@ def test_refuses_a_non_loopback_address_unless_asked(tmp_path):
         serve("0.0.0.0", 0, tmp_path)
 
 
-def test_a_run_trains_in_a_worker_and_the_view_follows(client):
+def wait(client, run, deadline):
+    while (v := client.get(f"/api/runs/{run}").json())["state"] in ("starting", "training"):
+        assert time.time() < deadline
+        time.sleep(0.3)
+    return v
+
+
+def test_a_run_trains_in_a_worker_and_the_view_follows(client, tmp_path):
     run = client.post(
         "/api/runs", json={"family": "realnvp", "depth": 2, "steps": 40, "data": "moons"}
     ).json()["run"]
-    deadline = time.time() + 90
-    while (v := client.get(f"/api/runs/{run}").json())["state"] not in ("finished", "error"):
-        assert time.time() < deadline
-        time.sleep(0.3)
+    # and beside it a run on the user's uploaded CSV
+    loaded = upload(client, "pts.csv", points_csv(tmp_path / "pts.csv").read_bytes()).json()
+    request = {"family": "realnvp", "depth": 1, "steps": 20, **loaded["source"]}
+    on_file = client.post("/api/runs", json=request).json()["run"]
+    deadline = time.time() + 120
+    v = wait(client, run, deadline)
     assert v["state"] == "finished", v
     assert v["records"] and v["density"]["n"] == 64 and len(v["stages"]) >= 2
     assert v["summary"]["test_nll"] > 0 and v["entropy"] == pytest.approx(v["summary"]["entropy"])
+    f = wait(client, on_file, deadline)
+    assert f["state"] == "finished" and on_file.startswith("realnvp-pts-"), f
+    assert f["data"] == loaded["points"] and f["entropy"] is None and "gap" not in f["summary"]
+    assert f["summary"]["steps"] == 20 and f["density"]["n"] == 64
     # resume for more steps, a second resume while it trains is refused (another tab)
     assert client.post(f"/api/runs/{run}/resume", json={"steps": 20}).status_code == 200
     second = client.post(f"/api/runs/{run}/resume", json={"steps": 20})
     assert second.status_code == 409 and "training already" in second.json()["error"]
-    while client.get(f"/api/runs/{run}").json()["state"] in ("training", "starting"):
-        time.sleep(0.3)
-    assert client.get(f"/api/runs/{run}").json()["summary"]["steps"] == 60
+    assert wait(client, run, deadline + 60)["summary"]["steps"] == 60
     zipped = client.get(f"/api/runs/{run}/download")
     assert zipped.headers["content-type"] == "application/zip" and len(zipped.content) > 1000
 

@@ -128,6 +128,11 @@ function drawLoss(canvas, records, entropy) {
 function drawLayers(stages) {
   const div = $("layers");
   div.replaceChildren();
+  if (!stages || !stages.length) {
+    const p = document.createElement("p"); p.className = "note";
+    p.textContent = "It appears at the first evaluation of a run.";
+    div.append(p);
+  }
   for (const st of stages || []) {
     const fig = document.createElement("figure"), c = document.createElement("canvas");
     c.width = c.height = 170; c.className = "layer";
@@ -197,6 +202,7 @@ async function upload() {
   if (!f) return;
   if (f.size > maxFileBytes) {
     message(`${f.name}: over ${maxFileBytes / 2 ** 20} MiB, the playground's limit (train larger files with flowforge train --data FILE)`);
+    $("upload").value = "";
     return;
   }
   try {
@@ -204,6 +210,7 @@ async function upload() {
       headers: { "X-Filename": encodeURIComponent(f.name), "Content-Type": "application/octet-stream" } });
     useFile(await answer(r));
   } catch (e) { message(e.message); }
+  $("upload").value = "";  // the data menu names the file in use; a refused one is gone
 }
 
 async function openPath() {
