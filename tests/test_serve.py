@@ -205,6 +205,15 @@ def test_a_run_trains_in_a_worker_and_the_view_follows(client, tmp_path):
     assert f["state"] == "finished" and on_file.startswith("realnvp-pts-"), f
     assert f["data"] == loaded["points"] and f["entropy"] is None and "gap" not in f["summary"]
     assert f["summary"]["steps"] == 20 and f["density"]["n"] == 64
+    # a loss that is not a number reaches the page as null (JSON has no NaN)
+    metrics = client.app.state.playground.workspace / on_file / "metrics.jsonl"
+    with metrics.open("a") as out:
+        out.write('{"step": 21, "train_nll": NaN, "val_nll": Infinity}\n')
+    assert client.get(f"/api/runs/{on_file}").json()["records"][-1] == {
+        "step": 21,
+        "train": None,
+        "val": None,
+    }
     # resume for more steps, a second resume while it trains is refused (another tab)
     assert client.post(f"/api/runs/{run}/resume", json={"steps": 20}).status_code == 200
     second = client.post(f"/api/runs/{run}/resume", json={"steps": 20})

@@ -113,6 +113,11 @@ def _int(value: Any, what: str, lo: int, hi: int) -> int:
     return int(f)
 
 
+def _finite(value: Any) -> float | None:
+    """A loss for the page: ``None`` when missing or not finite (JSON has no NaN)."""
+    return value if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
 def _label(filename: str) -> str:
     """A file's name as a part of a run name (``[a-z0-9-]``)."""
     stem = re.sub(r"[^a-z0-9]+", "-", Path(filename).stem.lower()).strip("-")[:20].strip("-")
@@ -338,7 +343,11 @@ class Playground:
             **self.state(run),
             "config": {"model": cfg["model"], "data": cfg["data"]["name"], "train": cfg["train"]},
             "records": [
-                {"step": r["step"], "train": r.get("train_nll"), "val": r.get("val_nll")}
+                {
+                    "step": r["step"],
+                    "train": _finite(r.get("train_nll")),
+                    "val": _finite(r.get("val_nll")),
+                }
                 for r in records
             ],
             "entropy": data["entropy"],
