@@ -22,7 +22,7 @@ from flowforge.data import toy  # noqa: E402
 from flowforge.data.registry import load_dataset  # noqa: E402
 from flowforge.runs.shorthand import data_file_config  # noqa: E402
 from flowforge.serve import create_app, serve  # noqa: E402
-from flowforge.serve.playground import DEFAULT  # noqa: E402
+from flowforge.serve.playground import DEFAULT, Playground  # noqa: E402
 
 
 @pytest.fixture
@@ -205,6 +205,12 @@ def test_a_run_trains_in_a_worker_and_the_view_follows(client, tmp_path):
     assert f["state"] == "finished" and on_file.startswith("realnvp-pts-"), f
     assert f["data"] == loaded["points"] and f["entropy"] is None and "gap" not in f["summary"]
     assert f["summary"]["steps"] == 20 and f["density"]["n"] == 64
+    # a server started after the user's file went away still shows the run's numbers
+    playground = client.app.state.playground
+    (playground.uploads / loaded["source"]["file"]).unlink()
+    gone = Playground(playground.workspace).view(on_file)
+    assert "cannot be read" in gone["view_error"] and gone["summary"] == f["summary"]
+    assert client.get(f"/api/runs/{on_file}").json()["data"] == loaded["points"]  # cached
     # a loss that is not a number reaches the page as null (JSON has no NaN)
     metrics = client.app.state.playground.workspace / on_file / "metrics.jsonl"
     with metrics.open("a") as out:

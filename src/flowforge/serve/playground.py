@@ -94,7 +94,7 @@ DEFAULT: dict[str, Any] = {
     "measured": (
         "The default (NSF, 8 spline couplings, 1000 steps on moons) was measured to end "
         "0.016 nats above the true entropy on average over 3 seeds (0.007 to 0.024), after "
-        "23 to 28 s of training on one core of a 2-core machine."
+        "23 to 28 s of training on one core of a 2-core machine (longer when it is busy)."
     ),
 }
 MAX_STEPS = 20000
@@ -326,22 +326,9 @@ class Playground:
             return {"run": run, **self.state(run), "records": []}
         directory = RunDirectory(path)
         records = [r for r in directory.read_metrics() if "event" not in r]
-        cfg = directory.read_config()
-        data = self._data.get(run)
-        if data is None:  # the data a run was trained on does not change: read it once
-            data = self._data[run] = preview(cfg["data"], cfg["seed"])
-        last = path / "checkpoints" / "last.pt"
-        key = (last.stat().st_mtime_ns if last.is_file() else None, len(records))
-        cached = self._cache.get(run)
-        if cached is None or cached[0] != key:
-            model_view = self._model_view(path, data["box"]) if key[0] is not None else {}
-            cached = (key, model_view)
-            self._cache[run] = cached
-        summary = directory.read_summary()
-        return {
+        shown = {
             "run": run,
             **self.state(run),
-            "config": {"model": cfg["model"], "data": cfg["data"]["name"], "train": cfg["train"]},
             "records": [
                 {
                     "step": r["step"],
@@ -350,8 +337,26 @@ class Playground:
                 }
                 for r in records
             ],
+            "summary": directory.read_summary(),
+        }
+        cfg = directory.read_config()
+        data = self._data.get(run)
+        if data is None:  # the data a run was trained on does not change: read it once
+            try:
+                data = self._data[run] = preview(cfg["data"], cfg["seed"])
+            except PlaygroundError as e:  # the user's file went away: the run's numbers stay
+                return {**shown, "view_error": str(e)}
+        last = path / "checkpoints" / "last.pt"
+        key = (last.stat().st_mtime_ns if last.is_file() else None, len(records))
+        cached = self._cache.get(run)
+        if cached is None or cached[0] != key:
+            model_view = self._model_view(path, data["box"]) if key[0] is not None else {}
+            cached = (key, model_view)
+            self._cache[run] = cached
+        return {
+            **shown,
+            "config": {"model": cfg["model"], "data": cfg["data"]["name"], "train": cfg["train"]},
             "entropy": data["entropy"],
-            "summary": summary,
             "data": data["points"],
             "box": data["box"],
             **cached[1],
@@ -366,7 +371,7 @@ class Playground:
         try:
             flow = load(path, "last")
         except Exception as e:  # a checkpoint being replaced, or a broken one: say so
-            return {"view_error": str(e)[:300]}
+            return {"view_error": f"the view could not load the model: {str(e)[:300]}"}
         n = 64
         with torch.no_grad():
             dens = density_grid(lambda p: flow.log_prob(p.to(torch.float32)), box, n)

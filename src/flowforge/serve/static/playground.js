@@ -176,8 +176,19 @@ function drawData(d, caption) {  // the data, before training and while it train
   $("entropy").textContent = d.entropy != null ? d.entropy.toFixed(3) : "unknown";
 }
 
+function leaveRun() {  // the page stops following its run (which goes on training: its URL
+  // follows it again)
+  if (source) source.close();
+  source = null; current = null;
+  history.replaceState(null, "", location.pathname);
+  for (const id of ["run", "step", "val-nll", "val-gap", "test-nll", "gap"]) $(id).textContent = "—";
+  $("state").textContent = "idle";
+  $("stop").disabled = $("resume").disabled = true; $("download").hidden = true;
+}
+
 async function chooseData() {
   message("");
+  leaveRun();
   const name = $("data").value;
   if ($("draw-mode").checked) { drawData(null, ""); return; }
   if (name === FILE) { drawData(file, `your file ${file.name} (${file.rows} rows)`); return; }
@@ -243,9 +254,11 @@ function render(v) {
     if (!$("draw-mode").checked) {
       const c = $("draw"); clear(c);
       points(c, v.box, v.data || [], "#1f77b4", 2);
+      const name = v.config.data === "file" ? "a file or a drawing" : v.config.data;
+      $("data-caption").textContent = `the data of this run: ${name}`;
     }
   }
-  if (v.view_error) message("the view could not load the model: " + v.view_error);
+  if (v.view_error) message(v.view_error);
   drawLoss($("loss"), recs, h);
   if (v.stages) drawLayers(v.stages);
 }
