@@ -6,23 +6,41 @@ import asyncio
 import contextlib
 import ipaddress
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from flowforge.config import ConfigError
-from flowforge.serve.playground import FAMILIES, TOY, Playground, PlaygroundError
+from flowforge.serve.playground import DEFAULT, FAMILIES, Playground, PlaygroundError
+from flowforge.serve.sources import MAX_FILE_BYTES, TOY, too_large
 
-__all__ = ["create_app", "serve"]
+__all__ = ["LOOPBACK_HOSTS", "create_app", "serve"]
 
 STATIC = Path(__file__).with_name("static")
+# the Host headers a loopback playground answers: a page of another site that a DNS record
+# points at 127.0.0.1 (DNS rebinding) gets no answer, so it cannot read the user's files
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
-def create_app(workspace: str | Path, threads: int = 1, interval: float = 0.5) -> Any:
+def create_app(
+    workspace: str | Path,
+    threads: int = 1,
+    interval: float = 0.5,
+    hosts: Sequence[str] = LOOPBACK_HOSTS,
+) -> Any:
     """The Starlette application over the playground in ``workspace``; the event stream checks
-    the run's files every ``interval`` seconds."""
+    the run's files every ``interval`` seconds. It answers requests whose Host header is one
+    of ``hosts`` (``["*"]``: any).
+
+    Every POST carries JSON (or, for an upload, an ``X-Filename`` header): neither can be sent
+    by another site's page without the browser asking first (a CORS preflight), which this
+    application never grants.
+    """
     try:
         from starlette.applications import Starlette
+        from starlette.middleware import Middleware
+        from starlette.middleware.trustedhost import TrustedHostMiddleware
         from starlette.requests import Request
         from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
         from starlette.routing import Mount, Route
@@ -39,6 +57,8 @@ def create_app(workspace: str | Path, threads: int = 1, interval: float = 0.5) -
         return JSONResponse({"error": str(e)}, status_code=status)
 
     async def body(request: Request) -> Any:
+        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            raise PlaygroundError("the request is not JSON (Content-Type: application/json)")
         try:
             return json.loads(await request.body() or b"{}")
         except (json.JSONDecodeError, UnicodeDecodeError):
@@ -49,7 +69,46 @@ def create_app(workspace: str | Path, threads: int = 1, interval: float = 0.5) -
 
     async def options(request: Request) -> JSONResponse:
         families = {k: {"label": f.label, "depth": f.depth} for k, f in FAMILIES.items()}
-        return JSONResponse({"families": families, "data": TOY})
+        limit = MAX_FILE_BYTES
+        return JSONResponse(
+            {"families": families, "data": TOY, "default": DEFAULT, "max_file_bytes": limit}
+        )
+
+    async def preview(request: Request) -> JSONResponse:
+        try:
+            return JSONResponse(
+                await asyncio.to_thread(playground.preview, request.path_params["name"])
+            )
+        except PlaygroundError as e:
+            return error(e, 404)
+
+    async def open_path(request: Request) -> JSONResponse:
+        try:
+            data = await body(request)
+            path = data.get("path") if isinstance(data, dict) else None
+            return JSONResponse(await asyncio.to_thread(playground.open_path, path))
+        except PlaygroundError as e:
+            return error(e)
+
+    async def upload(request: Request) -> JSONResponse:
+        filename = unquote(request.headers.get("x-filename", ""))
+        if not filename:
+            return error(PlaygroundError("an upload names its file (an X-Filename header)"))
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > MAX_FILE_BYTES:
+            return error(too_large(filename), 413)
+        chunks, size = [], 0
+        async for chunk in request.stream():  # never more than the limit in memory
+            size += len(chunk)
+            if size > MAX_FILE_BYTES:
+                return error(too_large(filename), 413)
+            chunks.append(chunk)
+        try:
+            return JSONResponse(
+                await asyncio.to_thread(playground.upload, filename, b"".join(chunks))
+            )
+        except PlaygroundError as e:
+            return error(e)
 
     async def runs(request: Request) -> JSONResponse:
         return JSONResponse({"runs": playground.runs()})
@@ -63,6 +122,7 @@ def create_app(workspace: str | Path, threads: int = 1, interval: float = 0.5) -
 
     async def stop(request: Request) -> JSONResponse:
         try:
+            await body(request)
             playground.stop(request.path_params["run"])
         except PlaygroundError as e:
             return error(e, 409)
@@ -127,6 +187,9 @@ def create_app(workspace: str | Path, threads: int = 1, interval: float = 0.5) -
     routes = [
         Route("/", index),
         Route("/api/options", options),
+        Route("/api/data/path", open_path, methods=["POST"]),
+        Route("/api/data/upload", upload, methods=["POST"]),
+        Route("/api/data/{name}", preview),
         Route("/api/runs", runs),
         Route("/api/runs", start, methods=["POST"]),
         Route("/api/runs/{run}", view),
@@ -142,7 +205,8 @@ def create_app(workspace: str | Path, threads: int = 1, interval: float = 0.5) -
         yield
         await asyncio.to_thread(playground.shutdown)  # stop workers: they save last.pt
 
-    app = Starlette(routes=routes, lifespan=lifespan)
+    middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=list(hosts))]
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
     app.state.playground = playground
     return app
 
@@ -169,7 +233,8 @@ def serve(
             f"--host {host}: the playground has no authentication and serves 127.0.0.1 only; "
             f"give --allow-remote to bind {host} anyway"
         )
-    app = create_app(workspace, threads)
+    hosts = ["*"] if allow_remote else [*LOOPBACK_HOSTS, host]
+    app = create_app(workspace, threads, hosts=hosts)
     try:
         import uvicorn
     except ImportError:
