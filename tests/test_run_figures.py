@@ -366,3 +366,12 @@ def test_a_small_test_split_still_gets_2000_samples(tmp_path, monkeypatch):
     assert sampled == [2000]
     check(run_dir, ["pairs", "marginals"])
     assert "samples of the maf (2,000)" in (run_dir / "plots" / "marginals.svg").read_text()
+
+
+def test_the_2d_box_follows_data_in_millionths():
+    from flowforge.viz.run_figures import box_of
+
+    x = torch.randn(500, 2, generator=torch.Generator().manual_seed(0)) * 1e-6 + 3e-6
+    x0, x1, y0, y1 = box_of(x)
+    assert 0 < x1 - x0 < 2e-5 and 0 < y1 - y0 < 2e-5  # not a 1e-3-wide box around a dot
+    assert x0 < float(x[:, 0].median()) < x1

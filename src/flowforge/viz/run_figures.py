@@ -282,10 +282,12 @@ def context_colours(context: Tensor | None, info: dict | None = None) -> Context
 
 
 def box_of(x: Tensor, margin: float = 0.1) -> tuple[float, float, float, float]:
-    """The box holding the 0.1 % to 99.9 % quantiles of 2-D points, padded by ``margin``."""
-    x = x.float()
+    """The box holding the 0.1 % to 99.9 % quantiles of 2-D points, padded by ``margin`` of
+    its width (of the values' size when the width is nil: data in millionths stays in view)."""
+    x = x.double()
     lo, hi = x.quantile(0.001, dim=0), x.quantile(0.999, dim=0)
-    pad = (hi - lo).clamp_min(1e-3) * margin
+    floor = torch.maximum(lo.abs(), hi.abs()).clamp_min(1e-30) * 1e-3
+    pad = torch.maximum(hi - lo, floor) * margin
     return (
         float(lo[0] - pad[0]),
         float(hi[0] + pad[0]),
