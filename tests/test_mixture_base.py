@@ -67,3 +67,35 @@ def test_recipes_take_the_mixture_base_and_train_through_it():
         base_distribution("student", 2)
     with pytest.raises(ValueError, match="'base'"):
         nsf(2, base="mog")
+
+
+def test_eval_at_start_validates_the_started_mixture_before_the_first_step(tmp_path):
+    import json
+
+    import numpy as np
+
+    from flowforge.config import parse_config
+    from flowforge.runs import train_run
+
+    path = tmp_path / "clusters.csv"
+    np.savetxt(path, _clusters(500).numpy(), delimiter=",", header="a,b", comments="")
+    raw = {
+        "name": "mix",
+        "output_dir": str(tmp_path),
+        "data": {"name": "file", "path": str(path), "n_train": 400, "n_val": 50, "n_test": 50},
+        "model": {"name": "nsf", "layers": 1, "hidden": 8, "base": "mixture"},
+        "train": {"steps": 4, "eval_every": 2, "eval_at_start": True, "lr": 1e-9},
+        "objective": {"name": "mle", "yardstick": "off"},
+    }
+    train_run(parse_config(raw), progress=False, plots=False)
+    records = [json.loads(line) for line in (tmp_path / "mix" / "metrics.jsonl").open()]
+    assert records[0]["step"] == 0 and [r["step"] for r in records[1:]] == [2, 4]
+    # at step 0 the base already holds the three clusters: far better than one Gaussian
+    one = torch.distributions.MultivariateNormal(
+        torch.zeros(2), torch.cov(_clusters(500)[:400].T)
+    ).log_prob(_clusters(500)[400:450] - _clusters(500)[:400].mean(0))
+    assert records[0]["val_nll"] < -float(one.mean()) - 0.5
+    raw["name"], raw["train"]["eval_at_start"] = "plain", False
+    train_run(parse_config(raw), progress=False, plots=False)
+    first = json.loads((tmp_path / "plain" / "metrics.jsonl").open().readline())
+    assert first["step"] == 2  # off by default: the first record is the first evaluation
