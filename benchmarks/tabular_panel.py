@@ -94,7 +94,7 @@ def run_task(name: str, out: Path) -> dict:
 
 def markdown(rows: list[dict]) -> str:
     head = (
-        "| task | options | features | test rows | flow (nsf) | Gaussian | mixture | KDE "
+        "| task | options | features | test rows | flow (default maf) | Gaussian | mixture | KDE "
         "| flow - best (paired) | verdict | steps | s |\n"
         "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )

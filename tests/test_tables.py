@@ -196,6 +196,8 @@ def test_grid_and_index_finders():
     ties = np.sort(np.round(np.random.default_rng(0).normal(0, 3, 40)))  # sorted by a value
     assert columns.index_like(ties) is None
     assert columns.index_like(np.random.default_rng(0).normal(0, 3, 40)) is None
+    measured = np.sort(np.random.default_rng(1).normal(0, 3, 40))  # a file sorted by a measure
+    assert columns.index_like(measured) is None
     rows, counts = columns.extreme_rows(np.array([[0.0, 1], [1, 2], [2, 3], [3, 4], [1000, 5]]))
     assert rows.tolist() == [False, False, False, False, True] and counts == [1, 0]
 

@@ -2,8 +2,9 @@ r"""Columns that break a continuous density, found in a table's values, and thei
 
 A flow is a density on :math:`\mathbb R^D`. A table's columns often are not:
 
-- an **index** (1..N, or strictly monotone in file order) is the row's position, not a fact
-  about it: :func:`index_like`;
+- an **index** (integers 1..N, or integers strictly monotone in file order) is the row's
+  position, not a fact about it: :func:`index_like` (a file sorted by a measured column keeps
+  that column: its values are not all integers);
 - **few distinct values** (at most :data:`FEW_VALUES`): the column is a category or a count;
   a continuous density over it is a sum of spikes (better conditioned on, ``--context``):
   :func:`few_values`;
@@ -59,16 +60,17 @@ class DataWarning(UserWarning):
 
 
 def index_like(x: np.ndarray) -> str | None:
-    """Why the column ``x`` (its values in file order) looks like a row index: strictly
-    monotone in file order, or a shuffled run of consecutive integers; ``None`` if it does
-    not (or has fewer than :data:`MIN_ROWS` finite values)."""
+    """Why the column ``x`` (its values in file order) looks like a row index: integers
+    strictly monotone in file order, or a shuffled run of consecutive integers; ``None`` if it
+    does not (or has fewer than :data:`MIN_ROWS` finite values). A sorted column of
+    measurements is not an index: its values are not all integers."""
     x = x[np.isfinite(x)]
-    if len(x) < MIN_ROWS:
+    if len(x) < MIN_ROWS or not bool((x == np.round(x)).all()):
         return None
     step = np.diff(x)
     if bool((step > 0).all()) or bool((step < 0).all()):
         return "strictly increasing" if step[0] > 0 else "strictly decreasing"
-    if bool((x == np.round(x)).all()) and x.max() - x.min() + 1 == len(x):
+    if x.max() - x.min() + 1 == len(x):
         if len(np.unique(x)) == len(x):
             return "every integer from its minimum to its maximum once"
     return None

@@ -1,6 +1,6 @@
 """The command line's short forms, as the configs they stand for.
 
-- ``flowforge train --data FILE [--model nsf] [--context COLS]``: maximum likelihood on the
+- ``flowforge train --data FILE [--model maf] [--context COLS]``: maximum likelihood on the
   user's file (:mod:`flowforge.data.files`) with an 80/10/10 split, a linear-Gaussian
   standardisation inside the flow (:mod:`flowforge.data.standardization`) and a mixture base
   started from the data, so the flow starts as a Gaussian-mixture baseline and is validated
@@ -29,7 +29,7 @@ __all__ = ["data_file_config", "fit_target_config"]
 
 def data_file_config(
     path: str,
-    model: str = "nsf",
+    model: str = "maf",
     context: list[str] | None = None,
     features: list[str] | None = None,
     drop_na: bool = False,
