@@ -75,7 +75,7 @@ def _train(args: argparse.Namespace) -> int:
         features = args.features.split(",") if args.features else data.get("features")
         drop = args.drop_na or data.get("drop_nonfinite") is True
         paths = data.get("val_path"), data.get("test_path")
-        raw = data_file_config(args.data, args.model or "maf", context, features, drop, *paths)
+        raw = data_file_config(args.data, args.model, context, features, drop, *paths)
         raw = _resolved_paths(apply_overrides(raw, overrides))
         result = train_run(parse_config(raw), progress=not args.quiet)
     else:
@@ -673,7 +673,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--data", metavar="FILE", help="your own .csv/.tsv/.npy/.npz file (a sized config)"
     )
-    p.add_argument("--model", help="with --data: maf (default), nsf or realnvp")
+    p.add_argument(
+        "--model",
+        help="with --data: nsf, maf or realnvp (default: nsf below 20,000 rows, else maf)",
+    )
     p.add_argument(
         "--context",
         metavar="COLS",
