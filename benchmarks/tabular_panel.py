@@ -94,9 +94,9 @@ def run_task(name: str, out: Path) -> dict:
 
 def markdown(rows: list[dict]) -> str:
     head = (
-        "| task | options | features | test rows | flow (default maf) | Gaussian | mixture | KDE "
-        "| flow - best (paired) | verdict | steps | s |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "| task | options | features | test rows | default flow | its test NLL | Gaussian "
+        "| mixture | KDE | flow - best (paired) | verdict | steps | s |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     lines = []
     for r in rows:
@@ -106,6 +106,7 @@ def markdown(rows: list[dict]) -> str:
             f"`{r['options']}`" if r["options"] else "",
             str(r["features"]),
             f"{r['rows']:,}",
+            f"{r['model']} ({r['parameters']:,})",
             f"{r['flow'][0]:.3f} ± {r['flow'][1]:.3f}",
             f"{b['gaussian'][0]:.3f}",
             f"{b['gmm'][0]:.3f} ({b['gmm'][2]})",
