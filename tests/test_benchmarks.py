@@ -129,3 +129,24 @@ def test_threads_benchmark_runs(capsys):
     assert all(r["ms"][1] > 0 and r["ms"][2] > 0 and r["ratio"][2] > 0 for r in rows)
     table = capsys.readouterr().out
     assert "train.threads: 0 resolves to" in table and "| 1 | " in table
+
+
+def test_tabular_panel_names_real_tables_and_renders_its_table(tmp_path):
+    """The yardstick panel: at least 8 public tables, 3 conditional tasks, and a table that
+    says each verdict (the panel itself is a benchmark: python benchmarks/tabular_panel.py)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "tabular_panel.py"
+    spec = importlib.util.spec_from_file_location("tabular_panel", path)
+    panel = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(panel)
+    tables = {source for source, _, _ in panel.TASKS.values()}
+    assert len(tables) >= 8
+    assert sum(context is not None for _, context, _ in panel.TASKS.values()) >= 3
+    row = {
+        "task": "t|c", "options": "--context c", "features": 3, "rows": 40,
+        "model": "nsf", "parameters": 1234, "steps": 600, "seconds": 5.0,
+        "flow": [1.0, 0.1], "baselines": {k: [1.1, 0.1, "x"] for k in ("gaussian", "gmm", "kde")},
+        "best": "gmm", "margin": [-0.1, 0.05], "verdict": "beats",
+    }  # fmt: skip
+    text = panel.markdown([row])
+    assert "| t|c | `--context c` | 3 | 40 | nsf (1,234) | 1.000 ± 0.100 |" in text
+    assert "-0.100 ± 0.050 (gmm) | **beats**" in text
