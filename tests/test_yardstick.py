@@ -242,3 +242,17 @@ def test_noise_regularisation_is_fresh_per_step_and_reproducible():
     assert torch.allclose(ratio, torch.full((3,), 0.1), rtol=0.15)
     with pytest.raises(ValueError, match="noise"):
         objective(-1.0)
+
+
+def test_a_baseline_with_zero_density_on_a_test_row_is_named_not_infinite():
+    from flowforge.yardstick import Baseline
+
+    flow = np.array([1.0, 2.0, 3.0])
+    good = Baseline("gaussian", "Gaussian", -np.array([1.5, 2.5, 3.5]))
+    zero = Baseline("kde", "Kernel density", np.array([-1.0, -np.inf, -3.0]))
+    block = yardstick_block(flow, [good, zero])
+    json.dumps(block, allow_nan=False)  # valid JSON
+    assert block["baselines"]["kde"]["nll"] is None
+    assert "zero density on 1 test rows" in block["baselines"]["kde"]["note"]
+    assert block["best"] == "gaussian" and block["verdict"] == "beats"
+    assert "kernel density inf" in yardstick_sentence(block)

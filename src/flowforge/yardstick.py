@@ -114,6 +114,11 @@ def yardstick_block(
         b_nll = -np.asarray(b.log_prob, np.float64)
         m, s = _mean_se(b_nll)
         d, ds = paired(flow_nll, b_nll)
+        note = b.note
+        zero = int((~np.isfinite(b_nll)).sum())
+        if zero:  # JSON has no infinity: the numbers are left out and the note says why
+            m = s = d = ds = None  # type: ignore[assignment]
+            note = "; ".join(filter(None, [note, f"zero density on {zero} test rows"]))
         out["baselines"][b.name] = {
             "label": b.label,
             "nll": m,
@@ -122,11 +127,11 @@ def yardstick_block(
             "diff_stderr": ds,
             "fit_seconds": round(b.fit_seconds, 2),
             "chosen": b.chosen,
-            "note": b.note,
+            "note": note,
         }
-        if b.note:
-            notes.append(f"{b.name}: {b.note}")
-    finite = {k: v for k, v in out["baselines"].items() if math.isfinite(v["nll"])}
+        if note:
+            notes.append(f"{b.name}: {note}")
+    finite = {k: v for k, v in out["baselines"].items() if v["nll"] is not None}
     if finite:
         best = min(finite, key=lambda k: finite[k]["nll"])
         margin, margin_se = finite[best]["diff"], finite[best]["diff_stderr"]
@@ -465,7 +470,10 @@ def yardstick_sentence(block: dict[str, Any]) -> str:
     if "skipped" in block:
         return f"yardstick skipped: {block['skipped']}"
     base = block.get("baselines", {})
-    listed = ", ".join(f"{SHORT.get(k, k)} {v['nll']:.4f}" for k, v in base.items())
+    listed = ", ".join(
+        f"{SHORT.get(k, k)} " + ("inf" if v["nll"] is None else f"{v['nll']:.4f}")
+        for k, v in base.items()
+    )
     if "best" not in block:
         return f"yardstick ({block['split']} NLL): {listed}"
     best = SHORT.get(block["best"], block["best"])
