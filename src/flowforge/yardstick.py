@@ -43,7 +43,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -79,8 +79,8 @@ class Baseline:
     log_prob: np.ndarray  # (n_test,)
     chosen: str = ""
     note: str = ""
+    val: float = 0.0  # mean validation log-density in the units it was fitted in
     fit_seconds: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def paired(flow_nll: np.ndarray, other_nll: np.ndarray) -> tuple[float, float]:
@@ -186,7 +186,7 @@ def fit_yardstick(
                 warnings.simplefilter("ignore")
                 b = make(_problem(z, c), seconds * share / 2, rng)
             b.log_prob = b.log_prob + log_jac
-            score = b.extra.get("val", 0.0) + log_jac
+            score = b.val + log_jac  # validation log-density in the data's units
             if make is not _gaussian:
                 b.chosen += f", {units} units"
             if best is None or score > best[0]:
@@ -408,7 +408,9 @@ def _gmm(problem: Any, seconds: float, rng: np.random.Generator) -> Baseline:
     log_prob = problem.score(_gmm_fit(k, kind, seed), rows, "test")
     if stopped:
         note = "; ".join(filter(None, [note, f"search stopped at its {seconds:.0f} s budget"]))
-    return Baseline("gmm", "Gaussian mixture", log_prob, f"{k} components, {kind} covariance", note)
+    return Baseline(
+        "gmm", "Gaussian mixture", log_prob, f"{k} components, {kind} covariance", note, best[0]
+    )
 
 
 def _kde_fit(bandwidth: float) -> Any:
@@ -457,7 +459,7 @@ def _kde(problem: Any, seconds: float, rng: np.random.Generator) -> Baseline:
         log_prob,
         f"bandwidth {h:.3g}",
         note,
-        extra={"val": best[0]},
+        best[0],
     )
 
 

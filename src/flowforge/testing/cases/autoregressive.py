@@ -4,6 +4,8 @@ transformers, IAF, spline and polynomial couplings, and the MAF, IAF, NSF and SO
 
 from __future__ import annotations
 
+import torch
+
 from flowforge.distributions import MADEMoG, StandardNormal
 from flowforge.flows import Flow
 from flowforge.models import iaf, maf, nsf, sos
@@ -180,4 +182,25 @@ register(
         lambda: Flow(MaskedAutoregressive(2, Affine(), _H), StandardNormal(2)),
         vector_inputs(2),
     )
+)
+
+
+def _mixture_started(flow: Flow) -> Flow:
+    """``flow`` with its mixture base started on three fixed clusters (a 2-D flow)."""
+    g = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[-2.0, 0.0], [2.0, 0.0], [0.0, 2.5]])
+    z = centres[torch.randint(3, (300,), generator=g)] + 0.5 * torch.randn(300, 2, generator=g)
+    flow.base.start(z)
+    return flow
+
+
+_recipe(
+    "nsf_mixture_base_2d",
+    lambda: _mixture_started(nsf(2, layers=2, hidden=16, bins=4, base="mixture", components=4)),
+    _wide_inputs(2),
+)
+_recipe(
+    "maf_mixture_base_2d",
+    lambda: _mixture_started(maf(2, 2, _H, batch_norm=False, base="mixture", components=4)),
+    vector_inputs(2),
 )
