@@ -46,6 +46,24 @@ def test_the_start_finds_the_clusters_by_bic_and_the_density_integrates_to_one()
         )
 
 
+def test_held_out_points_choose_the_count_and_the_covariance_kind():
+    # 3 clusters from 36 rows: BIC's cap (n / 2 per-component parameters) allows 3 at most;
+    # held out, the count is free and the likelihood of new points picks 3
+    x, held_out = _clusters(36, seed=1), _clusters(300, seed=2)
+    chosen = GaussianMixture(2, 8).start(x, held_out)
+    assert chosen.startswith("3 ") and chosen.endswith("components")
+    # 8 independent features from 40 rows: a full covariance overfits, a diagonal one does not
+    g = torch.Generator().manual_seed(3)
+    scales = torch.linspace(0.5, 4.0, 8)
+    x, held_out = (torch.randn(n, 8, generator=g) * scales for n in (40, 2000))
+    mix = GaussianMixture(8, 4)
+    assert mix.start(x, held_out) == "1 diag-covariance component"
+    with torch.no_grad():
+        full = GaussianMixture(8, 4)
+        full.start(x)  # by BIC: full covariance only
+        assert mix.log_prob(held_out).mean() > full.log_prob(held_out).mean() + 0.1
+
+
 def test_a_loaded_mixture_does_not_start_again():
     mix = GaussianMixture(2, 4).train()
     mix.log_prob(_clusters())
@@ -89,6 +107,11 @@ def test_eval_at_start_validates_the_started_mixture_before_the_first_step(tmp_p
     }
     train_run(parse_config(raw), progress=False, plots=False)
     records = [json.loads(line) for line in (tmp_path / "mix" / "metrics.jsonl").open()]
+    # the base is started on the whole splits (components chosen on validation), recorded
+    assert records[0]["event"] == "start"
+    assert records[0]["chosen"].startswith("mixture base started with 3 ")
+    assert records[0]["chosen"].endswith("(chosen on validation)")
+    records = records[1:]
     assert records[0]["step"] == 0 and [r["step"] for r in records[1:]] == [2, 4]
     # at step 0 the base already holds the three clusters: far better than one Gaussian
     one = torch.distributions.MultivariateNormal(

@@ -123,7 +123,8 @@ class TrainConfig:
             ``OMP_NUM_THREADS`` is set; see :mod:`flowforge.train.threads`). The summary
             records the count used.
         eval_at_start: before the first step, start the model's data-dependent parts on the
-            first batch (actnorm, a mixture base) and validate it, so ``best.pt`` holds the
+            first batch (actnorm) and on whole splits (a mixture base, chosen on validation:
+            the objective's ``start``) and validate it, so ``best.pt`` holds the
             starting model until training beats it on validation (the ``--data`` short form,
             whose flows start as a Gaussian or mixture baseline, sets it).
     """

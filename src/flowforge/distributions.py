@@ -192,10 +192,14 @@ class GaussianMixture(BaseDistribution):
     A flow with a multimodal base need not tear one Gaussian into clusters (FlowGMM, Izmailov
     et al. 2020, https://arxiv.org/abs/1912.13025, who fix the components; here they are
     learned, :math:`L_k` lower triangular with a positive diagonal). Before its start the
-    mixture is :math:`\mathcal N(0, I)`. :meth:`start` (called by the first ``log_prob`` in
-    training mode, or by the objective before training) fits the components to the latent
-    points of the data by EM, for every count :math:`k \le K`, and keeps the count with the
-    lowest BIC (Schwarz 1978), :math:`-2\log L + (k - 1 + kD + kD(D+1)/2)\log n`; the other
+    mixture is :math:`\mathcal N(0, I)`. :meth:`start` fits the components to the latent
+    points of the data by EM, for counts :math:`k \le K`. Given held-out points (the
+    maximum-likelihood objective passes the validation split's latents before the first step,
+    :meth:`~flowforge.objectives.mle.MaximumLikelihood.start`) it keeps the count and the
+    covariance kind (full or diagonal) with the highest held-out likelihood, as one would
+    validate scikit-learn's ``GaussianMixture``, so the flow starts as that baseline. Without
+    them (the first ``log_prob`` in training mode) it keeps the full-covariance count with the
+    lowest BIC (Schwarz 1978), :math:`-2\log L + (k - 1 + kD + kD(D+1)/2)\log n`. Unused
     components start with a weight of :math:`10^{-6}`. After that all are ordinary parameters.
     The flag lives in the buffer ``initialized``, so a loaded model does not start again; the
     EM is seeded, so a resumed run starts the same way.
@@ -234,19 +238,31 @@ class GaussianMixture(BaseDistribution):
         return torch.logsumexp(self._log_joint(z), dim=1)
 
     @torch.no_grad()
-    def start(self, z: Tensor) -> None:
-        """Fits the components to ``z`` ``(n, D)`` (see the class docstring)."""
+    def start(self, z: Tensor, held_out: Tensor | None = None, patience: int = 3) -> str:
+        """Fits the components to ``z`` ``(n, D)``, chosen on ``held_out`` ``(m, D)`` when
+        given (counts tried upward until ``patience`` counts in a row do not improve), else by
+        BIC (see the class docstring); returns what it chose, e.g. ``"3 full-covariance
+        components"``."""
         z = z.double()
         n, d = z.shape
         per = 1 + d + d * (d + 1) // 2
-        best = None
-        for k in range(1, min(self.components, max(1, n // (2 * per))) + 1):
-            w, mu, cov, log_l = _em(z, k)
-            bic = -2 * log_l + (k * per - 1) * math.log(n)
-            if best is None or bic < best[0]:
-                best = (bic, w, mu, cov)
+        most = min(self.components, max(1, n // (2 * per)) if held_out is None else n // 2)
+        best: tuple[float, tuple[Tensor, Tensor, Tensor], str] | None = None
+        since = 0
+        for k in range(1, max(1, most) + 1):
+            since += 1
+            for kind in ("full", "diag") if held_out is not None else ("full",):
+                w, mu, cov, log_l = _em(z, k, diagonal=kind == "diag")
+                if held_out is None:
+                    score = -(-2 * log_l + (k * per - 1) * math.log(n))
+                else:
+                    score = float(_mixture_log_prob(held_out.double(), w, mu, cov).mean())
+                if best is None or score > best[0]:
+                    best, since = (score, (w, mu, cov), f"{k} {kind}-covariance component"), 0
+            if held_out is not None and since >= patience:
+                break
         assert best is not None
-        _, w, mu, cov = best
+        _, (w, mu, cov), chosen = best
         k = len(w)
         chol = torch.linalg.cholesky(cov)
         values = {
@@ -262,6 +278,7 @@ class GaussianMixture(BaseDistribution):
         for name, v in values.items():
             getattr(self, name).copy_(v)
         self.initialized.fill_(True)
+        return chosen + ("s" if k > 1 else "")
 
     def sample(self, n: int, context: Tensor | None = None, temperature: float = 1.0) -> Tensor:
         k = torch.multinomial(torch.softmax(self.logits, 0), n, replacement=True)
@@ -272,12 +289,26 @@ class GaussianMixture(BaseDistribution):
         return f"event_shape={tuple(self.event_shape)}, components={self.components}"
 
 
+def _mixture_log_prob(z: Tensor, w: Tensor, mu: Tensor, cov: Tensor) -> Tensor:
+    """``log sum_k w_k N(z; mu_k, cov_k)`` per row of ``z`` ``(n, D)``, ``(n,)``."""
+    return _component_log_probs(z, w, mu, cov).logsumexp(1)
+
+
+def _component_log_probs(z: Tensor, w: Tensor, mu: Tensor, cov: Tensor) -> Tensor:
+    """``log w_k + log N(z; mu_k, cov_k)``, ``(n, k)``."""
+    chol = torch.linalg.cholesky(cov)
+    u = torch.linalg.solve_triangular(chol, (z[None] - mu[:, None]).transpose(1, 2), upper=False)
+    log_det = torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
+    return torch.log(w) - 0.5 * (u**2).sum(1).T - log_det - 0.5 * z.shape[1] * _LOG_2PI
+
+
 def _em(
-    z: Tensor, k: int, steps: int = 100, floor: float = 1e-3
+    z: Tensor, k: int, steps: int = 100, floor: float = 1e-3, diagonal: bool = False
 ) -> tuple[Tensor, Tensor, Tensor, float]:
-    """EM for a ``k``-component full-covariance Gaussian mixture on ``z`` ``(n, D)``, started
-    from seeded k-means++ centres; returns weights ``(k,)``, means ``(k, D)``, covariances
-    ``(k, D, D)`` (with ``floor`` added to the diagonal) and the log-likelihood."""
+    """EM for a ``k``-component Gaussian mixture (full or ``diagonal`` covariances) on ``z``
+    ``(n, D)``, started from seeded k-means++ centres; returns weights ``(k,)``, means
+    ``(k, D)``, covariances ``(k, D, D)`` (with ``floor`` added to the diagonal) and the
+    log-likelihood."""
     n, d = z.shape
     g = torch.Generator().manual_seed(k)
     centres = [z[torch.randint(n, (1,), generator=g)]]
@@ -286,23 +317,23 @@ def _em(
         centres.append(z[torch.multinomial(dist / dist.sum(), 1, generator=g)])
     mu = torch.cat(centres)
     eye = torch.eye(d, dtype=z.dtype)
-    cov = (torch.cov(z.T).reshape(d, d) + floor * eye).expand(k, d, d).clone()
+    cov = torch.cov(z.T).reshape(d, d)
+    cov = (torch.diag(torch.diagonal(cov)) if diagonal else cov) + floor * eye
+    cov = cov.expand(k, d, d).clone()
     w = torch.full((k,), 1.0 / k, dtype=z.dtype)
     log_l = -math.inf
     for _ in range(steps):
-        chol = torch.linalg.cholesky(cov)
-        u = torch.linalg.solve_triangular(
-            chol, (z[None] - mu[:, None]).transpose(1, 2), upper=False
-        )
-        log_det = torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
-        log_p = torch.log(w) - 0.5 * (u**2).sum(1).T - log_det - 0.5 * d * _LOG_2PI
+        log_p = _component_log_probs(z, w, mu, cov)
         total = torch.logsumexp(log_p, 1, keepdim=True)
         new = float(total.sum())
         r = torch.exp(log_p - total)  # (n, k) responsibilities
         nk = r.sum(0).clamp_min(1e-10)
         w, mu = nk / n, (r.T @ z) / nk[:, None]
         centred = z[None] - mu[:, None]  # (k, n, D)
-        cov = torch.einsum("nk,kni,knj->kij", r, centred, centred) / nk[:, None, None]
+        if diagonal:
+            cov = torch.diag_embed(torch.einsum("nk,kni->ki", r, centred**2) / nk[:, None])
+        else:
+            cov = torch.einsum("nk,kni,knj->kij", r, centred, centred) / nk[:, None, None]
         cov = cov + floor * eye
         if new - log_l < 1e-6 * n:
             break

@@ -11,9 +11,10 @@ recipe with the number of training rows ``n``:
 - ``nsf``: autoregressive, 8 bins, one residual block below 5,000 rows (else 2);
   ``maf``: two hidden layers of ``w``, no batch norm; ``realnvp``: ``2 x depth`` couplings of
   two hidden layers of ``w``;
-- ``nsf`` and ``maf`` get a Gaussian-mixture base of at most 8 components started from the
-  data (:class:`~flowforge.distributions.GaussianMixture`): on small tables the clusters a
-  flow would have to learn from few rows are there from the start.
+- ``nsf`` and ``maf`` get a Gaussian-mixture base of at most 16 components started from the
+  data (:class:`~flowforge.distributions.GaussianMixture`, count and covariance kind chosen
+  on the validation split): on small tables the clusters a flow would have to learn from few
+  rows are there from the start, and the flow starts as a validated Gaussian mixture.
 
 The choice is written into the run's config, where it can be changed like any option.
 """
@@ -45,7 +46,14 @@ def sized_options(name: str, features: int, rows: int) -> dict[str, Any]:
             "residual_blocks": blocks,
             "bins": 8,
             "base": "mixture",
+            "components": 16,
         }
     if name == "maf":
-        return {"layers": depth, "hidden": [width, width], "batch_norm": False, "base": "mixture"}
+        return {
+            "layers": depth,
+            "hidden": [width, width],
+            "batch_norm": False,
+            "base": "mixture",
+            "components": 16,
+        }
     return {"couplings": 2 * depth, "hidden": [width, width]}

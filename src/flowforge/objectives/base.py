@@ -5,6 +5,7 @@ It asks an :class:`Objective` for
 
 - the model to build: :meth:`~Objective.model_inputs` (event shape, context size, class count),
   so a checkpoint can rebuild the model without the data;
+- data-dependent starts that need whole splits, :meth:`~Objective.start` (optional);
 - each step's inputs :meth:`~Objective.batch` (a pure function of the seed and the step plus
   torch's random state, which checkpoints keep: that is what makes resume bit-identical), a
   module :meth:`~Objective.training_module` that maps them to per-example terms (the trainer
@@ -197,6 +198,12 @@ class Objective(ABC):
             )
 
     # -- training ----------------------------------------------------------------------------
+    def start(self, model: nn.Module) -> str | None:
+        """Data-dependent starts that need whole splits, run once before the first step of a
+        new run (after batch 0 has gone through the model, with ``train.eval_at_start``);
+        returns a line saying what was chosen, or ``None``. None by default."""
+        return None
+
     @abstractmethod
     def batch(self, step: int) -> tuple[Tensor, ...]:
         """The inputs of the training module at ``step`` (on the model's device)."""

@@ -194,6 +194,9 @@ class Trainer:
         if self.cfg.train.eval_at_start:
             with torch.no_grad():  # data-dependent starts (actnorm, mixture bases) on batch 0
                 self.train_module(*self.inputs())
+            chosen = self.objective.start(self.model)  # and those that need whole splits
+            if chosen and self.group.is_main:
+                self.files.append_metrics({"step": 0, "event": "start", "chosen": chosen})
             if self.group.is_main:
                 self.evaluate_and_log()
         self.save(LAST)
