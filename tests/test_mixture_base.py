@@ -122,3 +122,64 @@ def test_eval_at_start_validates_the_started_mixture_before_the_first_step(tmp_p
     train_run(parse_config(raw), progress=False, plots=False)
     first = json.loads((tmp_path / "plain" / "metrics.jsonl").open().readline())
     assert first["step"] == 2  # off by default: the first record is the first evaluation
+
+
+def _file_run(tmp_path, x, name, **train):
+    import numpy as np
+
+    from flowforge.config import parse_config
+    from flowforge.runs import train_run
+
+    path = tmp_path / f"{name}.csv"
+    np.savetxt(path, x, delimiter=",", header="a,b,c", comments="")
+    raw = {
+        "name": name,
+        "output_dir": str(tmp_path),
+        "data": {
+            "name": "file",
+            "path": str(path),
+            "standardize": "linear",
+            **{"n_train": 300, "n_val": 100, "n_test": 100},
+        },
+        "model": {"name": "nsf", "layers": 2, "hidden": 8, "base": "mixture", "components": 32},
+        "train": {"steps": 2, "eval_every": 2, "eval_at_start": True, "lr": 1e-9, **train},
+        "objective": {"name": "mle", "yardstick": "on", "yardstick_seconds": 30},
+    }
+    train_run(parse_config(raw), progress=False, plots=False)
+    return tmp_path / name
+
+
+def test_a_small_table_starts_as_the_yardsticks_mixture(tmp_path):
+    """Below 20,000 rows without a context the base starts as the yardstick's validated
+    mixture carried through the flow's affine start: the flow (torch, through its
+    standardisation, transforms and base) gives the test rows the density scikit-learn's
+    fitted mixture gives them, row by row."""
+    import json
+
+    import numpy as np
+
+    rng = np.random.default_rng(4)
+    centres = np.array([[-6.0, 0, 100], [6, 0, 90], [0, 8, 110]])
+    x = (centres[rng.integers(3, size=500)] + rng.standard_normal((500, 3))) * [1, 3, 0.1]
+    run = _file_run(tmp_path, x, "small")
+    records = [json.loads(line) for line in (run / "metrics.jsonl").open()]
+    assert records[0]["chosen"].startswith("mixture base started as the yardstick's Gaussian")
+    block = json.loads((run / "summary.json").read_text())["yardstick"]
+    assert block["best"] == "gmm" and block["verdict"] == "ties"
+    assert abs(block["margin"]) < 1e-4 and block["margin_stderr"] < 1e-4  # the same density
+    assert records[0]["chosen"].endswith(f"({block['baselines']['gmm']['chosen']})")
+
+
+def test_a_flow_that_does_not_start_affine_starts_its_base_by_its_own_em():
+    from flowforge.objectives.mle import _affine_map
+
+    flow = nsf(3, kind="autoregressive", layers=2, hidden=8, base="mixture")
+    x = torch.randn(300, 3) * torch.tensor([1.0, 5.0, 0.1]) + 7
+    a, b = _affine_map(flow, x)  # at its start the flow is a permutation: affine
+    with torch.no_grad():
+        z = flow.eval().transform_to_latent(x).double()
+    torch.testing.assert_close(x.double() @ a.T + b, z, atol=1e-4, rtol=1e-4)
+    with torch.no_grad():  # trained away from the identity: no affine map to carry a mixture
+        for p in flow.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    assert _affine_map(flow, x) is None

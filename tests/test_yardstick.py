@@ -12,7 +12,14 @@ from flowforge.data.standardization import fit_standardization
 from flowforge.distributions import StandardNormal
 from flowforge.flows import Flow
 from flowforge.transforms import Compose, LinearStandardize
-from flowforge.yardstick import fit_yardstick, paired, verdict, yardstick_block, yardstick_sentence
+from flowforge.yardstick import (
+    fit_yardstick,
+    paired,
+    validated_mixture,
+    verdict,
+    yardstick_block,
+    yardstick_sentence,
+)
 
 pytest.importorskip("sklearn")
 
@@ -49,6 +56,30 @@ def test_mixture_finds_the_clusters_and_beats_one_gaussian():
     # the units (standardised or whitened) are chosen by each search's validation score
     assert out["gmm"].val < 0 and out["kde"].val < 0
     assert -out["gmm"].log_prob.mean() < -out["gaussian"].log_prob.mean() - 0.5
+
+
+def _mixture_logpdf(x, w, mu, cov):
+    parts = [
+        np.log(w[k])
+        + torch.distributions.MultivariateNormal(torch.as_tensor(mu[k]), torch.as_tensor(cov[k]))
+        .log_prob(torch.as_tensor(x))
+        .numpy()
+        for k in range(len(w))
+    ]
+    return np.logaddexp.reduce(np.stack(parts, 1), axis=1)
+
+
+def test_validated_mixture_is_the_yardsticks_mixture_in_the_datas_units():
+    rng = np.random.default_rng(1)
+    centres = np.array([[-6.0, 0, 100], [6, 0, 90], [0, 8, 110]])
+    x = (centres[rng.integers(3, size=900)] + rng.standard_normal((900, 3))) * [1, 3, 0.1]
+    train, val, test = _splits(x)
+    gmm = {b.name: b for b in fit_yardstick(train, val, test, seconds=30)}["gmm"]
+    w, mu, cov, chosen = validated_mixture(train, val, seconds=30)
+    assert chosen == gmm.chosen and w.shape == (int(chosen.split()[0]),)
+    assert mu.shape == (len(w), 3) and cov.shape == (len(w), 3, 3)
+    # the same density on the test rows, evaluated independently of scikit-learn
+    np.testing.assert_allclose(_mixture_logpdf(test, w, mu, cov), gmm.log_prob, atol=1e-8)
 
 
 def test_numeric_context_gaussian_is_the_exact_conditional():
@@ -107,6 +138,9 @@ def test_paired_difference_and_verdict():
     assert verdict(-0.5, 0.1) == "beats"
     assert verdict(0.05, 0.1) == "ties" and verdict(-0.05, 0.1) == "ties"
     assert verdict(0.5, 0.1) == "loses"
+    # rounding between a flow started as a baseline and the baseline itself is a tie
+    assert verdict(2e-5, 1e-6) == "ties" and verdict(-2e-5, 1e-6) == "ties"
+    assert verdict(0.002, 1e-6) == "loses" and verdict(-0.002, 1e-6) == "beats"
 
 
 def test_block_names_the_best_baseline_and_the_verdict():

@@ -263,13 +263,29 @@ class GaussianMixture(BaseDistribution):
                 break
         assert best is not None
         _, (w, mu, cov), chosen = best
-        k = len(w)
+        self.set_components(w, mu, cov)
+        return chosen + ("s" if len(w) > 1 else "")
+
+    @torch.no_grad()
+    def set_components(self, weights: Tensor, means: Tensor, covariances: Tensor) -> None:
+        """Starts the mixture at ``k <= K`` given components: ``weights`` ``(k,)``, ``means``
+        ``(k, D)``, positive definite ``covariances`` ``(k, D, D)``; the other ``K - k`` get a
+        weight of :math:`10^{-6}` (renormalised)."""
+        w, mu, cov = (
+            torch.as_tensor(a, dtype=torch.float64) for a in (weights, means, covariances)
+        )
+        k, d = mu.shape
+        if not (1 <= k <= self.components and d == self.means.shape[1] and w.shape == (k,)):
+            raise ValueError(
+                f"set_components: at most {self.components} components of {self.means.shape[1]} "
+                f"features, got weights {tuple(w.shape)} and means {tuple(mu.shape)}"
+            )
         chol = torch.linalg.cholesky(cov)
         values = {
-            "logits": torch.full((self.components,), math.log(1e-6), dtype=z.dtype),
-            "means": torch.zeros(self.components, d, dtype=z.dtype),
-            "log_diag": torch.zeros(self.components, d, dtype=z.dtype),
-            "lower": torch.zeros(self.components, d, d, dtype=z.dtype),
+            "logits": torch.full((self.components,), math.log(1e-6), dtype=w.dtype),
+            "means": torch.zeros(self.components, d, dtype=w.dtype),
+            "log_diag": torch.zeros(self.components, d, dtype=w.dtype),
+            "lower": torch.zeros(self.components, d, d, dtype=w.dtype),
         }
         values["logits"][:k] = torch.log(w)
         values["means"][:k] = mu
@@ -278,7 +294,6 @@ class GaussianMixture(BaseDistribution):
         for name, v in values.items():
             getattr(self, name).copy_(v)
         self.initialized.fill_(True)
-        return chosen + ("s" if k > 1 else "")
 
     def sample(self, n: int, context: Tensor | None = None, temperature: float = 1.0) -> Tensor:
         k = torch.multinomial(torch.softmax(self.logits, 0), n, replacement=True)

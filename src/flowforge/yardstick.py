@@ -30,7 +30,8 @@ marginal KDE): so ``gaussian`` is then linear-Gaussian regression.
 The comparison is paired: each baseline's per-row NLL is subtracted from the flow's on the
 same test rows, and the mean difference is reported with its standard error
 (:math:`\mathrm{sd}/\sqrt n`). The flow *beats* the best baseline when the difference is
-below minus one standard error, *ties* within one, and *loses* otherwise.
+below minus one standard error, *ties* within one (or within 0.001 nats per row), and
+*loses* otherwise.
 
 Large files are sub-sampled for the mixture and the kernel estimate (stated in each
 baseline's ``note``). The searches stop by their own rules (the validation score fell twice
@@ -53,12 +54,14 @@ __all__ = [
     "YardstickUnavailable",
     "fit_yardstick",
     "paired",
+    "validated_mixture",
     "verdict",
     "yardstick_block",
     "yardstick_sentence",
 ]
 
 RIDGE = 1e-6
+TIE_NATS = 1e-3  # nats per row: closer than this, a flow and a baseline tie
 GMM_COMPONENTS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
 GMM_MAX_ROWS = 20_000
 KDE_MAX_ROWS = 10_000
@@ -144,10 +147,13 @@ def yardstick_block(
 
 def verdict(margin: float, margin_stderr: float) -> str:
     """``beats`` when the flow's NLL is lower by more than one paired standard error,
-    ``ties`` within one, ``loses`` otherwise."""
-    if margin < -margin_stderr:
+    ``ties`` within one, ``loses`` otherwise; differences within :data:`TIE_NATS` are ties
+    whatever their standard error (a flow that starts as a baseline and never left it
+    differs from it by rounding alone)."""
+    band = max(margin_stderr, TIE_NATS)
+    if margin < -band:
         return "beats"
-    return "ties" if margin <= margin_stderr else "loses"
+    return "ties" if margin <= band else "loses"
 
 
 def fit_yardstick(
@@ -163,12 +169,7 @@ def fit_yardstick(
     """The three baselines fitted on ``train``, chosen on ``val``, scored on ``test`` (rows
     ``(n, D)`` in the data's units; contexts ``(n, C)`` or ``None``). ``seconds`` bounds the
     mixture's and the kernel estimate's searches (each gets a share)."""
-    try:
-        import sklearn  # noqa: F401
-    except ImportError:
-        raise YardstickUnavailable(
-            "scikit-learn is not installed (pip install 'flowforge[cli]')"
-        ) from None
+    _need_sklearn()
     train, val, test = (np.asarray(a, np.float64) for a in (train, val, test))
     if train.ndim != 2 or len(train) < 3 or len(val) < 1:
         raise YardstickUnavailable(f"too few rows ({len(train)} train, {len(val)} validation)")
@@ -180,8 +181,9 @@ def fit_yardstick(
     for make, share in ((_gaussian, 0.0), (_gmm, 0.5), (_kde, 0.5)):
         start = time.perf_counter()
         best = None
-        for units, z, log_jac in _units(train, val, test, both=make is not _gaussian):
-            rng = np.random.default_rng(seed)
+        for units, loc, matrix in _units(train, both=make is not _gaussian):
+            z, log_jac = _in_units((train, val, test), loc, matrix)
+            rng = _rng(seed)
             with warnings.catch_warnings():  # EM's convergence notes: the validation score decides
                 warnings.simplefilter("ignore")
                 b = make(_problem(z, c), seconds * share / 2, rng)
@@ -197,30 +199,36 @@ def fit_yardstick(
     return out
 
 
-def _units(
-    train: np.ndarray, val: np.ndarray, test: np.ndarray, both: bool
-) -> list[tuple[str, list[np.ndarray], float]]:
-    """The splits in whitened units :math:`L^{-1}(x - \\mu)` and, with ``both``, in
-    standardised units :math:`(x - \\mu)/\\sigma`, each with its log-Jacobian."""
+def _need_sklearn() -> None:
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:
+        raise YardstickUnavailable(
+            "scikit-learn is not installed (pip install 'flowforge[cli]')"
+        ) from None
+
+
+def _rng(seed: int) -> np.random.Generator:
+    """Each search's own stream: the same seed gives the same sub-samples and fits."""
+    return np.random.default_rng(seed)
+
+
+def _units(train: np.ndarray, both: bool) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Whitened units :math:`z = L^{-1}(x - \\mu)` and, with ``both``, standardised units
+    :math:`z = (x - \\mu)/\\sigma`, each as ``(name, mu, M)`` with :math:`x = \\mu + M z`."""
     loc, cov = train.mean(0), np.cov(train, rowvar=False).reshape(train.shape[1], -1)
-    chol = np.linalg.cholesky(cov + 1e-9 * np.diag(np.diag(cov)))
-    out = [
-        (
-            "whitened",
-            [np.linalg.solve(chol, (a - loc).T).T for a in (train, val, test)],
-            -float(np.log(np.diag(chol)).sum()),
-        )
-    ]
+    out = [("whitened", loc, np.linalg.cholesky(cov + 1e-9 * np.diag(np.diag(cov))))]
     if both:
-        scale = np.sqrt(np.diag(cov))
-        out.append(
-            (
-                "standardised",
-                [(a - loc) / scale for a in (train, val, test)],
-                -float(np.log(scale).sum()),
-            )
-        )
+        out.append(("standardised", loc, np.diag(np.sqrt(np.diag(cov)))))
     return out
+
+
+def _in_units(
+    splits: tuple[np.ndarray, ...], loc: np.ndarray, matrix: np.ndarray
+) -> tuple[list[np.ndarray], float]:
+    """The splits in the units ``(loc, matrix)`` and the log-Jacobian of the change."""
+    z = [np.linalg.solve(matrix, (a - loc).T).T for a in splits]
+    return z, -float(np.log(np.abs(np.diag(matrix))).sum())
 
 
 def _problem(z: list[np.ndarray], c: list[np.ndarray] | None) -> Any:
@@ -352,14 +360,19 @@ def _gaussian(problem: Any, seconds: float, rng: np.random.Generator) -> Baselin
     return Baseline("gaussian", label, log_prob)
 
 
-def _gmm_fit(k: int, kind: str, seed: int) -> Any:
+def _gmm_model(k: int, kind: str, seed: int, rows: np.ndarray) -> Any:
+    """scikit-learn's ``GaussianMixture`` of ``k`` components (at most half the rows)."""
     from sklearn.mixture import GaussianMixture
 
+    kk = max(1, min(k, len(rows) // 2))
+    return GaussianMixture(
+        kk, covariance_type=kind, reg_covar=1e-4, max_iter=200, random_state=seed
+    ).fit(rows)
+
+
+def _gmm_fit(k: int, kind: str, seed: int) -> Any:
     def fit(rows: np.ndarray, marginal_from: int | None = None) -> Any:
-        kk = max(1, min(k, len(rows) // 2))
-        gm = GaussianMixture(
-            kk, covariance_type=kind, reg_covar=1e-4, max_iter=200, random_state=seed
-        ).fit(rows)
+        gm = _gmm_model(k, kind, seed, rows)
         if marginal_from is None:
             return gm.score_samples
         return lambda x: (gm.score_samples(x), _gmm_marginal(gm, x, marginal_from))
@@ -382,9 +395,13 @@ def _gmm_marginal(gm: Any, x: np.ndarray, k: int) -> np.ndarray:
     return (top + np.log(np.exp(stacked - top).sum(1, keepdims=True)))[:, 0]
 
 
-def _gmm(problem: Any, seconds: float, rng: np.random.Generator) -> Baseline:
+def _gmm_search(
+    problem: Any, seconds: float, rng: np.random.Generator
+) -> tuple[float, int, str, int, np.ndarray, str]:
     """Components and covariance type by validation likelihood: for each type the count grows
-    until the validation score fell three times in a row, the data run out, or time does."""
+    until the validation score fell three times in a row, the data run out, or time does.
+    Returns the validation score, the count, the type, the seed, the training rows and a
+    note."""
     rows, note = _problem_rows(problem, GMM_MAX_ROWS, rng)
     seed = int(rng.integers(2**31))
     start = time.perf_counter()
@@ -404,13 +421,45 @@ def _gmm(problem: Any, seconds: float, rng: np.random.Generator) -> Baseline:
             worse = worse + 1 if score <= last else 0
             last = max(last, score)
     assert best is not None
-    _, k, kind = best
-    log_prob = problem.score(_gmm_fit(k, kind, seed), rows, "test")
     if stopped:
         note = "; ".join(filter(None, [note, f"search stopped at its {seconds:.0f} s budget"]))
+    return (*best, seed, rows, note)
+
+
+def _gmm(problem: Any, seconds: float, rng: np.random.Generator) -> Baseline:
+    score, k, kind, seed, rows, note = _gmm_search(problem, seconds, rng)
+    log_prob = problem.score(_gmm_fit(k, kind, seed), rows, "test")
     return Baseline(
-        "gmm", "Gaussian mixture", log_prob, f"{k} components, {kind} covariance", note, best[0]
+        "gmm", "Gaussian mixture", log_prob, f"{k} components, {kind} covariance", note, score
     )
+
+
+def validated_mixture(
+    train: np.ndarray, val: np.ndarray, seconds: float = 300.0, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """The yardstick's Gaussian mixture of :func:`fit_yardstick` (the same search on the same
+    rows with the same seed, so the same model) as full-covariance components in the data's
+    units: weights ``(k,)``, means ``(k, D)``, covariances ``(k, D, D)``, and what was chosen.
+    A flow that starts from it starts as that baseline (unconditional data only)."""
+    _need_sklearn()
+    train, val = np.asarray(train, np.float64), np.asarray(val, np.float64)
+    best = None
+    for units, loc, matrix in _units(train, both=True):
+        z, log_jac = _in_units((train, val), loc, matrix)
+        with warnings.catch_warnings():  # as in fit_yardstick
+            warnings.simplefilter("ignore")
+            found = _gmm_search(_Unconditional(z[0], z[1], z[1]), seconds / 4, _rng(seed))
+        if best is None or found[0] + log_jac > best[0]:
+            best = (found[0] + log_jac, found, units, loc, matrix, z[0])
+    assert best is not None
+    _, (_, k, kind, s, rows, _), units, loc, matrix, z = best
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gm = _gmm_model(k, kind, s, z[rows])
+    cov = gm.covariances_ if kind == "full" else np.stack([np.diag(c) for c in gm.covariances_])
+    means = loc + gm.means_ @ matrix.T
+    covs = matrix @ cov @ matrix.T
+    return gm.weights_, means, covs, f"{k} components, {kind} covariance, {units} units"
 
 
 def _kde_fit(bandwidth: float) -> Any:

@@ -11,10 +11,13 @@ recipe with the number of training rows ``n``:
 - ``nsf``: autoregressive, 8 bins, one residual block below 5,000 rows (else 2);
   ``maf``: two hidden layers of ``w``, no batch norm; ``realnvp``: ``2 x depth`` couplings of
   two hidden layers of ``w``;
-- ``nsf`` and ``maf`` get a Gaussian-mixture base of at most 16 components started from the
-  data (:class:`~flowforge.distributions.GaussianMixture`, count and covariance kind chosen
-  on the validation split): on small tables the clusters a flow would have to learn from few
-  rows are there from the start, and the flow starts as a validated Gaussian mixture.
+- ``nsf`` and ``maf`` get a Gaussian-mixture base started from the data
+  (:class:`~flowforge.distributions.GaussianMixture`, count and covariance kind chosen on the
+  validation split, :meth:`~flowforge.objectives.mle.MaximumLikelihood.start`): on small
+  tables the clusters a flow would have to learn from few rows are there from the start, and
+  the flow starts as a validated Gaussian mixture. ``nsf`` (the default below 20,000 rows)
+  has room for as many components as the yardstick's mixture may choose (one per ten
+  training rows, at most 64), ``maf`` for 16.
 
 The choice is written into the run's config, where it can be changed like any option.
 """
@@ -46,7 +49,7 @@ def sized_options(name: str, features: int, rows: int) -> dict[str, Any]:
             "residual_blocks": blocks,
             "bins": 8,
             "base": "mixture",
-            "components": 16,
+            "components": min(64, max(1, rows // 10)),  # as many as the yardstick may choose
         }
     if name == "maf":
         return {

@@ -31,7 +31,17 @@ from flowforge.objectives.base import (
     tensor_fingerprint,
 )
 from flowforge.transforms.continuous import regularization
-from flowforge.yardstick import YardstickUnavailable, fit_yardstick, yardstick_block
+from flowforge.yardstick import (
+    YardstickUnavailable,
+    fit_yardstick,
+    validated_mixture,
+    yardstick_block,
+)
+
+# below this many training rows (and without a context) a mixture base starts as the
+# yardstick's validated mixture; above, its own EM on the latents (the yardstick's search on
+# tens of thousands of rows takes minutes, and flows beat it there by training)
+YARDSTICK_START_ROWS = 20_000
 
 __all__ = ["LogProb", "MaximumLikelihood", "bits_per_dim", "evaluate_nll", "per_example_nll"]
 
@@ -147,19 +157,54 @@ class MaximumLikelihood(Objective):
         return inputs
 
     def start(self, model: nn.Module) -> str | None:
-        """A mixture base (:class:`~flowforge.distributions.GaussianMixture`) picks its
-        components and covariance kind on the validation split: EM on the latent points of at
-        most 20,000 training rows (a seeded subset), held-out likelihood on at most 20,000
-        validation rows. With the flow's transforms at their start (near the identity after a
-        fixed standardisation) the flow then starts as a validated Gaussian mixture, the
-        yardstick's strongest baseline on most tables, and ``best.pt`` keeps that start until
-        training beats it on validation."""
+        """A mixture base (:class:`~flowforge.distributions.GaussianMixture`) starts from the
+        splits. On a small table without a context (under :data:`YARDSTICK_START_ROWS`
+        training rows, where the flow's chance to beat the baselines is slimmest) it starts as
+        the yardstick's own validated mixture (:func:`~flowforge.yardstick.validated_mixture`,
+        carried through the flow's starting map, which must be affine: a fixed standardisation
+        with the transforms at the identity), so the flow starts *as* the baseline it is
+        measured against. Otherwise EM on the latent points of at most 20,000 training rows
+        picks its count and covariance kind on as many validation rows. ``best.pt`` keeps the
+        start until training beats it on validation."""
         base = getattr(model, "base", None)
         if not isinstance(base, GaussianMixture) or self.data.val.shape[0] == 0:
             return None
         assert isinstance(model, Flow)  # the model_type, checked by check_model
+        s = self.data
+        if s.train_context is None and s.train.shape[0] < YARDSTICK_START_ROWS:
+            chosen = self._start_as_yardstick(model, base)
+            if chosen:
+                return f"mixture base started as the yardstick's Gaussian mixture ({chosen})"
         z_train, z_val = (self._latents(model, split, 20_000) for split in ("train", "val"))
         return f"mixture base started with {base.start(z_train, z_val)} (chosen on validation)"
+
+    def _start_as_yardstick(self, model: Flow, base: GaussianMixture) -> str | None:
+        """Sets ``base`` to the yardstick's mixture mapped by the flow's affine start
+        :math:`z = A x + b` (means :math:`A\\mu_k + b`, covariances :math:`A\\Sigma_k A^\\top`);
+        ``None`` when the yardstick is off or unavailable, the map is not affine, or the
+        mixture has more components than the base."""
+        if not self._wants_yardstick():
+            return None
+        s = self.data
+        try:
+            w, mu, cov, chosen = validated_mixture(
+                s.train.double().numpy(),
+                s.val.double().numpy(),
+                self.yardstick_seconds,
+                self.setting.seed,
+            )
+        except YardstickUnavailable:
+            return None
+        affine = _affine_map(model, s.train)
+        if affine is None or len(w) > base.components:
+            return None
+        a, b = affine
+        base.set_components(
+            torch.as_tensor(w),
+            torch.as_tensor(mu) @ a.T + b,
+            a @ torch.as_tensor(cov) @ a.T,
+        )
+        return chosen
 
     def _latents(self, model: Flow, split: str, most: int) -> Tensor:
         """Latent points ``f(x)`` of at most ``most`` rows of ``split`` (a seeded subset)."""
@@ -268,6 +313,26 @@ class MaximumLikelihood(Objective):
         except YardstickUnavailable as e:
             return {"skipped": str(e)}
         return yardstick_block(flow_nll, baselines, split)
+
+
+def _affine_map(model: Flow, x: Tensor, tolerance: float = 1e-4) -> tuple[Tensor, Tensor] | None:
+    """``(A, b)`` in float64 with ``f(x) = A x + b`` for the flow's map to its latent space,
+    read off at the training mean and one step of a standard deviation along each axis and
+    checked on up to 256 rows of ``x`` ``(n, D)``; ``None`` when the map is not affine."""
+    x = x.double()
+    centre, step = x.mean(0), x.std(0).clamp_min(1e-12)
+    probes = torch.cat([centre[None], centre + torch.diag(step), x[:256]])
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    dtype = next((p.dtype for p in model.parameters()), torch.float32)
+    with torch.no_grad(), eval_mode(model):
+        z = model.transform_to_latent(probes.to(device, dtype)).double().cpu()
+    d = x.shape[1]
+    a = ((z[1 : d + 1] - z[0]) / step[:, None]).T  # (D, D): column i is df/dx_i
+    b = z[0] - a @ centre
+    predicted = x[:256] @ a.T + b
+    if not bool(((predicted - z[d + 1 :]).abs() <= tolerance * (1 + z[d + 1 :].abs())).all()):
+        return None
+    return a, b
 
 
 def _mean_stderr(nll: Tensor) -> tuple[float, float]:
