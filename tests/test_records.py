@@ -1,0 +1,59 @@
+"""The paper-protocol table is generated from the committed run records (scripts/records.py)."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _records_module():
+    spec = importlib.util.spec_from_file_location("records", ROOT / "scripts" / "records.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_docs_table_matches_the_committed_records():
+    assert _records_module().main(["tables", "--check"]) == 0
+
+
+def _record(folder, summary=None, value=4.36):
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text(yaml.safe_dump({"train": {"steps": 1000}}))
+    metrics = [
+        {"step": 0, "event": "start", "chosen": "x"},
+        {"step": 100, "val_nll": 3000.0, "val_stderr": 5.0, "val_bpd": 5.5, "elapsed": 1800.0},
+        {"step": 200, "val_nll": 2700.0, "val_stderr": 5.0, "val_bpd": 4.9, "elapsed": 3600.0},
+    ]
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in metrics))
+    meta = {"title": "NICE", "paper": "Dinh", "value": value, "unit": "bits/dim"}
+    meta.update(command="flowforge train x.yaml", threads=2)
+    (folder / "record.yaml").write_text(yaml.safe_dump(meta))
+    if summary:
+        (folder / "summary.json").write_text(json.dumps(summary))
+
+
+def test_a_row_states_paper_ours_gap_budget_and_whether_reached(tmp_path):
+    records = _records_module()
+    _record(tmp_path / "running")
+    row = records.row(records.read_record(tmp_path / "running"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[3].startswith("4.900 ± ") and "validation (best of step 200), in progress" in row
+    assert cells[4] == "+0.540" and cells[6] == "not yet"
+    assert cells[5] == "200 of 1,000 steps (20.0 %), 2.0 CPU-h"  # 3600 s x 2 threads
+    # finished: the test number, and reached within 1 % of the paper's
+    _record(tmp_path / "done", {"test_bpd": 4.38, "test_bpd_stderr": 0.01}, value=4.36)
+    row = records.row(records.read_record(tmp_path / "done"))
+    assert "4.380 ± 0.010 (test)" in row and "**reached**" in row
+
+
+def test_an_incomplete_record_is_refused_by_name(tmp_path):
+    records = _records_module()
+    _record(tmp_path / "bad")
+    (tmp_path / "bad" / "record.yaml").write_text(yaml.safe_dump({"title": "x", "unit": "cm"}))
+    with pytest.raises(SystemExit, match="record.yaml: needs"):
+        records.read_record(tmp_path / "bad")
