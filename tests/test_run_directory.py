@@ -8,7 +8,12 @@ import pytest
 from flowforge.cli import main
 from flowforge.config import ConfigError, parse_config
 from flowforge.runs import RunDirectory, RunLocked, train_run
-from flowforge.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from flowforge.train.checkpoint import (
+    TMP_SUFFIX,
+    CheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 
 def tiny(tmp_path, name="tiny", **train):
@@ -57,12 +62,13 @@ def test_resume_keeps_the_history_and_recovers_a_torn_line(run_dir):
     before = metrics.read_text().splitlines()
     with open(metrics, "a") as f:
         f.write('{"step": 20, "train_nl')  # a kill during an append
-    (run_dir / "checkpoints" / ".last.pt.abc.tmp").write_bytes(b"half")  # a kill during a save
+    orphan = run_dir / "checkpoints" / f".last.pt.abc{TMP_SUFFIX}"
+    orphan.write_bytes(b"half")  # a kill during a save
     train_run(resume=run_dir, overrides=["train.steps=30"], progress=False, plots=False)
     after = [json.loads(x) for x in metrics.read_text().splitlines()]
     assert [json.dumps(r) for r in after[: len(before)]] == before  # nothing lost or rewritten
     assert [r["step"] for r in after if "event" not in r] == [5, 10, 15, 20, 25, 30]
-    assert not list((run_dir / "checkpoints").glob(".*.tmp"))
+    assert not orphan.exists()
 
 
 @pytest.mark.parametrize(

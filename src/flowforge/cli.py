@@ -136,6 +136,17 @@ def summary_line(s: dict) -> str:
     return head + body
 
 
+def _output(path: str | Path | None, option: str = "--out") -> Path | None:
+    """An output path given on the command line, as given; refused when it names one of a
+    run's own files (:func:`~flowforge.runs.directory.check_output`)."""
+    if path is None:
+        return None
+    from flowforge.runs.directory import check_output
+
+    check_output(path, option)
+    return Path(path)
+
+
 def _finite_or_fail(what: str, values: dict) -> None:
     """A command never exits 0 with a NaN or infinite result."""
     import math
@@ -176,7 +187,7 @@ def _sample(args: argparse.Namespace) -> int:
     run = open_run(args.run)
     spec = run.spec
     image = len(spec["event_shape"]) == 3
-    out = Path(args.out) if args.out else None
+    out = _output(args.out)
     if out is not None and out.suffix not in SAMPLE_SUFFIXES:
         raise ConfigError(f"--out: unknown format {out.suffix!r}; use .npy, .csv or .png")
     if out is not None and out.suffix == ".png" and not image:
@@ -383,11 +394,11 @@ def _image_run(run_path: str):  # noqa: ANN202
 def _interpolate(args: argparse.Namespace) -> int:
     from flowforge.viz.images import interpolation_grid
 
+    out = _output(args.out) or Path(args.run) / "interpolations.png"
     _, splits, flow = _image_run(args.run)
     k = min(args.pairs, splits.test.shape[0] // 2)
     pairs = splits.test[: 2 * k].reshape(k, 2, *splits.event_shape)
     context = None if splits.test_context is None else splits.test_context[: 2 * k : 2]
-    out = Path(args.out) if args.out else Path(args.run) / "interpolations.png"
     interpolation_grid(flow, pairs, out, args.steps, context)
     print(f"wrote {k} interpolations of {args.steps} steps to {out}")
     return 0
@@ -397,13 +408,13 @@ def _manipulate(args: argparse.Namespace) -> int:
     from flowforge.latent import attribute_direction, thickness_groups
     from flowforge.viz.images import manipulation_grid
 
+    out = _output(args.out) or Path(args.run) / "thin_to_thick.png"
     _, splits, flow = _image_run(args.run)
     if splits.context_features:
         raise ConfigError("manipulate: needs an unconditional image run")
     levels = splits.info.get("levels", 256)
     thin, thick = thickness_groups(splits.train[: args.reference], 0.2, levels)
     direction = attribute_direction(flow, thin, thick)
-    out = Path(args.out) if args.out else Path(args.run) / "thin_to_thick.png"
     manipulation_grid(flow, splits.test[: args.n], direction, out)
     print(f"wrote thin-to-thick edits of {args.n} test images to {out}")
     return 0
@@ -477,6 +488,8 @@ def _inpaint(args: argparse.Namespace) -> int:
     if args.k < 1:
         raise ConfigError(f"-k: should be positive, got {args.k}")
     run = open_run(args.run)
+    out = _output(args.out) or run.path / "inpainting.png"
+    _output(out.with_suffix(".json"), "--out (its .json report)")
     spec = run.spec
     shape = tuple(spec["event_shape"])
     cshape = tuple(spec.get("context_shape") or ())
@@ -502,7 +515,6 @@ def _inpaint(args: argparse.Namespace) -> int:
     bits = missing_bits(model, x, context, m)
     shown = x * m + (levels - 1) / 2 * (1 - m)  # missing pixels in grey
     rows = torch.cat([x[:, None], shown[:, None], filled], dim=1)  # (n, 2 + k, C, H, W)
-    out = Path(args.out) if args.out else run.path / "inpainting.png"
     save_image_grid(rows.flatten(0, 1), out, nrow=2 + args.k, levels=levels, scale=2)
     report = {
         "images": args.image,
@@ -562,7 +574,7 @@ def _report(args: argparse.Namespace) -> int:
 
     if args.draw:
         _draw_missing_figures(args.runs)
-    out = write_report(args.runs, args.out)
+    out = write_report(args.runs, _output(args.out))
     print(f"wrote {out}")
     return 0
 

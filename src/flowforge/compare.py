@@ -49,14 +49,14 @@ import torch
 import yaml
 from torch import nn
 
-from flowforge.config import ConfigError, RunConfig, parse_config
+from flowforge.config import ConfigError, RunConfig, _brief, check_name, parse_config, read_yaml
 from flowforge.flows import Flow
 from flowforge.metrics import DIGIT_IMAGE_DATA, load_digit_classifier, sample_quality
 from flowforge.models.rbm import RBM
 from flowforge.models.vae import VAE
 from flowforge.runs import load, train_run
 from flowforge.runs.build import load_data
-from flowforge.runs.directory import RunDirectory
+from flowforge.runs.directory import CONFIG, RunDirectory
 from flowforge.runs.training import RunResult
 from flowforge.train.checkpoint import LAST
 from flowforge.train.trainer import TrainingDiverged, TrainingInterrupted
@@ -97,43 +97,97 @@ class Comparison:
 
 
 def load_comparison(path: str | Path, overrides: dict[str, Any] | None = None) -> Comparison:
-    """Reads and validates a comparison config; every run config is checked before any
-    training starts."""
+    """Reads and validates a comparison config like a run config (the bounded YAML reading
+    of :func:`~flowforge.config.read_yaml`, then every key's type and range); every run
+    config is checked before any training starts. The name (and every label, part of a
+    run's name) is one plain directory name, so nothing is written outside ``output_dir``."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"comparison config not found: {path}")
-    raw = yaml.safe_load(path.read_text()) or {}
+    raw = read_yaml(path)
     raw.update(overrides or {})
-    unknown = set(raw) - {"name", "data", "train", "seeds", "models", "samples", "output_dir"}
+    unknown = set(raw) - set(KEYS)
     if unknown:
-        raise ConfigError(f"{path}: unknown keys {sorted(unknown)}")
-    seeds = list(raw.get("seeds", [0, 1, 2]))
+        raise ConfigError(f"{path}: unknown keys {sorted(unknown, key=str)}; allowed: {KEYS}")
+    name = raw.get("name", path.stem)
+    check_name(name, "name")
+    seeds = raw.get("seeds", [0, 1, 2])
+    if not isinstance(seeds, list) or not all(_is_int(s) and 0 <= s < 2**32 for s in seeds):
+        raise ConfigError(f"seeds: should be a list of integers in [0, 2**32), got {_brief(seeds)}")
     if len(seeds) < 3 or len(set(seeds)) != len(seeds):
         raise ConfigError(f"seeds: give at least 3 distinct seeds, got {seeds}")
-    models = raw.get("models") or []
-    labels = [m.get("label") for m in models]
-    if not models or None in labels or len(set(labels)) != len(labels):
-        raise ConfigError("models: a non-empty list, each with a unique 'label'")
-    data = dict(raw.get("data") or {})
+    samples = raw.get("samples", 2000)
+    if not (_is_int(samples) and 0 < samples <= MAX_SAMPLES):
+        raise ConfigError(
+            f"samples: should be an integer in [1, {MAX_SAMPLES:,}], got {_brief(samples)}"
+        )
+    output_dir = raw.get("output_dir", "runs/compare")
+    if not isinstance(output_dir, str) or not output_dir:
+        raise ConfigError(f"output_dir: should be a path, got {_brief(output_dir)}")
+    data = _section(raw, "data", "data")
+    if not isinstance(data.get("name"), str):
+        raise ConfigError(f"data: should name a data set (data.name), got {_brief(data)}")
     data.setdefault("seed", 0)  # the same splits for every seed
+    models = raw.get("models")
+    if not isinstance(models, list) or not models:
+        raise ConfigError(f"models: should be a non-empty list of mappings, got {_brief(models)}")
+    models = [_entry(m, i) for i, m in enumerate(models)]
+    labels = [m["label"] for m in models]
+    if len(set(labels)) != len(labels):
+        raise ConfigError(f"models: each label should be unique, got {labels}")
     cmp = Comparison(
-        name=str(raw.get("name", path.stem)),
+        name=name,
         data=data,
-        train=dict(raw.get("train") or {}),
+        train=_section(raw, "train", "train"),
         seeds=seeds,
         models=models,
-        samples=int(raw.get("samples", 2000)),
-        output_dir=str(raw.get("output_dir", "runs/compare")),
+        samples=samples,
+        output_dir=output_dir,
         raw=raw,
     )
     for m in models:
-        unknown = set(m) - {"label", "objective", "model", "train"}
-        if unknown:
-            raise ConfigError(f"models[{m['label']}]: unknown keys {sorted(unknown)}")
-        if set(m.get("train", {})) & set(BUDGET):
-            raise ConfigError(f"models[{m['label']}]: the budget ({BUDGET}) is shared")
         parse_config(cmp.run_config(m, seeds[0], Path(cmp.output_dir)))
     return cmp
+
+
+KEYS = ("name", "data", "train", "seeds", "models", "samples", "output_dir")
+ENTRY_KEYS = ("label", "objective", "model", "train")
+#: most samples a model draws for the sample measures (their MMD is quadratic in the count)
+MAX_SAMPLES = 100_000
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _section(raw: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    """``raw[key]``, a mapping (a copy; absent or empty: ``{}``)."""
+    value = raw.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: should be a mapping, got {_brief(value)}")
+    return dict(value)
+
+
+def _entry(m: Any, i: int) -> dict[str, Any]:
+    """One ``models`` entry, checked: a mapping with a plain ``label`` (it names the runs), a
+    ``model`` mapping that names a recipe, and ``objective``/``train`` mappings without the
+    budget; returned without its empty (``null``) keys."""
+    if not isinstance(m, dict):
+        raise ConfigError(f"models[{i}]: should be a mapping with a label, got {_brief(m)}")
+    check_name(m.get("label"), f"models[{i}].label")
+    where = f"models[{m['label']}]"
+    unknown = set(m) - set(ENTRY_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown keys {sorted(unknown, key=str)}; allowed: {ENTRY_KEYS}"
+        )
+    for key in ("objective", "model", "train"):
+        _section(m, key, f"{where}.{key}")
+    if not isinstance((m.get("model") or {}).get("name"), str):
+        raise ConfigError(f"{where}.model: should name a model (model.name)")
+    if set(m.get("train") or {}) & set(BUDGET):
+        raise ConfigError(f"{where}: the budget ({BUDGET}) is shared")
+    return {k: v for k, v in m.items() if v is not None}
 
 
 def latent_inference(model: nn.Module) -> str:
@@ -186,6 +240,8 @@ def train_or_reuse(cfg: RunConfig, progress: bool) -> RunResult:
     """The finished run ``output_dir/name`` of this very config, resumed when it was
     interrupted, or trained now."""
     path = Path(cfg.output_dir) / cfg.name
+    if path.is_dir() and not (path / CONFIG).exists():
+        _remove_unstarted(RunDirectory(path))
     if not path.exists():
         return train_run(cfg, progress=progress, plots=False)
     directory = RunDirectory.open(path)
@@ -202,6 +258,15 @@ def train_or_reuse(cfg: RunConfig, progress: bool) -> RunResult:
         shutil.rmtree(path)
         return train_run(cfg, progress=progress, plots=False)
     return train_run(cfg, resume=path, progress=progress, plots=False)
+
+
+def _remove_unstarted(directory: RunDirectory) -> None:
+    """Removes a member's run folder that a kill left before its ``config.yaml`` was written
+    (it is written before the first step, so nothing was trained in it); under its lock, so a
+    process that is starting that run right now keeps it."""
+    with directory.lock():
+        if not (directory.path / CONFIG).exists():
+            shutil.rmtree(directory.path)
 
 
 def run_comparison(

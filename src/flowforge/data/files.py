@@ -55,6 +55,7 @@ import numpy as np
 import torch
 
 from flowforge.data import columns as col
+from flowforge.data.arrays import check_numpy_file
 from flowforge.data.columns import DataWarning
 from flowforge.data.registry import Splits, register_dataset
 from flowforge.data.standardization import fit_standardization
@@ -163,6 +164,7 @@ def open_table(path: str | Path, key: str | None = None) -> Table:
         raise ValueError(f"{path}: unknown format {suffix!r}; flowforge reads {', '.join(FORMATS)}")
     if suffix in (".csv", ".tsv"):
         return _read_delimited(path, "\t" if suffix == ".tsv" else ",")
+    check_numpy_file(path, key)  # dtype and size from the headers, before any data is read
     try:
         if suffix == ".npy":
             values = np.load(path, mmap_mode="r", allow_pickle=False)

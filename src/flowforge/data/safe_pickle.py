@@ -27,7 +27,13 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-__all__ = ["NUMPY_ARRAYS", "UnsafePickleError", "load_restricted", "pandas_frame_classes"]
+__all__ = [
+    "NUMPY_ARRAYS",
+    "OversizedPickleError",
+    "UnsafePickleError",
+    "load_restricted",
+    "pandas_frame_classes",
+]
 
 Allowed = Mapping[tuple[str, str], Any]
 
@@ -85,14 +91,59 @@ def pandas_frame_classes() -> dict[tuple[str, str], Any]:
     }
 
 
+class OversizedPickleError(ValueError):
+    """A pickle declares an array larger than the file could hold; nothing was allocated."""
+
+
+class _SizedNdarray:
+    """``numpy.ndarray`` as a pickle names it, with the size of an array it asks for checked
+    before anything is allocated: called (``ndarray(shape, dtype)``, uninitialised memory),
+    or handed to ``_reconstruct`` as the type to build (the form of protocols 2-4). An array
+    unpickled from a file holds its bytes in that file, so declaring more than the file's
+    size is refused."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.limit = path, path.stat().st_size
+
+    def check(self, shape: Any, dtype: Any) -> None:
+        try:
+            n = int(np.prod(np.asarray(shape, dtype=np.int64), dtype=np.int64))
+            nbytes = n * np.dtype(dtype).itemsize
+        except (TypeError, ValueError, OverflowError):
+            raise OversizedPickleError(
+                f"{self.path}: refused: an array of shape {shape!r} of {dtype!r}"
+            ) from None
+        if n < 0 or nbytes > self.limit:
+            dims = tuple(int(d) for d in np.atleast_1d(shape))
+            raise OversizedPickleError(
+                f"{self.path}: refused: declares an array of shape {dims} "
+                f"({nbytes / 1e9:.3g} GB), more than the file's {self.limit:,} bytes hold"
+            )
+
+    def __call__(self, shape: Any, dtype: Any = float, *args: Any, **kwargs: Any) -> np.ndarray:
+        self.check(shape, dtype)
+        return np.ndarray(shape, dtype, *args, **kwargs)
+
+    def reconstruct(self, reconstruct: Any) -> Any:
+        """``_reconstruct`` taking this object for ``numpy.ndarray``."""
+
+        def sized(subtype: Any, shape: Any, dtype: Any) -> Any:
+            self.check(shape, dtype.decode("latin-1") if isinstance(dtype, bytes) else dtype)
+            return reconstruct(np.ndarray if subtype is self else subtype, shape, dtype)
+
+        return sized
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
-    """An unpickler whose globals come from ``allowed`` only."""
+    """An unpickler whose globals come from ``allowed`` only; ``numpy.ndarray`` and
+    ``_reconstruct`` in their sized forms (:class:`_SizedNdarray`)."""
 
     def __init__(
         self, file: BinaryIO, path: Path, allowed: Allowed, advice: str, encoding: str
     ) -> None:
         super().__init__(file, encoding=encoding)
         self.path, self.allowed, self.advice = path, allowed, advice
+        self.sized = _SizedNdarray(path)
 
     def find_class(self, module: str, name: str) -> Any:
         """The allowed object for ``module.name``; anything else is refused."""
@@ -101,7 +152,12 @@ class _RestrictedUnpickler(pickle.Unpickler):
                 f"{self.path}: refused to unpickle {module}.{name}: only plain numpy/pandas "
                 f"data is read from pickles, since a pickle can run code{self.advice}"
             )
-        return self.allowed[(module, name)]
+        found = self.allowed[(module, name)]
+        if found is np.ndarray:
+            return self.sized
+        if name == "_reconstruct":
+            return self.sized.reconstruct(found)
+        return found
 
 
 def load_restricted(path: Path, allowed: Allowed, advice: str = "", encoding: str = "ASCII") -> Any:
@@ -111,8 +167,12 @@ def load_restricted(path: Path, allowed: Allowed, advice: str = "", encoding: st
     with Path(path).open("rb") as f:
         try:
             return _RestrictedUnpickler(f, Path(path), allowed, advice, encoding).load()
-        except UnsafePickleError:
+        except (UnsafePickleError, OversizedPickleError):
             raise
+        except MemoryError:  # a length that no file this size holds (BINBYTES8 of 1 TB)
+            raise ValueError(
+                f"{path}: refused: declares more memory than there is; not a genuine data file"
+            ) from None
         except (pickle.UnpicklingError, EOFError, TypeError, ValueError, AttributeError) as e:
             raise ValueError(
                 f"{path}: corrupt or not the expected pickle ({type(e).__name__}: {e})"

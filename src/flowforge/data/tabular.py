@@ -61,6 +61,8 @@ __all__ = [
 ZENODO = "https://zenodo.org/record/1161203"
 GAS_PICKLE = "gas/ethylene_CO.pickle"
 GAS_CSV = "gas/ethylene_CO.csv"
+#: the GAS columns the MAF code drops; the others are the sensors'
+GAS_DROPPED = ("Meth", "Eth", "Time")
 
 
 def _file(data_dir: str, relative: str) -> Path:
@@ -143,8 +145,22 @@ def _gas_frame(data_dir: str) -> pd.DataFrame:
 
 def load_gas(data_dir: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """GAS (8 dims) as in the MAF code; see the module docstring. Needs pandas."""
-    frame = _gas_frame(data_dir).drop(columns=["Meth", "Eth", "Time"])
-    values = _drop_correlated(list(frame.columns), frame.to_numpy(dtype=np.float64))
+    frame = _gas_frame(data_dir)
+    missing = [c for c in GAS_DROPPED if c not in frame.columns]
+    if missing or len(frame.columns) <= len(GAS_DROPPED):
+        raise ValueError(
+            f"{data_dir}: the GAS table should have the columns {list(GAS_DROPPED)} and the "
+            f"sensors' (ethylene_CO of the Zenodo archive); it has "
+            f"{[str(c) for c in frame.columns][:20]}"
+        )
+    frame = frame.drop(columns=list(GAS_DROPPED))
+    try:
+        numbers = frame.to_numpy(dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{data_dir}: the GAS table's sensor columns are not all numbers"
+        ) from None
+    values = _drop_correlated(list(frame.columns), numbers)
     (values,) = _zscore((values,), values, ddof=1)
     return split_tail(values)
 

@@ -162,7 +162,7 @@ class Adversarial(Objective):
         if self.optimizer is None:
             self.optimizer = self.make_optimizer(list(gan.critic.parameters()))
             if self._pending is not None:
-                self.optimizer.load_state_dict(self._pending)
+                self._load_critic_state(self._pending)
                 self._pending = None
         return self.optimizer
 
@@ -197,7 +197,18 @@ class Adversarial(Objective):
         if self.optimizer is None:
             self._pending = state["critic_optimizer"]
         else:
-            self.optimizer.load_state_dict(state["critic_optimizer"])
+            self._load_critic_state(state["critic_optimizer"])
+
+    def _load_critic_state(self, state: dict[str, Any]) -> None:
+        """The saved moments under this run's hyperparameters (``critic_lr``: a resume may
+        change it, as the trainer keeps ``train.lr``)."""
+        assert self.optimizer is not None
+        configured = [
+            {k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups
+        ]
+        self.optimizer.load_state_dict(state)
+        for group, hyper in zip(self.optimizer.param_groups, configured, strict=True):
+            group.update(hyper)
 
     def fingerprint(self) -> dict[str, str]:
         return {"train_data": tensor_fingerprint(self.data.train)}

@@ -152,6 +152,13 @@ def _trained_with(run: RunDirectory) -> str | None:
     return None
 
 
+def _inside(path: Path, root: Path) -> bool:
+    """Whether ``path`` is a regular file inside the (resolved) folder ``root``, symlinks
+    followed: a figure linked from elsewhere (``plots/x.png -> /etc/passwd``) is not the run's
+    and is never inlined into a page."""
+    return path.is_file() and path.resolve().is_relative_to(root)
+
+
 def collect_run(path: str | Path, page_dir: Path | None = None) -> RunReport:
     """A run directory's report; figures are read from ``plots/`` (PNG inlined, SVG linked
     relative to ``page_dir``, the folder the page is written to)."""
@@ -159,14 +166,15 @@ def collect_run(path: str | Path, page_dir: Path | None = None) -> RunReport:
     summary = run.read_summary() or {}
     records = run.read_metrics()
     figures = []
-    names = [p.stem for p in sorted(run.plots.glob("*.png"))] if run.plots.is_dir() else []
+    root = run.path.resolve()
+    names = [p.stem for p in sorted(run.plots.glob("*.png")) if _inside(p, root)]
     order = [n for n in CAPTIONS if n in names] + [n for n in names if n not in CAPTIONS]
     for name in order:
         png = run.plots / f"{name}.png"
         uri = "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode()
         svg = run.plots / f"{name}.svg"
         link = None
-        if svg.is_file() and page_dir is not None:
+        if _inside(svg, root) and page_dir is not None:
             try:
                 link = svg.resolve().relative_to(page_dir.resolve()).as_posix()
             except ValueError:

@@ -28,12 +28,35 @@ from typing import Any
 import yaml
 
 from flowforge.config import ConfigError, read_yaml
-from flowforge.train.checkpoint import BEST, LAST, atomic_write, save_checkpoint
+from flowforge.train.checkpoint import BEST, LAST, TMP_SUFFIX, atomic_write, save_checkpoint
 
-__all__ = ["RunDirectory", "RunLocked", "atomic_write_text"]
+__all__ = ["RUN_FILES", "RunDirectory", "RunLocked", "atomic_write_text", "check_output"]
 
 CONFIG, METRICS, SUMMARY = "config.yaml", "metrics.jsonl", "summary.json"
 CHECKPOINTS, PLOTS, LOCK = "checkpoints", "plots", ".lock"
+
+
+#: a run's own files (beside its ``checkpoints/``), which no command's output may replace
+RUN_FILES = (CONFIG, METRICS, SUMMARY, LOCK)
+
+
+def check_output(path: str | Path, option: str = "--out") -> Path:
+    """``path`` resolved (symlinks followed), refused with a :class:`~flowforge.config.
+    ConfigError` naming ``option`` when it is one of a run's own files: ``config.yaml``,
+    ``metrics.jsonl``, ``summary.json`` or ``.lock`` of a run directory (a folder holding a
+    ``config.yaml``), or anything in a run's ``checkpoints/``."""
+    target = Path(path).resolve()
+    folder = target.parent
+    if target.name in RUN_FILES and (folder / CONFIG).is_file():
+        run = folder
+    elif folder.name == CHECKPOINTS and (folder.parent / CONFIG).is_file():
+        run = folder.parent
+    else:
+        return target
+    raise ConfigError(
+        f"{option}: {path} is the file {target.relative_to(run)} of the run {run}; "
+        f"write the output elsewhere"
+    )
 
 
 class RunLocked(ConfigError):
@@ -128,12 +151,15 @@ class RunDirectory:
         return path
 
     def remove_temporary_files(self) -> list[Path]:
-        """Deletes the temporary files a killed write left behind; returns them."""
+        """Deletes the temporary files a killed write left behind (named ``.NAME.XXXX`` +
+        :data:`~flowforge.train.checkpoint.TMP_SUFFIX` by :func:`~flowforge.train.checkpoint.
+        atomic_write`; any other file is the user's and stays); returns them."""
         orphans = [
             p
             for folder in (self.path, self.path / CHECKPOINTS)
             if folder.is_dir()
-            for p in folder.glob(".*.tmp")
+            for p in folder.glob(f".*{TMP_SUFFIX}")
+            if p.is_file() and not p.is_symlink()
         ]
         for p in orphans:
             p.unlink(missing_ok=True)

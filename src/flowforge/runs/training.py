@@ -75,7 +75,9 @@ def train_run(
                 f"(the run stopped before its first checkpoint); start the run again"
             )
         if cfg is None:
-            cfg = parse_config(apply_overrides(directory.read_config(), overrides or []))
+            saved = directory.read_config()
+            cfg = parse_config(apply_overrides(saved, overrides or []))
+            _check_resume_overrides(saved, cfg)
     elif cfg is None:
         raise ConfigError("give a config, or a run directory to resume")
     elif overrides:
@@ -178,6 +180,24 @@ def _check_started(path: Path) -> None:
         raise CheckpointError(
             f"nothing to resume: {path} stopped before it wrote its {CONFIG}; start the run again"
         )
+
+
+#: keys a resume cannot change, and why: the run keeps its folder and its random state
+FIXED_ON_RESUME = {
+    "name": "the run keeps its directory",
+    "output_dir": "the run keeps its directory",
+    "seed": "the random state is restored from last.pt",
+}
+
+
+def _check_resume_overrides(saved: dict[str, Any], cfg: RunConfig) -> None:
+    """Refuses a resume-time override that would be silently ignored (:data:`FIXED_ON_RESUME`);
+    the model, objective and data are checked against the checkpoint's identity later."""
+    for key, why in FIXED_ON_RESUME.items():
+        if key in saved and getattr(cfg, key) != saved[key]:
+            raise ConfigError(
+                f"--set {key}: cannot change on --resume ({why}); start a new run with it"
+            )
 
 
 def _check_group(cfg: RunConfig, group: Group) -> None:

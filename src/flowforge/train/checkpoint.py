@@ -34,6 +34,7 @@ __all__ = [
     "atomic_write",
     "FORMAT",
     "LAST",
+    "TMP_SUFFIX",
     "CheckpointError",
     "check_averaged_parameters",
     "check_model_state",
@@ -49,6 +50,8 @@ __all__ = [
 FORMAT = "flowforge-checkpoint-v1"
 #: the resume point written at every evaluation, and the best validation model
 LAST, BEST = "last.pt", "best.pt"
+#: how :func:`atomic_write`'s temporary files end, so a resume cleans only flowforge's own
+TMP_SUFFIX = ".flowforge.tmp"
 
 
 class CheckpointError(RuntimeError):
@@ -91,7 +94,7 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
 
     The file gets the mode ``open()`` would give a new file, ``0o666 & ~umask``, not
     ``mkstemp``'s private ``0o600``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as f:
             os.chmod(tmp, 0o666 & ~current_umask())
