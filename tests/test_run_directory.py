@@ -85,8 +85,8 @@ def test_a_half_written_config_is_named_not_replaced_by_defaults(run_dir, conten
 @pytest.mark.parametrize(
     "edit, message",
     [
-        (lambda p: p.update(step=-3), "negative training counter"),
-        (lambda p: p.update(lr_scale=float("inf")), "impossible lr_scale"),
+        (lambda p: p.update(step=-3), r"training counter 'step' is -3, outside \[0, 20\]"),
+        (lambda p: p.update(lr_scale=float("inf")), "training counter 'lr_scale' is inf"),
         (lambda p: p.pop("step"), "missing training counter 'step'"),
     ],
 )

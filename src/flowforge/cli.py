@@ -4,6 +4,7 @@
 
     flowforge train [CONFIG.yaml] [--set key=value ...] [--device cpu|cuda] [--resume RUN_DIR]
                     [--compile] [--threads N]   (any objective: `flowforge list` names them)
+                    [--accept-unidentified]     (with --resume: a last.pt without identity)
     flowforge eval RUN_DIR [--split test|val|train]
     flowforge sample RUN_DIR [-n 1000] [--temperature 1.0] [--class K | --context V] [--out FILE]
     flowforge interpolate RUN_DIR        (image runs: PNG grid of latent interpolations)
@@ -61,10 +62,17 @@ def _train(args: argparse.Namespace) -> int:
         overrides.append(f"train.max_seconds={args.time}")
     if args.threads is not None:
         overrides.append(f"train.threads={args.threads}")
+    if args.accept_unidentified and not args.resume:
+        raise ConfigError("--accept-unidentified goes with --resume RUN_DIR")
     if args.resume:
         if args.config is not None or args.data is not None:
             raise ConfigError("give CONFIG, --data FILE or --resume RUN_DIR, one of them")
-        result = train_run(resume=args.resume, overrides=overrides, progress=not args.quiet)
+        result = train_run(
+            resume=args.resume,
+            overrides=overrides,
+            progress=not args.quiet,
+            accept_unidentified=args.accept_unidentified,
+        )
     elif args.data is not None:
         from flowforge.runs.shorthand import data_file_config
 
@@ -713,6 +721,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
     p.add_argument("--device", help="cpu, cuda, cuda:N or auto (overrides the config)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    p.add_argument(
+        "--accept-unidentified",
+        action="store_true",
+        help="with --resume: accept a last.pt that does not record its model spec, objective "
+        "and data fingerprint (its tensors are still checked)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(
         "--compile", action="store_true", help="torch.compile the training step's loss terms"

@@ -189,6 +189,13 @@ class Adversarial(Objective):
             return {"critic_optimizer": self.optimizer.state_dict()}
         return {} if self._pending is None else {"critic_optimizer": self._pending}
 
+    def state_template(self) -> dict[str, Any]:
+        """The critic's optimiser (built with the training module): its saved state is checked
+        against the critic's parameters (a short Adam moment would corrupt the heap)."""
+        if self.optimizer is None:
+            return super().state_template()
+        return {"critic_optimizer": self.optimizer}
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if set(state) - {"critic_optimizer"}:
             raise ValueError(f"objective {self.name!r}: unknown state {sorted(state)}")

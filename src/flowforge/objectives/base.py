@@ -230,8 +230,20 @@ class Objective(ABC):
         RBM's persistent chains); saved in every training checkpoint."""
         return {}
 
+    def state_template(self) -> dict[str, Any]:
+        """What each key of :meth:`state_dict` is loaded into, for the check every checkpoint's
+        objective state passes before :meth:`load_state_dict` sees it
+        (:func:`flowforge.train.checkpoint.check_state`): an optimiser (its saved state dict
+        is checked against its parameter groups), a tensor (the saved one must have its
+        shape, dtype and device, and be finite), a number or a mapping of these. By default
+        the current :meth:`state_dict`, so state that exists from the start is checked
+        without a line of the objective's own; an objective whose state appears later (PCD's
+        chains) or that owns an optimiser names it here."""
+        return self.state_dict()
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restores :meth:`state_dict`; a state of another shape is a ``ValueError``."""
+        """Restores :meth:`state_dict` (already checked against :meth:`state_template` by the
+        trainer); a state of another shape is a ``ValueError``."""
         if state:
             raise ValueError(f"objective {self.name!r} keeps no state, got {sorted(state)}")
 

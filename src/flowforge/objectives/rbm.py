@@ -144,6 +144,16 @@ class ContrastiveDivergence(Objective):
     def state_dict(self) -> dict[str, Any]:
         return {"chains": self.chains} if self.persistent and self.chains is not None else {}
 
+    def state_template(self) -> dict[str, Any]:
+        """PCD's chains, once they exist: one per example of a training batch, of the data's
+        dtype, on the run's device."""
+        if not self.persistent:
+            return {}
+        rows = min(self.data.train.shape[0], self.setting.batch_size)
+        shape = (rows, *self.data.event_shape)
+        dtype, device = self.data.train.dtype, self.setting.device
+        return {"chains": torch.empty(shape, dtype=dtype, device=device)}
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if set(state) - {"chains"} or (state and not self.persistent):
             raise ValueError(

@@ -5,6 +5,9 @@ A checkpoint carries the model's spec (recipe, options, event shape, context siz
 ``weights_only`` loading on any device. :class:`Run` adds what the commands need: the config,
 the summary, and the objective (which reads the data only when asked, e.g. for a test NLL).
 Checkpoints written before specs existed rebuild the spec from the config, which reads the data.
+A spec is trusted no further than the weights beside it: the model it describes may create at
+most a few times the stored tensors' bytes (:func:`build_budget`) before its state is checked
+against them, so a spec edited to ask for a huge layer is refused without allocating it.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from flowforge.config import ConfigError, RunConfig, parse_config
 from flowforge.data.columns import DataWarning
 from flowforge.objectives import Objective
 from flowforge.runs.build import (
-    build_from_spec,
+    build_within,
+    check_spec,
     load_data,
     make_objective,
     model_spec,
@@ -70,6 +74,7 @@ def open_run(path: str | Path) -> Run:
     cfg = parse_config(directory.read_config(), check_data=False)
     payload = load_checkpoint(directory.model_checkpoint("best"))
     spec = payload.get("spec") or _spec_from_config(cfg)
+    check_spec(spec)
     return Run(directory, cfg, spec)
 
 
@@ -102,9 +107,18 @@ def _load_file(
         if not isinstance(payload.get("config"), dict):
             raise ConfigError(f"{path}: holds neither a model spec nor a config")
         spec = _spec_from_config(parse_config(payload["config"], check_data=False))
-    model = build_from_spec(spec).to(device)
+    model = build_within(spec, build_budget(payload["model"])).to(device)
     load_model_state(path, model, payload)
     return model.eval()
+
+
+def build_budget(state: dict[str, torch.Tensor]) -> int:
+    """The tensor bytes a model rebuilt from a checkpoint's spec may create: four times the
+    weights the checkpoint stores (recipes build their masks and initial values beside the
+    parameters) and 64 MiB. A spec that asks for more cannot fit the stored weights (the
+    model state's check would refuse it) and is refused before it allocates."""
+    stored = sum(t.numel() * t.element_size() for t in state.values())
+    return 4 * stored + 64 * 2**20
 
 
 def _spec_from_config(cfg: RunConfig) -> dict[str, Any]:

@@ -58,9 +58,11 @@ def train_run(
     overrides: list[str] | None = None,
     progress: bool = True,
     plots: bool = True,
+    accept_unidentified: bool = False,
 ) -> RunResult:
     """Trains ``cfg``, or resumes the run in directory ``resume`` (its own config, with
-    ``overrides`` applied; or ``cfg`` when given).
+    ``overrides`` applied; or ``cfg`` when given). A ``last.pt`` that does not record which
+    model, objective and data it belongs to is refused unless ``accept_unidentified``.
 
     Under torchrun every process calls it and they train one model data-parallel
     (:mod:`flowforge.train.distributed`); rank 0 writes the files.
@@ -117,7 +119,7 @@ def train_run(
             raise ConfigError(str(e)) from None
         trainer = Trainer(cfg, objective, model, directory, identity, group, loggers)
         if resume is not None:
-            _check_belongs(directory.checkpoint_path(LAST), identity)
+            _check_belongs(directory.checkpoint_path(LAST), identity, accept_unidentified)
             trainer.restore(directory.checkpoint_path(LAST))
             step = trainer.progress.step
             if group.is_main:
@@ -219,10 +221,18 @@ def _check_group(cfg: RunConfig, group: Group) -> None:
         )
 
 
-def _check_belongs(path: Path, identity: dict[str, Any]) -> None:
+def _check_belongs(path: Path, identity: dict[str, Any], accept_unidentified: bool) -> None:
     """Refuses a checkpoint of another model, objective or data set (e.g. a ``last.pt``
-    copied from another run); checkpoints from before identities were stored pass."""
+    copied from another run), and one without these identity keys (one of another run with
+    them removed, or from before they were stored) unless ``accept_unidentified``: its fit
+    is then judged by its tensors alone."""
     payload = load_checkpoint(path)
+    missing = [key for key in ("spec", "objective", "fingerprint") if key not in payload]
+    if missing and not accept_unidentified:
+        raise CheckpointError(
+            f"{path}: does not record its {', '.join(missing)}, so nothing shows it belongs "
+            f"to this run; resume with --accept-unidentified if you know it does"
+        )
     for key in ("spec", "objective", "fingerprint"):
         if key in payload and payload[key] != identity[key]:
             what = _difference(payload[key], identity[key])

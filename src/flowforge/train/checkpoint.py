@@ -8,9 +8,11 @@ parameters are not all finite is never written, nor read back.
 
 Loading checks the archive's CRC-32 of every member (a flipped bit anywhere in a tensor's bytes
 is an error, not a NaN likelihood), then every tensor against what it is loaded into:
-:func:`check_model_state` before ``Module.load_state_dict`` and :func:`check_optimizer_state`
+:func:`check_model_state` before ``Module.load_state_dict``, :func:`check_optimizer_state`
 before ``Optimizer.load_state_dict`` (the fused AdamW kernel trusts the state's sizes and
-writes out of bounds when they are too small).
+writes out of bounds when they are too small) and :func:`check_state` for everything else (an
+objective's own state, its optimisers included, and the random states), against a template of
+what each part is loaded into.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ __all__ = [
     "check_model_state",
     "check_optimizer_kind",
     "check_optimizer_state",
+    "check_state",
     "current_umask",
     "load_averaged_parameters",
     "load_checkpoint",
@@ -218,7 +221,8 @@ def _check_finite(path: Path, what: str, value: Any) -> None:
 
 
 def _check_like(path: Path, what: str, value: Any, like: torch.Tensor) -> None:
-    """``value`` must be a finite tensor of ``like``'s shape and dtype."""
+    """``value`` must be a finite tensor of ``like``'s shape, dtype and device (a ``meta``
+    template leaves the device open)."""
     _check_finite(path, what, value)
     if value.shape != like.shape:
         raise CheckpointError(
@@ -226,6 +230,8 @@ def _check_like(path: Path, what: str, value: Any, like: torch.Tensor) -> None:
         )
     if value.dtype != like.dtype:
         raise CheckpointError(f"{path}: {what} has dtype {value.dtype}, expected {like.dtype}")
+    if like.device.type != "meta" and value.device != like.device:
+        raise CheckpointError(f"{path}: {what} is on {value.device}, expected {like.device}")
 
 
 def _few(keys: list[str]) -> str:
@@ -269,14 +275,16 @@ def _check_number(path: Path, what: str, value: Any) -> None:
         raise CheckpointError(f"{path}: {what} is {value}, not a finite number")
 
 
-def _saved_sections(path: Path, state: Any) -> tuple[list[dict[str, Any]], dict[Any, Any]]:
+def _saved_sections(
+    path: Path, what: str, state: Any
+) -> tuple[list[dict[str, Any]], dict[Any, Any]]:
     """The ``param_groups`` and per-parameter ``state`` of a saved optimiser state dict."""
     groups = state.get("param_groups") if isinstance(state, dict) else None
     per_param = state.get("state") if isinstance(state, dict) else None
     if not (isinstance(groups, list) and all(isinstance(g, dict) for g in groups)):
-        raise CheckpointError(f"{path}: the optimiser state has no list of parameter groups")
+        raise CheckpointError(f"{path}: the {what} state has no list of parameter groups")
     if not isinstance(per_param, dict):
-        raise CheckpointError(f"{path}: the optimiser state has no per-parameter state")
+        raise CheckpointError(f"{path}: the {what} state has no per-parameter state")
     return groups, per_param
 
 
@@ -292,28 +300,28 @@ def _required_state(optimizer: torch.optim.Optimizer, group: dict[str, Any]) -> 
 
 
 def _match_groups(
-    path: Path, optimizer: torch.optim.Optimizer, groups: list[dict[str, Any]]
+    path: Path, what: str, optimizer: torch.optim.Optimizer, groups: list[dict[str, Any]]
 ) -> dict[int, tuple[torch.Tensor, tuple[str, ...]]]:
     """Saved parameter id -> (this optimiser's parameter, required entries), paired in order
     as ``Optimizer.load_state_dict`` pairs them; counts and hyperparameters checked."""
     if len(groups) != len(optimizer.param_groups):
         raise CheckpointError(
-            f"{path}: the optimiser state has {len(groups)} parameter groups, "
-            f"this optimiser {len(optimizer.param_groups)}"
+            f"{path}: the {what} state has {len(groups)} parameter groups, "
+            f"this {what} {len(optimizer.param_groups)}"
         )
     matched = {}
     for i, (saved, group) in enumerate(zip(groups, optimizer.param_groups, strict=True)):
         ids = saved.get("params")
         if not (isinstance(ids, list) and all(type(k) is int for k in ids)):
-            raise CheckpointError(f"{path}: optimiser parameter group {i} has no list of ids")
+            raise CheckpointError(f"{path}: {what} parameter group {i} has no list of ids")
         if len(ids) != len(group["params"]):
             raise CheckpointError(
-                f"{path}: optimiser parameter group {i} holds {len(ids)} parameters, "
-                f"this optimiser's {len(group['params'])}"
+                f"{path}: {what} parameter group {i} holds {len(ids)} parameters, "
+                f"this {what}'s {len(group['params'])}"
             )
         for key, value in saved.items():
             if key != "params":
-                _check_number(path, f"optimiser parameter group {i} {key!r}", value)
+                _check_number(path, f"{what} parameter group {i} {key!r}", value)
         required = _required_state(optimizer, saved)
         matched.update((k, (p, required)) for k, p in zip(ids, group["params"], strict=True))
     return matched
@@ -366,23 +374,26 @@ def check_optimizer_kind(path: Path, optimizer: str, payload: dict[str, Any]) ->
         )
 
 
-def check_optimizer_state(path: Path, optimizer: torch.optim.Optimizer, state: Any) -> None:
+def check_optimizer_state(
+    path: Path, optimizer: torch.optim.Optimizer, state: Any, what: str = "optimiser"
+) -> None:
     """Refuses a saved optimiser state that does not fit ``optimizer``, before
     ``optimizer.load_state_dict(state)``: the number of parameter groups and of parameters in
     each, finite hyperparameters, and for every parameter with state its tensors (Adam's
     ``exp_avg``, ``exp_avg_sq``, ``max_exp_avg_sq``) of the parameter's shape, dtype and
     layout, all finite, and ``step`` a finite scalar (RMSprop's ``square_avg``,
     ``momentum_buffer`` and ``grad_avg`` likewise). The fused AdamW kernel trusts these
-    sizes: a smaller ``exp_avg`` makes it write out of bounds (heap corruption, SIGSEGV)."""
-    groups, per_param = _saved_sections(path, state)
-    matched = _match_groups(path, optimizer, groups)
+    sizes: a smaller ``exp_avg`` makes it write out of bounds (heap corruption, SIGSEGV).
+    ``what`` names the optimiser in messages (an objective's own: see :func:`check_state`)."""
+    groups, per_param = _saved_sections(path, what, state)
+    matched = _match_groups(path, what, optimizer, groups)
     for key, entry in per_param.items():
         if key not in matched:
             raise CheckpointError(
-                f"{path}: optimiser state for parameter id {key!r}, which no group holds"
+                f"{path}: {what} state for parameter id {key!r}, which no group holds"
             )
         param, required = matched[key]
-        _check_parameter_state(path, f"optimiser state of parameter {key}", entry, param, required)
+        _check_parameter_state(path, f"{what} state of parameter {key}", entry, param, required)
 
 
 def check_averaged_parameters(path: Path, model: nn.Module, tensors: Any) -> None:
@@ -394,6 +405,51 @@ def check_averaged_parameters(path: Path, model: nn.Module, tensors: Any) -> Non
         raise CheckpointError(f"{path}: {count} averaged tensors for {len(params)} parameters")
     for i, (t, p) in enumerate(zip(tensors, params, strict=True)):
         _check_like(path, f"averaged tensor {i}", t, p)
+
+
+def check_state(path: Path, what: str, saved: Any, template: Any) -> None:
+    """Refuses a saved state tree that does not fit ``template``, what it will be loaded into,
+    before any of it is used; one check for every state a checkpoint carries beside the model
+    (an objective's :meth:`~flowforge.objectives.Objective.state_template`, the random
+    states). Node by node, ``template`` is
+
+    - an optimiser: the saved node is its state dict, checked by
+      :func:`check_optimizer_state` against the optimiser's parameter groups;
+    - a tensor: the saved node a tensor of its shape, dtype and device, finite when floating;
+    - a mapping: the saved node a mapping whose keys the template has (a key it lacks is a
+      part not yet created, such as chains before the first step, and is left as it is);
+    - a list or tuple: the saved node one of as many entries;
+    - a number, string, bool or ``None``: the saved node of its type, finite when a float.
+
+    ``what`` names the tree in messages (``objective state 'chains'``)."""
+    if isinstance(template, torch.optim.Optimizer):
+        check_optimizer_state(path, template, saved, f"{what}: optimiser")
+    elif isinstance(template, torch.Tensor):
+        _check_like(path, what, saved, template)
+    elif isinstance(template, dict):
+        if not isinstance(saved, dict):
+            raise CheckpointError(f"{path}: {what} is a {type(saved).__name__}, not a mapping")
+        unexpected = [k for k in saved if k not in template]
+        if unexpected:
+            expected = f"[{_few([str(k) for k in template])}]" if template else "none"
+            raise CheckpointError(
+                f"{path}: {what} holds unexpected keys [{_few([str(k) for k in unexpected])}] "
+                f"(expected {expected})"
+            )
+        for key, value in saved.items():
+            check_state(path, f"{what} {key!r}", value, template[key])
+    elif isinstance(template, (list, tuple)):
+        if not isinstance(saved, (list, tuple)) or len(saved) != len(template):
+            count = len(saved) if isinstance(saved, (list, tuple)) else type(saved).__name__
+            raise CheckpointError(f"{path}: {what} holds {count} entries, expected {len(template)}")
+        for i, (value, like) in enumerate(zip(saved, template, strict=True)):
+            check_state(path, f"{what}[{i}]", value, like)
+    elif type(saved) is not type(template):
+        raise CheckpointError(
+            f"{path}: {what} is a {type(saved).__name__}, expected a {type(template).__name__}"
+        )
+    elif isinstance(saved, float) and not math.isfinite(saved):
+        raise CheckpointError(f"{path}: {what} is {saved}, not a finite number")
 
 
 def load_averaged_parameters(path: Path, model: nn.Module, payload: dict[str, Any]) -> bool:

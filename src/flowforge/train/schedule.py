@@ -39,10 +39,11 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    """Restores what :func:`rng_state` returned."""
-    torch.set_rng_state(state["torch"])
+    """Restores what :func:`rng_state` returned (its byte tensors wherever a checkpoint's
+    ``map_location`` put them: generator states are set from CPU tensors)."""
+    torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
 def rank_seed(seed: int, rank: int, step: int) -> int:

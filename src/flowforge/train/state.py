@@ -46,22 +46,51 @@ class Progress:
         return asdict(self)
 
     @classmethod
-    def from_payload(cls, payload: dict[str, Any]) -> Progress:
+    def from_payload(cls, payload: dict[str, Any], max_step: int) -> Progress:
         """Reads the counters of a checkpoint; a missing or impossible one is a
-        :class:`StateError` naming it."""
+        :class:`StateError` naming it. Each must be of its type (a count an ``int``, never a
+        float, string or bool; the others a number) and in its range: ``step`` in ``[0,
+        max_step]`` (``max_step``: the ``train.steps`` of the run that wrote the checkpoint,
+        which it never passes), ``evals_since_best`` at most ``step + 1`` (one evaluation a
+        step and one at the start), ``loss_n`` at most ``step``, ``lr_scale`` exactly
+        ``2 ** -rollbacks`` (each rollback halves it), ``best_val`` finite or ``+inf`` (no
+        evaluation yet), ``loss_sum`` finite, ``elapsed`` finite and ``>= 0``."""
         optional = {"loss_sum": 0.0, "loss_n": 0}
         values: dict[str, Any] = {}
         for name, default in asdict(cls()).items():
             if name not in payload and name not in optional:
                 raise StateError(f"missing training counter {name!r}")
             raw = payload.get(name, optional.get(name))
-            try:
-                values[name] = type(default)(raw)
-            except (TypeError, ValueError):
-                raise StateError(f"training counter {name!r} is {raw!r}") from None
+            kinds = (int,) if type(default) is int else (int, float)
+            if isinstance(raw, bool) or not isinstance(raw, kinds):
+                kind = "an int" if kinds == (int,) else "a number"
+                raise StateError(f"training counter {name!r} is {raw!r}, not {kind}")
+            values[name] = type(default)(raw)
         p = cls(**values)
-        if p.step < 0 or p.rollbacks < 0 or p.loss_n < 0 or p.evals_since_best < 0:
-            raise StateError(f"negative training counter in {p}")
-        if not (0 < p.lr_scale <= 1 and math.isfinite(p.elapsed) and p.elapsed >= 0):
-            raise StateError(f"impossible lr_scale {p.lr_scale} or elapsed {p.elapsed}")
+        p.check(max_step)
         return p
+
+    def check(self, max_step: int) -> None:
+        """The ranges of :meth:`from_payload`."""
+        bounds = {
+            "step": max_step,
+            "evals_since_best": self.step + 1,
+            "loss_n": self.step,
+            "rollbacks": 1074,  # 2**-1075 is 0.0 in float64
+        }
+        for name, high in bounds.items():
+            value = getattr(self, name)
+            if not 0 <= value <= high:
+                raise StateError(f"training counter {name!r} is {value}, outside [0, {high}]")
+        if self.lr_scale != 0.5**self.rollbacks:
+            raise StateError(
+                f"training counter 'lr_scale' is {self.lr_scale}, but {self.rollbacks} "
+                f"rollbacks make it {0.5**self.rollbacks}"
+            )
+        if math.isnan(self.best_val) or self.best_val == -math.inf:
+            raise StateError(f"training counter 'best_val' is {self.best_val}")
+        for name in ("loss_sum", "elapsed"):
+            if not math.isfinite(getattr(self, name)):
+                raise StateError(f"training counter {name!r} is {getattr(self, name)}")
+        if self.elapsed < 0:
+            raise StateError(f"training counter 'elapsed' is {self.elapsed}, below 0")

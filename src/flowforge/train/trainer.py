@@ -48,10 +48,11 @@ from flowforge.train.checkpoint import (
     LAST,
     CheckpointError,
     check_averaged_parameters,
+    check_model_state,
     check_optimizer_kind,
     check_optimizer_state,
+    check_state,
     load_checkpoint,
-    load_model_state,
 )
 from flowforge.train.distributed import Group, needs_data_init
 from flowforge.train.loggers import RunLogger
@@ -127,6 +128,41 @@ def make_optimizer(
         betas=tuple(train.betas) if train.betas is not None else (0.9, 0.999),
         fused=device.type in ("cpu", "cuda"),
     )
+
+
+def _written_steps(payload: dict[str, Any], configured: int) -> int:
+    """The ``train.steps`` of the run that wrote a checkpoint (its saved config's), which its
+    ``step`` never passes; ``configured`` when the saved config does not say."""
+    config = payload.get("config")
+    train = config.get("train") if isinstance(config, dict) else None
+    steps = train.get("steps") if isinstance(train, dict) else None
+    return steps if isinstance(steps, int) and not isinstance(steps, bool) else configured
+
+
+def _on_cpu(value: Any) -> Any:
+    """A tensor (or a list of them) on the CPU; anything else as it is."""
+    if isinstance(value, torch.Tensor):
+        return value.cpu()
+    if isinstance(value, list):
+        return [_on_cpu(v) for v in value]
+    return value
+
+
+def _rng_and_template(saved: Any) -> tuple[Any, dict[str, Any]]:
+    """A saved random state (:func:`~flowforge.train.schedule.rng_state`) and what it is
+    loaded into: this process's generator states. Saved CUDA states are left out where there
+    is no GPU (:func:`~flowforge.train.schedule.set_rng_state` ignores them there); where
+    there is, each saved one is checked against the device's of that index."""
+    template = rng_state()
+    if not isinstance(saved, dict):
+        return saved, template
+    # set from CPU tensors wherever map_location put them (set_rng_state)
+    saved = {k: _on_cpu(v) for k, v in saved.items()}
+    if "cuda" in saved and "cuda" not in template:
+        saved = {k: v for k, v in saved.items() if k != "cuda"}
+    elif isinstance(saved.get("cuda"), list) and len(saved["cuda"]) < len(template["cuda"]):
+        template["cuda"] = template["cuda"][: len(saved["cuda"])]
+    return saved, template
 
 
 class Trainer:
@@ -240,15 +276,12 @@ class Trainer:
         return self.files.checkpoint_path(name)
 
     def restore(self, path: Path) -> None:
-        """Loads a resume point written by :meth:`state`."""
+        """Loads a resume point written by :meth:`state`, once :meth:`check_resume_point`
+        has checked all of it."""
         payload = load_checkpoint(path, map_location=self.device)
-        load_model_state(path, self.model, payload)  # checks every tensor against the model
-        check_optimizer_kind(path, self.cfg.train.optimizer, payload)
-        check_optimizer_state(path, self.optimizer, payload.get("optimizer"))
-        if self.average is not None and "ema" in payload:
-            check_averaged_parameters(path, self.model, payload["ema"])
+        self.progress = self.check_resume_point(path, payload)
         try:
-            self.progress = Progress.from_payload(payload)
+            self.model.load_state_dict(payload["model"])
             # the saved moments, under this run's hyperparameters (a resume may change them)
             configured = [
                 {k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups
@@ -263,9 +296,37 @@ class Trainer:
                     self.average.load(payload["ema"])
                 else:
                     self.average.reset()
-        except (KeyError, ValueError, RuntimeError, StateError) as e:
+        except (KeyError, ValueError, RuntimeError) as e:
             raise CheckpointError(f"{path}: incomplete training state ({e})") from None
         self.started = time.time()
+
+    def check_resume_point(self, path: Path, payload: dict[str, Any]) -> Progress:
+        """Checks every part of a resume point against what it will be loaded into, before
+        any of it is: the model state, the optimiser's kind and state, the moving average,
+        the objective's state (against :meth:`~flowforge.objectives.Objective.
+        state_template`), the random states (against this process's) and the counters
+        (types and ranges, ``step`` at most the ``train.steps`` of the run that wrote it);
+        returns the counters. Anything wrong is a :class:`CheckpointError` naming it."""
+        check_model_state(path, self.model, payload.get("model"))
+        check_optimizer_kind(path, self.cfg.train.optimizer, payload)
+        check_optimizer_state(path, self.optimizer, payload.get("optimizer"))
+        if self.average is not None and "ema" in payload:
+            check_averaged_parameters(path, self.model, payload["ema"])
+        saved = payload.get("objective_state", {})
+        check_state(path, "objective state", saved, self.objective.state_template())
+        if "rng" not in payload:
+            raise CheckpointError(f"{path}: incomplete training state (no random state 'rng')")
+        check_state(path, "random state 'rng'", *_rng_and_template(payload["rng"]))
+        ranks = payload.get("rng_ranks")
+        if ranks is not None:
+            if not isinstance(ranks, list):
+                raise CheckpointError(f"{path}: 'rng_ranks' is a {type(ranks).__name__}")
+            for i, rng in enumerate(ranks):
+                check_state(path, f"random state of rank {i}", *_rng_and_template(rng))
+        try:
+            return Progress.from_payload(payload, _written_steps(payload, self.cfg.train.steps))
+        except StateError as e:
+            raise CheckpointError(f"{path}: {e}") from None
 
     def _rank_rng(self, payload: dict[str, Any]) -> dict[str, Any]:
         """This rank's random state: its own when the checkpoint was written by as many ranks,
