@@ -264,6 +264,8 @@ def test_the_zip_holds_only_the_run_folders_own_regular_files(idle, tmp_path):
     (ws / "realnvp-moons-000002").symlink_to(run, target_is_directory=True)
     for route in ("download", "events", ""):
         assert idle.get(f"/api/runs/realnvp-moons-000002/{route}").status_code == 404
+    listed = [r["run"] for r in idle.get("/api/runs").json()["runs"]]
+    assert listed == ["realnvp-moons-000001"]
 
 
 def test_a_run_is_shown_only_on_data_the_playground_made(idle, tmp_path):
@@ -306,6 +308,11 @@ def test_a_run_is_shown_only_on_data_the_playground_made(idle, tmp_path):
     make_run(ws, "realnvp-mine-000001", own)
     shown = np.array(idle.get("/api/runs/realnvp-mine-000001").json()["data"])
     assert np.abs(shown[:, None] - rows[None]).sum(2).min(1).max() < 1e-4
+    drawn = rows[:40].round(3).tolist()
+    run = idle.post("/api/runs", json={"family": "realnvp", "points": drawn}).json()["run"]
+    make_run(ws, run, parse_config(idle.workers[-1].args[1]).to_dict()["data"])
+    assert len(idle.get(f"/api/runs/{run}").json()["data"]) == 32  # drawn points: its own
+    assert [r["run"] for r in idle.get("/api/runs").json()["runs"]].count(run) == 1
 
 
 def test_a_typed_path_trains_on_a_copy_in_the_workspace(idle, tmp_path):

@@ -425,7 +425,8 @@ class Playground:
     def runs(self) -> list[dict[str, Any]]:
         out = []
         for path in sorted(self.workspace.iterdir()):
-            if path.is_dir() and (path / "config.yaml").is_file() and NAME.match(path.name):
+            own = path.is_dir() and not path.is_symlink() and NAME.match(path.name)
+            if own and (path / "config.yaml").is_file():
                 out.append({"run": path.name, **self.state(path.name)})
         return out
 
