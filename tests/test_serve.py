@@ -3,9 +3,19 @@ user's 2-D file checked as `flowforge train --data` checks it) and, in headless 
 page's default trained to within 0.1 nats of the true entropy while the page updates, and a
 user's CSV loaded and drawn."""
 
+import io
+import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
+import urllib.request
+import zipfile
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -15,9 +25,12 @@ pytest.importorskip("starlette", reason="the serve extra (starlette) is not inst
 pytest.importorskip("httpx", reason="starlette's test client needs httpx")
 
 import numpy as np  # noqa: E402
+import yaml  # noqa: E402
 from starlette.testclient import TestClient  # noqa: E402
 
-from flowforge.config import ConfigError  # noqa: E402
+import flowforge.serve.worker  # noqa: E402
+from flowforge.cli import main  # noqa: E402
+from flowforge.config import ConfigError, parse_config  # noqa: E402
 from flowforge.data import toy  # noqa: E402
 from flowforge.data.registry import load_dataset  # noqa: E402
 from flowforge.runs.shorthand import data_file_config  # noqa: E402
@@ -180,6 +193,378 @@ def test_only_loopback_hosts_and_json_posts_are_answered(client, tmp_path):
 def test_refuses_a_non_loopback_address_unless_asked(tmp_path):
     with pytest.raises(ConfigError, match="--allow-remote"):
         serve("0.0.0.0", 0, tmp_path)
+
+
+class FakeWorker:
+    """A worker process that trains nothing: alive from ``start`` until ``terminate``."""
+
+    def __init__(self, target, args, name, daemon):
+        self.args, self.alive = args, False
+
+    def start(self):
+        self.alive = True
+
+    def is_alive(self):
+        return self.alive
+
+    def terminate(self):
+        self.alive = False
+
+    def join(self, timeout=None):
+        pass
+
+
+@pytest.fixture
+def idle(tmp_path, monkeypatch):
+    """A client whose playground starts :class:`FakeWorker` s (at most 2 at once)."""
+    app = create_app(tmp_path / "ws", interval=0.1, max_trainings=2)
+    workers = []
+
+    def process(**kwargs):
+        workers.append(FakeWorker(**kwargs))
+        return workers[-1]
+
+    monkeypatch.setattr(app.state.playground, "_mp", SimpleNamespace(Process=process))
+    with TestClient(app, base_url="http://127.0.0.1", raise_server_exceptions=False) as c:
+        c.workers = workers
+        yield c
+
+
+def make_run(workspace, name, data, **files):
+    """A run folder ``name`` with a config.yaml whose data section is ``data``."""
+    folder = workspace / name
+    (folder / "checkpoints").mkdir(parents=True)
+    raw = {"name": name, "seed": 0, "data": data, "model": {"name": "realnvp"}, "train": {}}
+    (folder / "config.yaml").write_text(yaml.safe_dump(raw))
+    for path, content in files.items():
+        (folder / path).write_bytes(content)
+    return folder
+
+
+def test_the_zip_holds_only_the_run_folders_own_regular_files(idle, tmp_path):
+    ws = idle.app.state.playground.workspace
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "passwd").write_text("root:SECRET:0:0\n")
+    run = make_run(ws, "realnvp-moons-000001", {"name": "moons"}, **{"metrics.jsonl": b"{}\n"})
+    (run / "plots").mkdir()
+    (run / "plots" / "leak.png").symlink_to(secret / "passwd")  # a link to a file outside
+    (run / "linked").symlink_to(secret, target_is_directory=True)  # and to a folder
+    (run / "checkpoints" / "last.pt").write_bytes(b"weights")
+    (run / ".lock").write_bytes(b"")
+    os.mkfifo(run / "pipe")  # read, it would block the archive forever
+    zipped = idle.get("/api/runs/realnvp-moons-000001/download")
+    assert zipped.status_code == 200
+    names = zipfile.ZipFile(io.BytesIO(zipped.content)).namelist()
+    assert sorted(names) == [
+        f"realnvp-moons-000001/{f}" for f in ("checkpoints/last.pt", "config.yaml", "metrics.jsonl")
+    ]
+    assert b"SECRET" not in zipped.content
+    # a run folder that is itself a link to a folder elsewhere is no run of the playground
+    (ws / "realnvp-moons-000002").symlink_to(run, target_is_directory=True)
+    for route in ("download", "events", ""):
+        assert idle.get(f"/api/runs/realnvp-moons-000002/{route}").status_code == 404
+    listed = [r["run"] for r in idle.get("/api/runs").json()["runs"]]
+    assert listed == ["realnvp-moons-000001"]
+
+
+def test_a_run_is_shown_only_on_data_the_playground_made(idle, tmp_path):
+    playground = idle.app.state.playground
+    ws = playground.workspace
+    foreign = points_csv(tmp_path / "foreign.csv")  # the user's file, never uploaded
+    rows = np.loadtxt(foreign, delimiter=",", skiprows=1)
+    playground.uploads.mkdir(parents=True)
+    linked = playground.uploads / "upload-0123456789abcdef.csv"
+    linked.symlink_to(foreign)  # a link planted among the uploads
+    named = tmp_path / "upload-00000000000000aa.csv"  # named as an upload, outside .data
+    named.write_bytes(foreign.read_bytes())
+    section = data_file_config(str(foreign))["data"]
+    sections = {
+        "outside": section,
+        "through-dots": {**section, "path": f"{playground.uploads}/../../{named.name}"},
+        "linked-upload": {**section, "path": str(linked)},
+        "toy-resized": {"name": "moons", "n_train": 50000, "n_val": 2000, "n_test": 5000},
+        "other-data": {"name": "mnist", "n_train": 100, "n_val": 10, "n_test": 10},
+        "not-a-mapping": ["moons"],
+    }
+    for label, data in sections.items():
+        name = f"realnvp-{label}-000001"
+        make_run(ws, name, data, **{"checkpoints/last.pt": b"weights"})
+        v = idle.get(f"/api/runs/{name}")
+        assert v.status_code == 200 and "data" not in v.json() and "box" not in v.json(), label
+        assert "not one the playground made" in v.json()["view_error"], label
+        r = idle.post(f"/api/runs/{name}/resume", json={"steps": 20})
+        assert r.status_code == 409 and "not one the playground made" in r.json()["error"]
+    assert not idle.workers  # nothing was resumed
+    # a data set it made is shown: a toy one, and an upload
+    make_run(
+        ws,
+        "realnvp-moons-000001",
+        {"name": "moons", "n_train": 10000, "n_val": 2000, "n_test": 5000},
+    )
+    assert len(idle.get("/api/runs/realnvp-moons-000001").json()["data"]) == 1000
+    source = upload(idle, "mine.csv", foreign.read_bytes()).json()["source"]
+    own = data_file_config(str(playground.uploads / source["file"]))["data"]
+    make_run(ws, "realnvp-mine-000001", own)
+    shown = np.array(idle.get("/api/runs/realnvp-mine-000001").json()["data"])
+    assert np.abs(shown[:, None] - rows[None]).sum(2).min(1).max() < 1e-4
+    drawn = rows[:40].round(3).tolist()
+    run = idle.post("/api/runs", json={"family": "realnvp", "points": drawn}).json()["run"]
+    make_run(ws, run, parse_config(idle.workers[-1].args[1]).to_dict()["data"])
+    assert len(idle.get(f"/api/runs/{run}").json()["data"]) == 32  # drawn points: its own
+    assert [r["run"] for r in idle.get("/api/runs").json()["runs"]].count(run) == 1
+
+
+def test_a_typed_path_trains_on_a_copy_in_the_workspace(idle, tmp_path):
+    playground = idle.app.state.playground
+    csv = points_csv(tmp_path / "typed.csv")
+    content = csv.read_bytes()
+    run = idle.post("/api/runs", json={"family": "realnvp", "path": str(csv)}).json()["run"]
+    raw = idle.workers[-1].args[1]
+    copy = Path(raw["data"]["path"])
+    assert copy.parent == playground.uploads and copy.read_bytes() == content
+    assert raw["data"] == data_file_config(str(copy))["data"] and run.startswith("realnvp-typed-")
+    csv.unlink()  # the run keeps its data, and the page shows it
+    make_run(playground.workspace, run, parse_config(raw).to_dict()["data"])
+    assert len(idle.get(f"/api/runs/{run}").json()["data"]) == 160
+
+
+def route_urls(app):
+    """Every route of ``app`` as (method, url), its path parameters filled in."""
+    for route in app.routes:
+        path = route.path.replace("{name}", "moons").replace("{run}", "realnvp-moons-000001")
+        for method in getattr(route, "methods", None) or ["GET"]:
+            if method != "HEAD":
+                yield method, path + ("/index.html" if path == "/static" else "")
+
+
+def test_every_route_answers_its_own_host_only(idle):
+    make_run(idle.app.state.playground.workspace, "realnvp-moons-000001", {"name": "moons"})
+    urls = list(route_urls(idle.app))
+    assert len(urls) >= 13
+    for method, url in urls:
+        for host in ("evil.example:8000", "127.0.0.1.evil.example", "", "localhost.:80"):
+            r = idle.request(method, url, headers={"Host": host}, json={})
+            assert r.status_code == 400 and "not this playground's address" in r.text, (url, host)
+        for host in ("127.0.0.1:8000", "localhost", "[::1]:8000"):
+            if url.endswith("/events"):  # answered: a stream that does not end
+                continue
+            r = idle.request(method, url, headers={"Host": host}, json={})
+            assert "not this playground's address" not in r.text, (url, host)
+    assert not idle.workers
+
+
+def test_writes_from_another_sites_page_are_refused(idle, tmp_path):
+    start = {"family": "realnvp", "depth": 1, "steps": 20}
+    for headers in (
+        {"Origin": "http://evil.example"},
+        {"Origin": "null"},
+        {"Origin": "http://127.0.0.1:3000"},  # another port: another origin
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},
+    ):
+        r = idle.post("/api/runs", json=start, headers=headers)
+        assert r.status_code == 403 and "another site" in r.json()["error"], headers
+        # a form's text/plain POST, which needs no preflight
+        plain = {**headers, "Content-Type": "text/plain"}
+        r = idle.post("/api/runs", content=json.dumps(start), headers=plain)
+        assert r.status_code == 403, headers
+        assert idle.get("/api/runs", headers=headers).status_code == 403  # nor read the API
+    assert not idle.workers and not list(idle.app.state.playground.workspace.glob("realnvp-*"))
+    # a link from another site still opens the page; the page's own requests pass
+    assert idle.get("/", headers={"Sec-Fetch-Site": "cross-site"}).status_code == 200
+    own = {"Origin": "http://127.0.0.1", "Sec-Fetch-Site": "same-origin"}
+    assert idle.post("/api/runs", json=start, headers=own).status_code == 200
+    assert len(idle.workers) == 1
+
+
+def test_request_bodies_are_bounded_before_they_are_read(idle, monkeypatch):
+    parsed = []
+    reader = SimpleNamespace(loads=parsed.append, JSONDecodeError=json.JSONDecodeError)
+    monkeypatch.setattr("flowforge.serve.app.json", reader)  # the app's JSON parser
+    huge = b'{"family": "realnvp", "x": "' + b"a" * (30 * 2**20) + b'"}'
+    json_type = {"Content-Type": "application/json"}
+    r = idle.post("/api/runs", content=huge, headers=json_type)
+    assert r.status_code == 413 and "over 2 MiB" in r.json()["error"]
+
+    def chunked():  # no Content-Length: counted as it comes
+        for _ in range(30):
+            yield b"a" * 2**20
+
+    r = idle.post("/api/data/path", content=chunked(), headers=json_type)
+    assert r.status_code == 413 and "over 2 MiB" in r.json()["error"]
+    r = idle.post("/api/data/upload", content=chunked(), headers={"X-Filename": "big.csv"})
+    assert r.status_code == 413 and "over 20 MiB" in r.json()["error"]
+    assert not parsed and not idle.workers
+    r = idle.post("/api/runs", content=b"{}", headers={**json_type, "Content-Length": "x"})
+    assert r.status_code == 400
+
+
+NOT_STRINGS = [[], ["realnvp"], {}, {"a": "b"}, None, True, -1, 1e308, "x" * 5000]
+
+
+@pytest.mark.parametrize(
+    "field", ["family", "depth", "steps", "lr", "data", "points", "file", "filename", "path"]
+)
+def test_wrong_types_and_deep_nesting_are_a_4xx_with_a_message(idle, field):
+    for value in NOT_STRINGS:
+        r = idle.post("/api/runs", json={"family": "realnvp", "depth": 1, field: value})
+        assert r.status_code in (200, 400), (field, value, r.text)
+        assert r.status_code == 200 or r.json()["error"], (field, value)
+        for worker in idle.workers:  # (a started run: room for the next one)
+            worker.alive = False
+    for url in ("/api/runs", "/api/data/path", "/api/runs/realnvp-x-000001/resume"):
+        for body in ([field], {field: {field: [[[[[[[[[1]]]]]]]]]}}, "x", 3, None):
+            r = idle.post(url, json=body)
+            assert 400 <= r.status_code < 500 and r.json()["error"], (url, body)
+    deep = b"[" * 100_000 + b"]" * 100_000
+    r = idle.post("/api/runs", content=deep, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and "nests deeper than 8" in r.json()["error"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--port", "-1"], "--port: should be a whole number in [0, 65535], got -1"),
+        (["--port", "70000"], "--port"),
+        (["--max-trainings", "0"], "--max-trainings"),
+        (["--host", "0.0.0.0"], "--allow-remote"),
+        (["--host", ""], "--host"),
+        (["--port", "IN_USE"], "Address already in use"),
+        (["--workspace", "A_FILE"], "File exists"),
+    ],
+)
+def test_bad_serve_values_are_one_line_and_exit_2(args, message, capsys, tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        (tmp_path / "file").write_text("")
+        values = {"IN_USE": port, "A_FILE": str(tmp_path / "file")}
+        args = [values.get(a, a) for a in args]
+        workspace = [] if "--workspace" in args else ["--workspace", str(tmp_path / "ws")]
+        assert main(["serve", *args, *workspace]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+
+
+def alive(pid):
+    """Whether process ``pid`` runs (a zombie, dead but not yet reaped, does not)."""
+    psutil = pytest.importorskip("psutil")
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+# a process whose parent is the test's: it stops itself once that parent is gone
+WATCHED = """import importlib.util, os, signal, sys, time
+spec = importlib.util.spec_from_file_location("worker", sys.argv[1])
+worker = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(worker)  # worker.py alone, without torch
+worker.GRACE_SECONDS = 0.5
+def stop(signum, frame):
+    open(sys.argv[2], "w").write("SIGTERM")
+    sys.exit(0)
+signal.signal(signal.SIGTERM, stop if sys.argv[3] == "obeys" else signal.SIG_IGN)
+worker.watch_parent(os.getppid(), 0.05)
+open(sys.argv[2] + ".ready", "w").close()
+time.sleep(60)
+"""
+PARENT = """import subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", sys.argv[1], *sys.argv[2:]])
+print(child.pid, flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("child", ["obeys", "ignores"])
+def test_a_worker_stops_when_its_server_is_gone(tmp_path, child):
+    """The parent check of the training worker: its parent killed with SIGKILL, it sends
+    itself SIGTERM (the trainer saves ``last.pt`` and stops); one that ignores it exits after
+    the grace period."""
+    marker = tmp_path / "stopped"
+    script = str(Path(flowforge.serve.worker.__file__))
+    args = [sys.executable, "-c", PARENT, WATCHED, script, str(marker), child]
+    parent = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+    pid = int(parent.stdout.readline())
+    try:
+        deadline = time.time() + 30
+        while not Path(f"{marker}.ready").exists():
+            assert time.time() < deadline
+            time.sleep(0.02)
+        assert alive(pid)
+        parent.kill()
+        parent.wait()
+        deadline = time.time() + 10
+        while alive(pid):
+            assert time.time() < deadline, "the worker outlived its parent"
+            time.sleep(0.05)
+        assert marker.exists() == (child == "obeys")
+    finally:
+        parent.kill()
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_training_workers_end_with_the_server(tmp_path):
+    """A server killed with SIGKILL cannot stop its workers: each notices that its parent is
+    gone, saves ``last.pt`` and stops, as the stop button makes it."""
+    ws = tmp_path / "ws"
+    command = [sys.executable, "-m", "flowforge", "serve", "--port", "0", "--workspace", str(ws)]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    worker = None
+    try:
+        url = server.stdout.readline().split()[3]
+        request = urllib.request.Request(
+            f"{url}api/runs",
+            data=json.dumps({"family": "realnvp", "depth": 16, "steps": 20000}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        run = json.load(urllib.request.urlopen(request, timeout=30))["run"]
+        status, deadline = ws / ".status" / f"{run}.json", time.time() + 120
+        while not (ws / run / "checkpoints" / "last.pt").is_file():  # training, SIGTERM handled
+            assert time.time() < deadline and server.poll() is None
+            time.sleep(0.2)
+        worker = json.loads(status.read_text())["pid"]
+        server.kill()
+        server.wait()
+        deadline = time.time() + 30
+        while alive(worker):
+            assert time.time() < deadline, "the worker outlived its server"
+            time.sleep(0.2)
+        assert json.loads(status.read_text())["state"] == "stopped"
+        assert (ws / run / "checkpoints" / "last.pt").is_file()
+    finally:
+        server.kill()
+        if worker is not None and alive(worker):
+            os.kill(worker, signal.SIGKILL)
+
+
+def test_at_most_max_trainings_train_at_once(idle):
+    start = {"family": "realnvp", "depth": 1, "steps": 20}
+    first, second = (idle.post("/api/runs", json=start) for _ in range(2))
+    assert first.status_code == second.status_code == 200
+    third = idle.post("/api/runs", json=start)
+    assert third.status_code == 429 and "2 runs are training already" in third.json()["error"]
+    drawn = idle.post(
+        "/api/runs", json={"family": "realnvp", "points": [[i, i % 7] for i in range(40)]}
+    )
+    assert drawn.status_code == 429 and not list(idle.app.state.playground.uploads.glob("*"))
+    run = first.json()["run"]
+    make_run(
+        idle.app.state.playground.workspace,
+        run,
+        {"name": "moons", "n_train": 10000, "n_val": 2000, "n_test": 5000},
+        **{"checkpoints/last.pt": b"weights"},
+    )
+    idle.post(f"/api/runs/{run}/stop", json={})
+    assert len(idle.workers) == 2 and not idle.workers[0].alive
+    assert idle.post("/api/runs", json=start).status_code == 200  # one ended: room for one
+    resumed = idle.post(f"/api/runs/{run}/resume", json={"steps": 20})
+    assert resumed.status_code == 429 and "--max-trainings" in resumed.json()["error"]
+    assert len(idle.workers) == 3
 
 
 def wait(client, run, deadline):

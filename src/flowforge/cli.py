@@ -603,7 +603,8 @@ def _serve(args: argparse.Namespace) -> int:
     """The local web playground (:mod:`flowforge.serve`)."""
     from flowforge.serve import serve
 
-    serve(args.host, args.port, args.workspace, allow_remote=args.allow_remote)
+    limits = {} if args.max_trainings is None else {"max_trainings": args.max_trainings}
+    serve(args.host, args.port, args.workspace, allow_remote=args.allow_remote, **limits)
     return 0
 
 
@@ -826,6 +827,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-remote",
         action="store_true",
         help="allow a non-loopback --host (the playground has no authentication)",
+    )
+    p.add_argument(
+        "--max-trainings",
+        type=int,
+        metavar="N",
+        help="runs training at once (default 4; more are refused until one ends)",
     )
     p.set_defaults(func=_serve)
 

@@ -3,6 +3,13 @@ run directory trained by a worker process (:mod:`.worker`), and the live view of
 (density, samples, loss against the true entropy, the grid layer by layer) computed from its
 files. Everything the page shows is read back from the run directory, so a refreshed page or
 a restarted server loses nothing but a worker's steps since its last checkpoint.
+
+What it serves is its own: a run is a real folder directly in the workspace (a symbolic link
+is no run), the zip of a run holds only its regular files (no link is followed), and a run's
+data is shown, and a run resumed, only when it is a toy data set as the page makes it or a
+file the playground wrote in the workspace's ``.data`` folder (an upload, drawn points, or
+the copy of a typed path made when its run starts), whatever else a ``config.yaml`` names.
+At most ``max_trainings`` workers train at once.
 """
 
 from __future__ import annotations
@@ -10,8 +17,10 @@ from __future__ import annotations
 import io
 import math
 import multiprocessing
+import os
 import re
 import secrets
+import stat
 import threading
 import zipfile
 from dataclasses import dataclass
@@ -24,6 +33,9 @@ import torch
 from flowforge.config import ConfigError, parse_config
 from flowforge.runs.directory import RunDirectory
 from flowforge.serve.sources import (
+    MAX_FILE_BYTES,
+    TOY,
+    UPLOAD,
     PlaygroundError,
     check_points,
     compact,
@@ -36,7 +48,11 @@ from flowforge.serve.sources import (
 )
 from flowforge.serve.worker import read_status, train_worker
 
-__all__ = ["DEFAULT", "FAMILIES", "Playground", "PlaygroundError"]
+__all__ = ["DEFAULT", "FAMILIES", "Busy", "Playground", "PlaygroundError"]
+
+
+class Busy(PlaygroundError):
+    """A training refused because ``max_trainings`` workers train already (HTTP 429)."""
 
 
 @dataclass(frozen=True)
@@ -98,7 +114,12 @@ DEFAULT: dict[str, Any] = {
     ),
 }
 MAX_STEPS = 20000
+MAX_TRAININGS = 4  # workers training at once, by default (each holds a few hundred MB)
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+# the keys of the data section of a run on a file (drawn points, an upload, a typed path)
+FILE_KEYS = {"name", "path", "n_train", "n_val", "n_test", "standardize"}
+# the files a run's own files are read from when the page views it
+VIEWED = ("config.yaml", "metrics.jsonl", "summary.json", "checkpoints", "checkpoints/last.pt")
 
 
 def _int(value: Any, what: str, lo: int, hi: int) -> int:
@@ -118,6 +139,28 @@ def _finite(value: Any) -> float | None:
     return value if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
+def _regular_file(name: str, folder: int) -> bytes | None:
+    """The content of the file ``name`` in the open folder ``folder`` when it is a regular
+    file; ``None`` for a symbolic link (never followed), a pipe, a device or a file gone."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=folder)
+    except OSError:  # ELOOP: a symbolic link
+        return None
+    with os.fdopen(fd, "rb") as f:
+        return f.read() if stat.S_ISREG(os.fstat(fd).st_mode) else None
+
+
+def _steps(records: list[Any]) -> list[dict[str, Any]]:
+    """The metrics records that carry a step count (a hand-edited file may hold others)."""
+    return [
+        r
+        for r in records
+        if isinstance(r, dict)
+        and isinstance(r.get("step"), int)
+        and not isinstance(r["step"], bool)
+    ]
+
+
 def _label(filename: str) -> str:
     """A file's name as a part of a run name (``[a-z0-9-]``)."""
     stem = re.sub(r"[^a-z0-9]+", "-", Path(filename).stem.lower()).strip("-")[:20].strip("-")
@@ -127,12 +170,16 @@ def _label(filename: str) -> str:
 class Playground:
     """The runs of the workspace folder ``workspace`` and their worker processes."""
 
-    def __init__(self, workspace: str | Path, threads: int = 1) -> None:
+    def __init__(
+        self, workspace: str | Path, threads: int = 1, max_trainings: int = MAX_TRAININGS
+    ) -> None:
         self.workspace = Path(workspace).resolve()
         self.workspace.mkdir(parents=True, exist_ok=True)
+        self.workspace = self.workspace.resolve()
         self.threads = threads
+        self.max_trainings = max_trainings
         self.workers: dict[str, multiprocessing.process.BaseProcess] = {}
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
         self._cache: dict[str, tuple[Any, dict[str, Any]]] = {}
         self._mp = multiprocessing.get_context("spawn")
         self.uploads = self.workspace / ".data"  # drawn points and uploaded files
@@ -143,7 +190,9 @@ class Playground:
         if not isinstance(run, str) or not NAME.match(run):
             raise PlaygroundError(f"no run {str(run)[:40]!r}")
         path = self.workspace / run
-        if not (path / "config.yaml").is_file() and not self._status_file(run).is_file():
+        if path.is_symlink() or (
+            not (path / "config.yaml").is_file() and not self._status_file(run).is_file()
+        ):
             raise PlaygroundError(f"no run {run!r} in the playground")
         return path
 
@@ -152,6 +201,39 @@ class Playground:
 
     def _points_file(self, run: str) -> Path:
         return self.uploads / f"{run}.npy"
+
+    def _own_file(self, path: Any) -> bool:
+        """Whether ``path`` names a file the playground writes: an upload, drawn points or a
+        typed path's copy, directly in ``.data`` (no link on the way), a regular file of a
+        size the playground reads (or gone: the view says so)."""
+        if not isinstance(path, str) or "\0" in path:
+            return False
+        name = Path(path).name
+        own = UPLOAD.match(name) or (name.endswith(".npy") and NAME.match(name[:-4]))
+        if not own or os.path.realpath(path) != str(self.uploads / name):
+            return False
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return True
+        return stat.S_ISREG(st.st_mode) and st.st_size <= MAX_FILE_BYTES
+
+    def served_data(self, cfg: dict[str, Any]) -> dict[str, Any]:
+        """The data section of the run config ``cfg`` when it is one the playground made: a
+        toy data set with the page's sizes, or a file of its own (:meth:`_own_file`). Anything
+        else (another file, another data set) is a :class:`PlaygroundError`: a ``config.yaml``
+        is a file anyone with the workspace can write, and the page would show its rows."""
+        data = cfg.get("data")
+        name = data.get("name") if isinstance(data, dict) else None
+        if name in TOY and data == toy_section(name):
+            return data
+        if name == "file" and set(data) <= FILE_KEYS and self._own_file(data.get("path")):
+            return data
+        shown = data.get("path", name) if isinstance(data, dict) else data
+        raise PlaygroundError(
+            f"the run's data ({str(shown)[:80]!r}) is not one the playground made: it shows "
+            f"and resumes runs on its toy data sets and on the files in {self.uploads}"
+        )
 
     # -- data ----------------------------------------------------------------------------------
     def preview(self, dataset: Any) -> dict[str, Any]:
@@ -187,7 +269,7 @@ class Playground:
         if not isinstance(request, dict):
             raise PlaygroundError("the request should be a JSON object")
         family = request.get("family")
-        if family not in FAMILIES:
+        if not isinstance(family, str) or family not in FAMILIES:
             raise PlaygroundError(
                 f"unknown flow family {str(family)[:40]!r}; choose one of {', '.join(FAMILIES)}"
             )
@@ -235,31 +317,70 @@ class Playground:
     def start(self, request: dict[str, Any]) -> str:
         """Starts a new run from the page's request; returns its name."""
         name, raw, points = self.config(request)
+        self._check_capacity()  # before any file is written
+        written = None
         if points is not None:
-            file = self._points_file(name)
-            file.parent.mkdir(parents=True, exist_ok=True)
-            np.save(file, points)
-            raw["data"]["path"] = str(file)
+            written = self._points_file(name)
+            written.parent.mkdir(parents=True, exist_ok=True)
+            np.save(written, points)
+            raw["data"]["path"] = str(written)
+        elif request.get("path") is not None:  # a copy the run keeps: its data is its own
+            raw["data"] = self._copy_in(raw["data"])
+            written = Path(raw["data"]["path"])
         try:
             parse_config(raw)  # every config error is the page's before a process starts
-        except ConfigError as e:
-            raise PlaygroundError(str(e)) from None
-        self._spawn(name, raw, None, [])  # it creates the run directory
+            self._spawn(name, raw, None, [])  # it creates the run directory
+        except (ConfigError, Busy) as e:
+            if written is not None:
+                written.unlink(missing_ok=True)
+            raise e if isinstance(e, Busy) else PlaygroundError(str(e)) from None
         return name
+
+    def _copy_in(self, section: dict[str, Any]) -> dict[str, Any]:
+        """The data section of a copy, in ``.data``, of the user's file that ``section``
+        names (checked again: the file may have changed since it was opened)."""
+        source = section["path"]
+        try:
+            with open(source, "rb") as f:
+                content = f.read(MAX_FILE_BYTES + 1)
+        except OSError as e:
+            raise PlaygroundError(f"{source}: cannot be read: {e.strerror}") from None
+        copy = self.uploads / save_upload(self.uploads, source, content)
+        try:
+            copied = file_section(str(copy))
+        except PlaygroundError:
+            copied = None
+        if copied is None or {**copied, "path": source} != section:
+            copy.unlink()
+            raise PlaygroundError(f"{source} changed since it was opened: open it again")
+        return copied
+
+    def training(self) -> int:
+        """The number of workers training now."""
+        return sum(proc.is_alive() for proc in self.workers.values())
+
+    def _check_capacity(self) -> None:
+        if self.training() >= self.max_trainings:
+            raise Busy(
+                f"{self.max_trainings} runs are training already, the playground's limit "
+                f"(--max-trainings): stop one, or wait for one to finish"
+            )
 
     def _spawn(self, name: str, raw: dict | None, resume: str | None, overrides: list) -> None:
         from flowforge.serve.worker import write_status
 
-        status = self._status_file(name)
-        write_status(status, state="starting")
-        proc = self._mp.Process(
-            target=train_worker,
-            args=(str(status), raw, resume, overrides, self.threads),
-            name=f"flowforge-train-{name}",
-            daemon=True,
-        )
-        proc.start()
-        self.workers[name] = proc
+        with self.lock:
+            self._check_capacity()
+            status = self._status_file(name)
+            write_status(status, state="starting")
+            proc = self._mp.Process(
+                target=train_worker,
+                args=(str(status), raw, resume, overrides, self.threads, os.getpid()),
+                name=f"flowforge-train-{name}",
+                daemon=True,
+            )
+            proc.start()
+            self.workers[name] = proc
 
     def stop(self, run: str) -> None:
         """Asks the run's worker to stop (it saves ``last.pt`` first)."""
@@ -273,14 +394,22 @@ class Playground:
         """Continues the run from ``last.pt`` for ``more_steps`` more steps."""
         path = self.run_dir(run)
         more = _int(more_steps, "steps", 10, MAX_STEPS)
-        with self.lock:
+        proc = self.workers.get(run)
+        if proc is not None and proc.is_alive():
+            raise PlaygroundError(f"{run} is training already (in another tab?)")
+        if not (path / "checkpoints" / "last.pt").is_file():
+            raise PlaygroundError(f"{run} has no checkpoint yet to resume from")
+        directory = RunDirectory(path)
+        try:
+            self.served_data(directory.read_config())
+            records = directory.read_metrics()
+        except ConfigError as e:
+            raise PlaygroundError(str(e)) from None
+        done = max((r["step"] for r in _steps(records)), default=0)
+        with self.lock:  # one resume at a time: a second tab is told the run trains
             proc = self.workers.get(run)
             if proc is not None and proc.is_alive():
                 raise PlaygroundError(f"{run} is training already (in another tab?)")
-            if not (path / "checkpoints" / "last.pt").is_file():
-                raise PlaygroundError(f"{run} has no checkpoint yet to resume from")
-            records = RunDirectory(path).read_metrics()
-            done = max((r.get("step", 0) for r in records), default=0)
             self._spawn(run, None, str(path), [f"train.steps={done + more}"])
 
     def state(self, run: str) -> dict[str, Any]:
@@ -296,18 +425,27 @@ class Playground:
     def runs(self) -> list[dict[str, Any]]:
         out = []
         for path in sorted(self.workspace.iterdir()):
-            if path.is_dir() and (path / "config.yaml").is_file() and NAME.match(path.name):
+            own = path.is_dir() and not path.is_symlink() and NAME.match(path.name)
+            if own and (path / "config.yaml").is_file():
                 out.append({"run": path.name, **self.state(path.name)})
         return out
 
     def archive(self, run: str) -> bytes:
-        """The run directory as a zip file (without its lock file)."""
+        """The run directory as a zip file: its regular files (not its lock file, nor
+        temporary ones), read through open folders without following any symbolic link, so
+        nothing outside the run folder gets in."""
         path = self.run_dir(run)
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
-            for f in sorted(path.rglob("*")):
-                if f.is_file() and f.name != ".lock" and not f.name.endswith(".tmp"):
-                    z.write(f, f"{run}/{f.relative_to(path).as_posix()}")
+            for folder, dirs, files, fd in os.fwalk(path, follow_symlinks=False):
+                dirs.sort()
+                inside = Path(folder).relative_to(path)
+                for name in sorted(files):
+                    if name == ".lock" or name.endswith(".tmp"):
+                        continue
+                    content = _regular_file(name, fd)
+                    if content is not None:
+                        z.writestr(f"{run}/{(inside / name).as_posix()}", content)
         return buffer.getvalue()
 
     def shutdown(self) -> None:
@@ -325,7 +463,16 @@ class Playground:
         if not (path / "config.yaml").is_file():  # the worker is starting (or failed to)
             return {"run": run, **self.state(run), "records": []}
         directory = RunDirectory(path)
-        records = [r for r in directory.read_metrics() if "event" not in r]
+        try:
+            linked = [name for name in VIEWED if (path / name).is_symlink()]
+            if linked:
+                raise PlaygroundError(f"{linked[0]} is a symbolic link, not the run's own file")
+            records = [r for r in _steps(directory.read_metrics()) if "event" not in r]
+            summary = directory.read_summary()
+            cfg = directory.read_config()
+        except (ValueError, OSError) as e:  # a config or metrics file that is not the run's
+            message = f"the run's files cannot be read: {str(e)[:300]}"
+            return {"run": run, **self.state(run), "records": [], "view_error": message}
         shown = {
             "run": run,
             **self.state(run),
@@ -337,15 +484,18 @@ class Playground:
                 }
                 for r in records
             ],
-            "summary": directory.read_summary(),
+            "summary": summary if isinstance(summary, dict) else None,
         }
-        cfg = directory.read_config()
-        data = self._data.get(run)
-        if data is None:  # the data a run was trained on does not change: read it once
-            try:
-                data = self._data[run] = preview(cfg["data"], cfg["seed"])
-            except PlaygroundError as e:  # the user's file went away: the run's numbers stay
-                return {**shown, "view_error": str(e)}
+        seed = cfg.get("seed", 0)
+        try:
+            section = self.served_data(cfg)
+            if isinstance(seed, bool) or not isinstance(seed, int):
+                raise PlaygroundError(f"the run's seed is not a whole number: {seed!r}"[:80])
+            data = self._data.get(run)
+            if data is None:  # the data a run was trained on does not change: read it once
+                data = self._data[run] = preview(section, seed)
+        except PlaygroundError as e:  # the user's file went away: the run's numbers stay
+            return {**shown, "view_error": str(e)}
         last = path / "checkpoints" / "last.pt"
         key = (last.stat().st_mtime_ns if last.is_file() else None, len(records))
         cached = self._cache.get(run)
@@ -355,7 +505,7 @@ class Playground:
             self._cache[run] = cached
         return {
             **shown,
-            "config": {"model": cfg["model"], "data": cfg["data"]["name"], "train": cfg["train"]},
+            "config": {"model": cfg["model"], "data": section["name"], "train": cfg["train"]},
             "entropy": data["entropy"],
             "data": data["points"],
             "box": data["box"],

@@ -11,7 +11,8 @@ own: a file of two feature columns, and at most :data:`MAX_FILE_BYTES`.
 
 Only the file the user named is read, and nothing of it is served back but the points drawn
 on the page; an uploaded file is kept in the workspace's ``.data`` folder under a random name
-that the page sends back to train on it.
+that the page sends back to train on it (a typed path is copied there, under such a name, when
+its run starts: a run trains only on files of the playground's own).
 """
 
 from __future__ import annotations
