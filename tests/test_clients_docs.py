@@ -9,8 +9,8 @@ PAGE = Path(__file__).resolve().parents[1] / "docs" / "clients.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", PAGE.read_text(), flags=re.S)
 
 
-def test_the_page_has_its_three_examples():
-    assert len(BLOCKS) == 3
+def test_the_page_has_its_four_examples():
+    assert len(BLOCKS) == 4
 
 
 @pytest.mark.parametrize("i", range(len(BLOCKS)))

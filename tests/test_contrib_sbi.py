@@ -11,7 +11,8 @@ import torch
 pytest.importorskip("sbi", reason="sbi is in the 'sbi' and 'test' extras")
 from sbi.neural_nets.estimators.base import ConditionalDensityEstimator  # noqa: E402
 
-from flowforge.contrib.sbi import FlowEstimator, flowforge_nn  # noqa: E402
+from flowforge.contrib.sbi import FlowEstimator, estimator_options, flowforge_nn  # noqa: E402
+from flowforge.models import nsf  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location(
     "sbi_npe", Path(__file__).resolve().parents[1] / "benchmarks" / "sbi_npe.py"
@@ -84,6 +85,63 @@ def test_embedding_net_sets_the_context_width():
     est = flowforge_nn("maf", layers=1, hidden=(8,), embedding_net=torch.nn.Linear(4, 2))(theta, x)
     assert est.flow.context_features == 2
     assert est.sample((3,), x[:2]).shape == (3, 2, 3)
+
+
+def _parameters(module):
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_flowforge_nn_sizes_the_flow_from_the_simulations():
+    # nsf with the recipe's defaults was 2.76M parameters for 2 parameters and 2 data: now the
+    # sizes `flowforge train --data` picks for 1000 rows, with the recipe's normal base.
+    torch.manual_seed(0)
+    theta, x = torch.randn(1000, 2), torch.randn(1000, 2)
+    est = flowforge_nn("nsf")(theta, x)
+    sized = {"kind": "autoregressive", "layers": 4, "hidden": 32, "residual_blocks": 1, "bins": 8}
+    assert est.options == sized == estimator_options("nsf", 2, 2, 1000)
+    assert _parameters(est) == _parameters(nsf(2, context_features=2, **sized)) < 20_000
+    assert type(est.flow.base).__name__ == "StandardNormal"
+    assert flowforge_nn("nsf", hidden=24, bins=4)(theta, x).options == {
+        **sized,
+        "hidden": 24,
+        "bins": 4,
+    }
+    assert flowforge_nn("nsf", sized=False)(theta, x).options == {}  # the paper's sizes
+    assert estimator_options("nsf", 2, 2, 100_000)["hidden"] == 256  # grows with the rows
+
+
+def test_the_hidden_width_is_at_least_the_conditioners_input():
+    theta, x = torch.randn(100, 3), torch.randn(100, 40)  # 16 units from the rows alone
+    assert flowforge_nn("maf")(theta, x).options["hidden"] == [64, 64]
+    assert estimator_options("nsf", 3, 40, 100)["hidden"] == 64
+    assert estimator_options("realnvp", 3, 2, 100)["hidden"] == [16, 16]
+    assert estimator_options("nsf", 3, 1000, 100)["hidden"] == 256  # capped as --data caps
+
+    def recipe(features, context_features=0, layers=1):
+        return nsf(features, layers=layers, hidden=8, context_features=context_features)
+
+    assert flowforge_nn(recipe, layers=2)(theta, x).options == {"layers": 2}  # not sized
+
+
+def test_estimator_densities_do_not_depend_on_the_batch_in_training_mode():
+    # sbi trains in training mode; its posterior calls log_prob and sample. With batch norm
+    # (the maf recipe's own default), a density stays per point and the statistics unchanged;
+    # the loss is the training path and uses (and updates) the batch statistics.
+    theta, x = _batch(200)
+    est = flowforge_nn("maf", layers=2, batch_norm=True)(theta, x).train()
+    with torch.no_grad():
+        est.loss(theta, x)  # move the running statistics away from their start
+    before = {n: b.clone() for n, b in est.named_buffers()}
+    together = est.log_prob(theta[:5], x[:5])[0]
+    alone = torch.cat([est.log_prob(theta[i : i + 1], x[i : i + 1])[0] for i in range(5)])
+    assert torch.allclose(together, alone, rtol=1e-5, atol=1e-4)
+    s, lp = est.sample_and_log_prob((3,), x[:2])
+    assert torch.allclose(lp, est.log_prob(s, x[:2]), rtol=1e-4, atol=1e-3)
+    est.sample((4,), x[:2])
+    assert all(torch.equal(b, before[n]) for n, b in est.named_buffers())
+    assert est.training and est.flow.training
+    est.loss(theta[:50] + 3, x[:50])
+    assert any(not torch.equal(b, before[n]) for n, b in est.named_buffers())
 
 
 def _npe_errors(name, model, simulations, epochs, **options):

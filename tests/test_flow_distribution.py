@@ -220,3 +220,109 @@ def test_an_empty_batch_is_a_named_error():
     for flow in (realnvp(2, couplings=2), maf(3, layers=2, hidden=(8,))):
         with pytest.raises(EmptyBatchError, match="no samples"):
             flow.log_prob(torch.zeros(0, flow.event_shape[0]))
+
+
+# Training mode: the view is batch-independent (batch norm on its running statistics,
+# data-dependent starts not run), whatever the flow's mode, and changes no state.
+
+
+def _buffers(flow):
+    return {name: b.clone() for name, b in flow.named_buffers()}
+
+
+@pytest.fixture
+def bn_flow():
+    """The maf recipe's default (batch norm between layers) in training mode, as every new
+    module starts, with running statistics moved away from their start."""
+    torch.manual_seed(0)
+    flow = maf(2, layers=3, hidden=(8, 8), context_features=2)
+    perturb_parameters(flow, 0.3)
+    with torch.no_grad():
+        for _ in range(3):
+            flow.log_prob(torch.randn(64, 2) * 3 + 1, torch.randn(64, 2))
+    assert flow.training
+    return flow
+
+
+def test_the_view_scores_one_point_as_in_eval_mode(bn_flow):
+    x, c = torch.randn(5, 2), torch.randn(5, 2)
+    d = bn_flow.as_distribution(c)
+    one = bn_flow.as_distribution(c[:1]).log_prob(x[:1])  # one point
+    assert one.shape == (1,) and torch.isfinite(one).all()
+    with pytest.raises(ValueError, match="more than one value"):
+        bn_flow.log_prob(x[:1], c[:1])  # the training path needs a batch (kept so)
+    reference = bn_flow.eval().log_prob(x, c)
+    bn_flow.train()
+    assert torch.allclose(d.log_prob(x), reference, atol=1e-5)
+    assert torch.allclose(one, reference[:1], atol=1e-5)
+
+
+def test_a_points_density_does_not_depend_on_the_others(bn_flow):
+    torch.manual_seed(1)
+    x, c = torch.randn(6, 2), torch.randn(6, 2)
+    together = bn_flow.as_distribution(c).log_prob(x)
+    moved = bn_flow.as_distribution(c[:3]).log_prob(torch.cat([x[:1], 10 * x[1:3]]))
+    alone = torch.stack([bn_flow.as_distribution(c[i]).log_prob(x[i]) for i in range(6)])
+    assert torch.allclose(together, alone, atol=1e-5)
+    assert torch.allclose(moved[0], together[0], atol=1e-5)
+
+
+def test_the_view_changes_no_buffer_and_no_mode(bn_flow):
+    before = _buffers(bn_flow)
+    modes = {name: m.training for name, m in bn_flow.named_modules()}
+    d = bn_flow.as_distribution(torch.randn(4, 2))
+    d.log_prob(torch.randn(3, 4, 2))
+    d.sample((5,))
+    d.rsample_and_log_prob((5,))
+    for name, b in _buffers(bn_flow).items():
+        assert torch.equal(b, before[name]), name
+    assert modes == {name: m.training for name, m in bn_flow.named_modules()}
+    # the training path still uses the batch and updates the running statistics
+    bn_flow.log_prob(torch.randn(16, 2) + 5, torch.randn(16, 2))
+    assert any(not torch.equal(b, before[n]) for n, b in _buffers(bn_flow).items())
+
+
+def test_the_view_restores_the_modes_after_an_error(bn_flow):
+    d = bn_flow.as_distribution(torch.randn(3, 2), validate_args=False)
+    bad = torch.randn(3, 2)
+    bad[1, 0] = math.nan
+    with pytest.raises(ValueError, match="non-finite"):  # raised inside the view's call
+        d.log_prob(bad)
+    assert all(m.training for m in bn_flow.modules())
+
+
+def test_sampled_log_densities_agree_with_the_view(bn_flow):
+    torch.manual_seed(2)
+    d = bn_flow.as_distribution(torch.randn(4, 2))
+    x, log_p = d.rsample_and_log_prob((50,))
+    assert torch.allclose(d.log_prob(x), log_p, atol=1e-4)
+
+
+def test_data_dependent_starts_do_not_run_in_the_view():
+    torch.manual_seed(0)
+    for flow in (realnvp(2, couplings=2, hidden=(8,), glow=True), maf(2, base="mixture")):
+        d = flow.as_distribution()
+        x = torch.randn(32, 2) * 4
+        first = d.log_prob(x)
+        assert not any(bool(b) for n, b in flow.named_buffers() if n.endswith("initialized"))
+        assert torch.allclose(d.log_prob(x[:1]), first[:1], atol=1e-5)
+        flow.log_prob(x)  # training still starts them
+        assert all(bool(b) for n, b in flow.named_buffers() if n.endswith("initialized"))
+
+
+def test_batch_independent_covers_torch_norms_and_refuses_batch_only_ones():
+    from flowforge.flows import batch_dependent_layers, batch_independent
+
+    net = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.BatchNorm1d(3), torch.nn.ReLU())
+    assert [name for name, _ in batch_dependent_layers(net)] == ["1"]
+    stats = net[1].running_mean.clone()
+    x = torch.randn(8, 2)
+    with batch_independent(net):
+        assert not net[1].training and net[0].training
+        out = net(x)
+        assert torch.allclose(net(x[:1]), out[:1], atol=1e-6)
+    assert net[1].training and torch.equal(net[1].running_mean, stats)
+    blind = torch.nn.Sequential(torch.nn.BatchNorm1d(3, track_running_stats=False))
+    with pytest.raises(ValueError, match=r"'0' \(BatchNorm1d, track_running_stats=False\)"):
+        with batch_independent(blind):
+            pass

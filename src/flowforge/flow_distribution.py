@@ -12,21 +12,77 @@ shapes follow torch's convention (``torch.distributions`` docs, "shape semantics
 with ``S`` the sample shape, ``B`` the batch shape and ``E`` the flow's event shape; values of
 ``log_prob`` broadcast against the batch shape. Samples are reparameterised (``rsample``), so
 the view serves as a variational family.
+
+Every call evaluates inside :func:`flowforge.flows.batch_independent`: batch norm uses its
+running statistics and data-dependent starts do not run, whatever the flow's mode, so
+``log_prob`` of a point is the same alone or among others, one point is enough, the flow's
+buffers are left as they are, and ``log_prob`` of a draw equals the value
+``rsample_and_log_prob`` returned with it (up to float error).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.distributions import Distribution, constraints
+from torch.nn.modules.batchnorm import _BatchNorm, _NormBase
+
+from flowforge.transforms.normalization import BatchNorm
 
 if TYPE_CHECKING:
     from flowforge.flows import Flow
 
-__all__ = ["FlowDistribution"]
+__all__ = ["FlowDistribution", "batch_dependent_layers", "batch_independent"]
+
+
+def batch_dependent_layers(module: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The layers inside ``module`` (named) whose training-mode forward reads the batch:
+    normalisation layers that standardise with batch statistics (flowforge's
+    :class:`~flowforge.transforms.BatchNorm`, torch's batch and instance norms) and layers with
+    a data-dependent start, flagged by their own buffer ``initialized`` (actnorm, a mixture
+    base). In eval mode each of them is a fixed function of its input row."""
+    return [
+        (name, m)
+        for name, m in module.named_modules()
+        if isinstance(m, (BatchNorm, _NormBase))
+        or "initialized" in dict(m.named_buffers(recurse=False))
+    ]
+
+
+@contextmanager
+def batch_independent(module: nn.Module) -> Iterator[None]:
+    """Evaluates ``module`` with the layers of :func:`batch_dependent_layers` in eval mode (each
+    layer's own flag, not its children's), then restores each one's mode, also on an error.
+
+    Inside, a row's output depends on that row only, and the running statistics and the
+    ``initialized`` flags are left as they are; parameters still get gradients. Nothing else
+    changes mode (a residual flow's estimator, a continuous flow's trace keep theirs).
+
+    Raises:
+        ValueError: a torch batch norm built with ``track_running_stats=False``, which uses the
+            batch's statistics even in eval mode (named, with its path in ``module``).
+    """
+    layers = batch_dependent_layers(module)
+    for name, m in layers:
+        if isinstance(m, _BatchNorm) and not m.track_running_stats:
+            raise ValueError(
+                f"layer {name!r} ({type(m).__name__}, track_running_stats=False) normalises "
+                "with the statistics of the batch even in eval mode, so a density under it "
+                "depends on the other points of the call; build it with track_running_stats=True"
+            )
+    modes = [m.training for _, m in layers]
+    for _, m in layers:
+        m.training = False
+    try:
+        yield
+    finally:
+        for (_, m), mode in zip(layers, modes, strict=True):
+            m.training = mode
 
 
 class FlowDistribution(Distribution):
@@ -122,10 +178,11 @@ class FlowDistribution(Distribution):
             empty = anchor.new_zeros(shape)
             return empty, anchor.new_zeros(shape[: len(shape) - len(self.event_shape)])
         context = self._flat_context(n)
-        if with_log_prob:
-            x, log_p = self.flow.sample_and_log_prob(n * batch, context)
-            return x.reshape(shape), log_p.reshape(sample_shape + self.batch_shape)
-        return self.flow.rsample(n * batch, context).reshape(shape), None
+        with batch_independent(self.flow):
+            if with_log_prob:
+                x, log_p = self.flow.sample_and_log_prob(n * batch, context)
+                return x.reshape(shape), log_p.reshape(sample_shape + self.batch_shape)
+            return self.flow.rsample(n * batch, context).reshape(shape), None
 
     def log_prob(self, value: Tensor) -> Tensor:
         """``log p(value | context)``; ``value`` is ``(*sample, *batch, *event)`` where the
@@ -159,4 +216,5 @@ class FlowDistribution(Distribution):
         context = None
         if self.context is not None:
             context = self.context.expand(*shape, self.context.shape[-1]).reshape(n, -1)
-        return self.flow.log_prob(flat, context).reshape(shape)
+        with batch_independent(self.flow):
+            return self.flow.log_prob(flat, context).reshape(shape)

@@ -7,6 +7,16 @@ r"""A flow is a transform plus a base distribution.
 the same call with ``context=``: there is no separate conditional class. A flow knows its
 ``context_features`` (read from its networks), so a missing, unexpected or wrong-width context
 is a named :class:`ValueError` at the entry points, before any network runs.
+
+Training mode and densities: :meth:`Flow.log_prob` is the training path. In training mode its
+batch-norm layers standardise with the statistics of the batch in the call and update their
+running averages, and layers with a data-dependent start (actnorm, a mixture base) start on the
+first batch they see. Maximum-likelihood training with batch norm needs exactly that (Dinh et
+al. 2016, https://arxiv.org/abs/1605.08803, section 3.7), so it stays that way. A density must
+not depend on the other points of the call: the distribution views
+(:meth:`Flow.as_distribution`, :func:`flowforge.contrib.pyro.as_pyro`, the sbi estimator)
+evaluate inside :func:`batch_independent`, which puts those layers alone in eval mode for the
+call and changes no state.
 """
 
 from __future__ import annotations
@@ -16,10 +26,16 @@ import torch
 from torch import Tensor, nn
 
 from flowforge.distributions import BaseDistribution
-from flowforge.flow_distribution import FlowDistribution
+from flowforge.flow_distribution import FlowDistribution, batch_dependent_layers, batch_independent
 from flowforge.transforms.base import Transform, check_inputs
 
-__all__ = ["Flow", "FlowDistribution", "infer_context_features"]
+__all__ = [
+    "Flow",
+    "FlowDistribution",
+    "batch_dependent_layers",
+    "batch_independent",
+    "infer_context_features",
+]
 
 
 def infer_context_features(module: nn.Module) -> int:
@@ -187,7 +203,11 @@ class Flow(nn.Module):
         """Exact log-density of ``x`` (``(batch, *event)``), shape ``(batch,)``.
 
         NumPy arrays are converted to the flow's dtype; non-finite rows of ``x`` while training
-        raise a :class:`ValueError` that counts them.
+        raise a :class:`ValueError` that counts them. This is the training path: in training
+        mode batch norm uses the statistics of ``x`` (a row's value depends on the other rows,
+        and a single row is an error) and updates its running averages. For a density of each
+        row on its own, call it in eval mode, inside :func:`batch_independent`, or through
+        :meth:`as_distribution`.
         """
         x, context = self.as_tensor("x", x), self.as_tensor("context", context)
         self._check_input(x, context)
@@ -238,5 +258,6 @@ class Flow(nn.Module):
         self, context: Tensor | np.ndarray | None = None, validate_args: bool | None = None
     ) -> FlowDistribution:
         """A ``torch.distributions.Distribution`` view (see :class:`FlowDistribution`): a
-        context of shape ``(*batch, context_features)`` gives ``batch_shape == batch``."""
+        context of shape ``(*batch, context_features)`` gives ``batch_shape == batch``. It
+        evaluates inside :func:`batch_independent`, whatever the flow's mode."""
         return FlowDistribution(self, context, validate_args)

@@ -10,7 +10,12 @@ log-density of the last ``rsample`` comes from the sampling pass itself,
 
 .. math:: \log q(x) = \log p_Z(z) - \log|\det \partial x / \partial z|, \qquad x = f^{-1}(z),
 
-so that scoring costs no forward pass (which is numerical for planar flows).
+so that scoring costs no forward pass (which is numerical for planar flows). Like the torch
+view, every call evaluates inside :func:`flowforge.flows.batch_independent` (batch norm on its
+running statistics, whatever the flow's mode), so the cached value, ``log_prob`` of the same
+point later and the torch view's ``log_prob`` agree. A prior flow with batch norm trained
+through Pyro's ``obs=`` scores therefore keeps its running statistics where they are; train it
+with :meth:`flowforge.flows.Flow.log_prob` (batch statistics) or build it without batch norm.
 
 Usage::
 

@@ -18,22 +18,45 @@ Shapes follow sbi's ``ConditionalDensityEstimator``: ``log_prob(input, condition
 ``(batch, *condition_shape)`` (or with a sample dimension) and returns ``(sample, batch)``;
 ``sample(sample_shape, condition)`` returns ``(*sample_shape, batch, *input_shape)``;
 ``loss(input, condition)`` is the negative log-density, ``(batch,)``.
+
+Training mode: ``loss`` is the training objective and runs the flow as flowforge's trainer
+does (in training mode batch norm uses the batch's statistics and updates its running
+averages); ``log_prob``, ``sample`` and ``sample_and_log_prob`` are densities and evaluate
+inside :func:`flowforge.flows.batch_independent` (flow and embedding), so a posterior's
+``log_prob`` of a point does not depend on the other points of the call. sbi's multi-round
+NPE-C loss scores atoms with ``log_prob``, so there batch norm uses its running averages.
+
+Sizes: the recipes' defaults are the papers' (``nsf``: 10 layers of 256 units, 2.8 million
+parameters even for 2 parameters), made for hundreds of thousands of rows. For ``nsf``,
+``maf`` and ``realnvp`` the builder sizes the flow from the simulations instead, as
+``flowforge train --data`` sizes a model from a table
+(:func:`flowforge.models.sizing.sized_options` with the number of simulations), with two
+changes: the base stays the recipe's standard normal, as in sbi's own estimators (the sized
+mixture base is unconditional, started from the latents of all simulations rather than from
+the posterior of any one :math:`x`), and the
+hidden width is at least the conditioner's input width (parameters plus context features,
+rounded up to a power of two, at most 256), so that a wide :math:`x` is not squeezed through
+a narrower layer. Options the user passes replace the sized ones; ``sized=False`` keeps the
+recipe's defaults.
 """
 
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from sbi.neural_nets.estimators.base import ConditionalDensityEstimator
 from torch import Tensor, nn
 
-from flowforge.flows import Flow
+from flowforge.flows import Flow, batch_independent
 from flowforge.models import RECIPES
+from flowforge.models.sizing import SIZED, sized_options
 from flowforge.transforms.base import Compose, Transform
 
-__all__ = ["FlowEstimator", "Standardize", "flowforge_nn", "zscore_statistics"]
+__all__ = ["FlowEstimator", "Standardize", "estimator_options", "flowforge_nn", "zscore_statistics"]
 
 Z_SCORES = ("independent", "structured", "none")
 
@@ -62,6 +85,24 @@ def zscore_statistics(batch: Tensor, mode: str, min_std: float, name: str) -> tu
     else:
         mean, std = batch.mean(0), batch.std(0)
     return mean.clone(), std.clamp_min(min_std).clone()
+
+
+def estimator_options(name: str, features: int, context_features: int, rows: int) -> dict[str, Any]:
+    """Sizes of recipe ``name`` (one of :data:`flowforge.models.sizing.SIZED`) for ``rows``
+    simulations of ``features`` parameters conditioned on ``context_features``: the sizes
+    ``flowforge train --data`` picks for ``rows`` rows, with the recipe's own base and a hidden
+    width of at least ``features + context_features`` rounded up to a power of two (at most
+    256); see the module docstring."""
+    options = sized_options(name, features, rows)
+    options.pop("base", None)
+    options.pop("components", None)
+    floor = min(256, 2 ** math.ceil(math.log2(features + context_features)))
+    hidden = options["hidden"]
+    if isinstance(hidden, int):
+        options["hidden"] = max(hidden, floor)
+    else:
+        options["hidden"] = [max(h, floor) for h in hidden]
+    return options
 
 
 class Standardize(Transform):
@@ -110,6 +151,7 @@ class FlowEstimator(ConditionalDensityEstimator):
         embedding_net: maps conditions ``(N, *condition_shape)`` to contexts ``(N, F)``.
         input_shape: event shape of :math:`\\theta`.
         condition_shape: event shape of :math:`x`.
+        options: the recipe options the flow was built with (kept as ``options``, to read).
     """
 
     def __init__(
@@ -118,8 +160,10 @@ class FlowEstimator(ConditionalDensityEstimator):
         embedding_net: nn.Module,
         input_shape: torch.Size,
         condition_shape: torch.Size,
+        options: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(flow, torch.Size(input_shape), torch.Size(condition_shape))
+        self.options = dict(options or {})
         if tuple(flow.event_shape) != tuple(input_shape):
             raise ValueError(
                 f"the flow's event shape {tuple(flow.event_shape)} differs from "
@@ -140,7 +184,13 @@ class FlowEstimator(ConditionalDensityEstimator):
         return self._embedding_net(condition)
 
     def log_prob(self, input: Tensor, condition: Tensor) -> Tensor:  # noqa: A002 (sbi's name)
-        """``log q(input | condition)``, shape ``(sample, batch)`` (batches broadcast)."""
+        """``log q(input | condition)``, shape ``(sample, batch)`` (batches broadcast), each
+        value independent of the others (inside :func:`~flowforge.flows.batch_independent`)."""
+        with batch_independent(self):
+            return self._log_prob(input, condition)
+
+    def _log_prob(self, input: Tensor, condition: Tensor) -> Tensor:  # noqa: A002
+        """:meth:`log_prob` in the modules' own modes: the training path."""
         self._check_condition_shape(condition)
         self._check_input_shape(input)
         input, condition, batch = self._broadcast_and_align(input, condition)
@@ -150,21 +200,24 @@ class FlowEstimator(ConditionalDensityEstimator):
         return log_p.reshape(input.shape[0], batch)
 
     def loss(self, input: Tensor, condition: Tensor) -> Tensor:  # noqa: A002
-        """Negative log-density of each pair, ``(batch,)``."""
-        return -self.log_prob(input.unsqueeze(0), condition)[0]
+        """Negative log-density of each pair, ``(batch,)``: the training objective, in the
+        modules' own modes (in training mode batch norm uses the batch's statistics)."""
+        return -self._log_prob(input.unsqueeze(0), condition)[0]
 
     def sample(self, sample_shape: torch.Size | tuple[int, ...], condition: Tensor) -> Tensor:
         """Draws ``(*sample_shape, batch, *input_shape)`` for conditions ``(batch, *cond)``."""
         self._check_condition_shape(condition)
-        return self.flow.as_distribution(self._context(condition)).sample(sample_shape)
+        with batch_independent(self):
+            return self.flow.as_distribution(self._context(condition)).sample(sample_shape)
 
     def sample_and_log_prob(
         self, sample_shape: torch.Size | tuple[int, ...], condition: Tensor
     ) -> tuple[Tensor, Tensor]:
         """Draws and their log-density from one sampling pass."""
         self._check_condition_shape(condition)
-        d = self.flow.as_distribution(self._context(condition))
-        return d.rsample_and_log_prob(sample_shape)
+        with batch_independent(self):
+            d = self.flow.as_distribution(self._context(condition))
+            return d.rsample_and_log_prob(sample_shape)
 
 
 def flowforge_nn(
@@ -172,6 +225,7 @@ def flowforge_nn(
     z_score_theta: str = "independent",
     z_score_x: str = "independent",
     embedding_net: nn.Module | None = None,
+    sized: bool = True,
     **options: object,
 ) -> Callable[[Tensor, Tensor], FlowEstimator]:
     """A builder ``(batch_theta, batch_x) -> FlowEstimator`` for sbi (``NPE(prior,
@@ -185,6 +239,9 @@ def flowforge_nn(
             of :math:`\\theta`, an affine map inside the flow (log-densities in theta's units).
         z_score_x: the same for :math:`x`, applied before ``embedding_net``.
         embedding_net: maps ``(N, *x_shape)`` to ``(N, F)``; default: flatten.
+        sized: for ``nsf``, ``maf`` and ``realnvp`` over vector parameters, size the flow from
+            the simulations (:func:`estimator_options`; the options given here replace the
+            sized ones); ``False``: the recipe's defaults (the papers' sizes).
         options: the recipe's own keyword options.
 
     Raises:
@@ -222,7 +279,11 @@ def flowforge_nn(
             width = embedding(batch_x[:2]).shape[-1]
         theta_shape = tuple(batch_theta.shape[1:])
         features = theta_shape[0] if len(theta_shape) == 1 else theta_shape
-        base_flow = recipe(features, context_features=width, **options)
+        chosen: dict[str, Any] = {}
+        if sized and isinstance(model, str) and model in SIZED and len(theta_shape) == 1:
+            chosen = estimator_options(model, theta_shape[0], width, len(batch_theta))
+        chosen.update(options)
+        base_flow = recipe(features, context_features=width, **chosen)
         steps: list[Transform] = [base_flow.transform]
         if z_score_theta != "none":
             steps.insert(
@@ -231,6 +292,6 @@ def flowforge_nn(
         flow = Flow(Compose(steps), base_flow.base, context_features=width)
         flow = flow.to(dtype=batch_theta.dtype, device=batch_theta.device)
         embedding = embedding.to(dtype=batch_theta.dtype, device=batch_theta.device)
-        return FlowEstimator(flow, embedding, batch_theta.shape[1:], batch_x.shape[1:])
+        return FlowEstimator(flow, embedding, batch_theta.shape[1:], batch_x.shape[1:], chosen)
 
     return build
