@@ -167,9 +167,12 @@ def _finite_or_fail(what: str, values: dict) -> None:
 def _eval(args: argparse.Namespace) -> int:
     from flowforge.runs import open_run
 
+    from flowforge.train.threads import torch_threads
+
     run = open_run(args.run)
     device = args.device or "cpu"
-    out = run.objective(device).evaluate(run.model(device=device), args.split)
+    with torch_threads(run.threads):  # as many as the run's own evaluation
+        out = run.objective(device).evaluate(run.model(device=device), args.split)
     _finite_or_fail(f"eval {args.run}", out)
     print(json.dumps({"run": str(args.run), "split": args.split, **out}, indent=2))
     if "yardstick" in out:

@@ -67,6 +67,15 @@ class Run:
     def summary(self) -> dict[str, Any] | None:
         return self.directory.read_summary()
 
+    @property
+    def threads(self) -> int:
+        """The CPU threads the run computed with (its summary's count, else its config's
+        ``train.threads``, 0 for automatic): evaluating with as many repeats its numbers to
+        the last digit (a reduction split over another count of threads rounds otherwise)."""
+        summary = self.summary or {}
+        recorded = summary.get("threads")
+        return recorded if isinstance(recorded, int) and recorded > 0 else self.config.train.threads
+
 
 def open_run(path: str | Path) -> Run:
     """Opens a run directory (validated: see :meth:`RunDirectory.open`)."""
