@@ -71,7 +71,7 @@ test-all: setup-test
 	$(PYTEST) $(PYTEST_ARGS)
 
 lint: setup-test
-	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff check src tests benchmarks scripts docs/hooks
 
 # Wheel and sdist, pip keeps an installed torch, and the wheel works in a clean venv.
 package-check:
