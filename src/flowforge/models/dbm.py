@@ -136,12 +136,14 @@ class DBM(nn.Module):
         )
 
     # -- inference ---------------------------------------------------------------------------
+    @torch.no_grad()
     def mean_field(
         self, v: Tensor, steps: int | None = None, tol: float | None = None
     ) -> tuple[Tensor, Tensor]:
         """The means :math:`\\mu_1, \\mu_2` of the factorial posterior of ``v`` (module
         docstring): at most ``steps`` sweeps (default ``mean_field_steps``), fewer once no mean
-        moves by more than ``tol`` (default ``mean_field_tol``)."""
+        moves by more than ``tol`` (default ``mean_field_tol``); without autograd, as the
+        surrogate and the bound treat the means as constants."""
         steps = self.mean_field_steps if steps is None else steps
         tol = self.mean_field_tol if tol is None else tol
         W1, W2 = self.weight1, self.weight2

@@ -178,8 +178,7 @@ class DeepBoltzmann(Objective):
             return _pretrain_bottom(dbm, v, self.pretrain_k)
         if phase == 1:
             return _pretrain_top(dbm, v, self.pretrain_k)
-        with torch.no_grad():
-            mu1, mu2 = dbm.mean_field(v)
+        mu1, mu2 = dbm.mean_field(v)
         v_model, h1_model, h2_model = dbm.split(self.negatives(dbm, v))
         return dbm.energy(v, mu1, mu2).mean() - dbm.energy(v_model, h1_model, h2_model).mean()
 
