@@ -179,6 +179,11 @@ CASES = {
         "data": MNIST,
         "model": {"name": "rbm", "hidden": 16, "sample_steps": 5},
     },
+    "dbm": {
+        "objective": {"name": "dbm", "pretrain_steps": 5, "chains": 16, **_RBM_EVAL},
+        "data": MNIST,
+        "model": {"name": "dbm", "hidden1": 12, "hidden2": 8, "sample_steps": 5},
+    },
     "dcgan": {
         "objective": {"name": "wgan_gp", "n_critic": 1, "val_n": 64, "eval_n": 64},
         "data": MNIST,
@@ -196,7 +201,7 @@ CASES = {
         "model": {"name": "nade", "hidden": 8},
     },
 }
-BASELINES = ["gan", "wgan", "wgan_gp", "cd", "pcd", "dcgan", "nade"]
+BASELINES = ["gan", "wgan", "wgan_gp", "cd", "pcd", "dbm", "dcgan", "nade"]
 
 
 def case_config(case: str, teacher: str | None = None, steps: int = 40) -> dict:

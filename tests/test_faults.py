@@ -55,6 +55,7 @@ SECTIONS = {
     "wgan": {"objective": {"name": "wgan", "n_critic": 2, **GAN_SCORES}, "data": GAUSSIANS},
     "wgan_gp": {"objective": {"name": "wgan_gp", "n_critic": 2, **GAN_SCORES}, "data": GAUSSIANS},
     "cd": {"objective": {**CD, "persistent": True}, "data": MNIST, "model": RBM},
+    "dbm": {"objective": {**CD, "name": "dbm", "pretrain_steps": 3, "chains": 8}, "data": MNIST},
     "likelihood": {
         "objective": {"name": "likelihood"},
         "data": MNIST,
@@ -63,8 +64,9 @@ SECTIONS = {
 }
 SECTIONS["elbo"]["model"] = VAE
 SECTIONS["wgan"]["model"] = SECTIONS["wgan_gp"]["model"] = GAN
+SECTIONS["dbm"]["model"] = {"name": "dbm", "hidden1": 12, "hidden2": 8, "sample_steps": 5}
 OBJECTIVES = list(SECTIONS)
-MNIST_OBJECTIVES = ("cd", "likelihood")
+MNIST_OBJECTIVES = ("cd", "dbm", "likelihood")
 
 
 def config(objective, teacher="", steps=20, eval_every=5, **train):

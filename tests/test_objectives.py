@@ -1,5 +1,5 @@
 """Every objective through the one trainer and run format, the baselines of
-docs/comparison.md (GANs, RBM by CD/PCD, NADE) included: resume after a stop or SIGKILL ends
+docs/comparison.md (GANs, RBM by CD/PCD, DBM, NADE) included: resume after a stop or SIGKILL ends
 bit-identical (parameters, metrics and the objective's own state), ``flowforge eval`` and
 ``sample`` work on its run, and ``flowforge.load`` opens it with the data set hidden; the
 baselines' objective state (critic optimiser, persistent chains) is in the checkpoint.
@@ -110,7 +110,7 @@ def test_a_run_stopped_and_resumed_ends_bit_identical(
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "objective", ["mle", "elbo", "iwae", "reverse_kl", "distill", "wgan_gp", "pcd"]
+    "objective", ["mle", "elbo", "iwae", "reverse_kl", "distill", "wgan_gp", "pcd", "dbm"]
 )
 def test_sigkill_then_resume_is_bit_identical(objective, teacher, tmp_path):
     """Killed with SIGKILL after three evaluations and resumed from the command line: the same
@@ -176,17 +176,18 @@ def test_a_checkpoint_of_another_run_is_refused(finished, tmp_path):
 
 
 def test_the_baselines_state_is_in_the_checkpoint(finished, teacher):
-    """The critic's optimiser (GANs) and the persistent chains (PCD) are saved; CD and NADE
-    keep none."""
-    for case in ("pcd", "cd", "nade"):
+    """The critic's optimiser (GANs) and the persistent chains (PCD, the DBM's) are saved; CD
+    and NADE keep none."""
+    for case in ("pcd", "cd", "dbm", "nade"):
         config(case, teacher)  # skips without binarized MNIST
     state = {
         name: load_checkpoint(finished[name].run_dir / "checkpoints" / "last.pt")["objective_state"]
-        for name in ("gan", "wgan_gp", "pcd", "cd", "nade")
+        for name in ("gan", "wgan_gp", "pcd", "cd", "dbm", "nade")
     }
     assert state["gan"]["critic_optimizer"]["state"]  # Adam's moments after 40 steps
     assert state["wgan_gp"]["critic_optimizer"]["param_groups"][0]["betas"] == (0.0, 0.9)
     assert state["pcd"]["chains"].shape == (32, 784)
+    assert state["dbm"]["chains"].shape == (16, 784 + 12 + 8)  # v, h1, h2 of each chain
     assert state["cd"] == {} and state["nade"] == {}
 
 

@@ -16,10 +16,11 @@ shared), the seeds (at least 3) and a list of models, each a run-config fragment
 
 Every (model, seed) is a full run in ``<output>/runs/``; ``<output>/`` gets ``report.md`` and
 ``report.json`` (per model: the test NLL where there is one, and what kind: exact for flows and
-NADE, the IWAE bound with its ``k`` for VAEs, AIS for the RBM with its error bar, none for
-GANs; the sample-quality measures of :mod:`flowforge.metrics` on the test split; training
-time; sampling throughput; which latent inference the model has; mean and standard deviation
-over the seeds, and how many runs diverged; on MNIST digits also the Fréchet distance in the
+NADE, the IWAE bound with its ``k`` for VAEs, AIS for the RBM with its error bar, the
+mean-field bound with AIS's log Z for the DBM, none for GANs; the sample-quality measures of
+:mod:`flowforge.metrics` on the test split; training time; sampling throughput; which latent
+inference the model has; mean and standard deviation over the seeds, and how many runs
+diverged; on MNIST digits also the Fréchet distance in the
 features of flowforge's shipped MNIST classifier and the classes it finds among the samples,
 with the classifier's test accuracies), ``samples.png`` (seed 0's samples beside the
 data) and ``curves.png`` (validation curves). Samples are what each model's ``sample``
@@ -52,6 +53,7 @@ from torch import nn
 from flowforge.config import ConfigError, RunConfig, _brief, check_name, parse_config, read_yaml
 from flowforge.flows import Flow
 from flowforge.metrics import DIGIT_IMAGE_DATA, load_digit_classifier, sample_quality
+from flowforge.models.dbm import DBM
 from flowforge.models.rbm import RBM
 from flowforge.models.vae import VAE
 from flowforge.runs import load, train_run
@@ -192,13 +194,15 @@ def _entry(m: Any, i: int) -> dict[str, Any]:
 
 def latent_inference(model: nn.Module) -> str:
     """What maps data to latents: a flow's exact inverse, a VAE's encoder, an RBM's factorial
-    posterior ``p(h | v)``; GANs and NADE have none."""
+    posterior ``p(h | v)``, a DBM's mean-field approximation of it; GANs and NADE have none."""
     if isinstance(model, Flow):
         return "exact inverse"
     if isinstance(model, VAE):
         return "encoder q(z|x)"
     if isinstance(model, RBM):
         return "exact p(h|v)"
+    if isinstance(model, DBM):
+        return "mean-field q(h|v)"
     return "none"
 
 
@@ -207,11 +211,11 @@ def nll_kind(summary: dict[str, Any]) -> str:
     objective = summary.get("objective")
     if objective in ("elbo", "iwae"):
         return f"IWAE bound, k={summary.get('eval_k')}"
-    if objective == "cd":
+    if objective in ("cd", "dbm"):
         ais = f"AIS ({summary.get('ais_chains')} chains, {summary.get('ais_steps')} steps)"
         if summary.get("ais_missed_mass"):
-            return f"lower bound: {ais} missed mass, uniform importance sampling's log Z used"
-        return ais
+            ais = f"lower bound: {ais} missed mass, uniform importance sampling's log Z used"
+        return f"mean-field bound, {ais}" if objective == "dbm" else ais
     if "test_nll" in summary:
         return "exact"
     return "none"

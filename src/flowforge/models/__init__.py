@@ -15,6 +15,7 @@ from torch import nn
 
 from flowforge.flows import Flow
 from flowforge.models.cglow import cglow
+from flowforge.models.dbm import DBM
 from flowforge.models.ffjord import ffjord
 from flowforge.models.gan import GAN
 from flowforge.models.glow import glow
@@ -62,6 +63,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "vae": VAE,
     "gan": GAN,
     "rbm": RBM,
+    "dbm": DBM,
     "nade": NADE,
 }
 
@@ -103,6 +105,7 @@ def build_model(
 
 
 __all__ = [
+    "DBM",
     "GAN",
     "MODELS",
     "NADE",

@@ -16,70 +16,25 @@ estimated by **annealed importance sampling** (Neal 2001) as Salakhutdinov and M
   :math:`\log Z_A = \sum_i \operatorname{softplus}(b_{A,i}) + H \log 2`;
 - intermediate distributions :math:`p_k^*(v) = e^{(1-\beta_k) b_A^\top v + \beta_k b^\top v}
   \prod_j (1 + e^{\beta_k (c_j + W_j v)})`, :math:`0 = \beta_0 < \dots < \beta_K = 1` (the
-  paper: steps of 1e-3 to 0.5, 1e-4 to 0.9, 1e-4 to 1, 14,500 in all: :func:`paper_betas`);
+  paper: steps of 1e-3 to 0.5, 1e-4 to 0.9, 1e-4 to 1, 14,500 in all:
+  :func:`~flowforge.models.ais.paper_betas`);
 - each of ``chains`` independent runs starts from :math:`v \sim p_A`, takes one Gibbs sweep
   that leaves :math:`p_k` invariant per step and adds :math:`\log p_k^*(v) - \log
-  p_{k-1}^*(v)` to its log weight; :math:`\hat Z_B = Z_A \cdot \frac1M \sum_m w_m`.
-
-:math:`\hat Z` is unbiased, :math:`\log \hat Z` is biased low (Jensen), so an AIS test
-log-likelihood tends to be optimistic. The estimate's spread: :func:`AISResult` keeps the
-standard error of :math:`\frac1M \sum w_m` over the chains, :math:`\hat\sigma`, as
-:math:`\log(\hat Z \pm 3\hat\sigma)` (the paper's error bars) and, by the delta method, the
-standard error of :math:`\log \hat Z`, :math:`\hat\sigma / \hat Z`.
+  p_{k-1}^*(v)` to its log weight; :math:`\hat Z_B = Z_A \cdot \frac1M \sum_m w_m`
+  (:func:`flowforge.models.ais.anneal`, with the estimate's spread).
 """
 
 from __future__ import annotations
 
-import itertools
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-__all__ = ["RBM", "AISResult", "paper_betas"]
+from flowforge.models.ais import AISResult, all_states, anneal, paper_betas, uniform_log_z
 
-
-def paper_betas(n: int = 14500, dtype: torch.dtype = torch.float64) -> Tensor:
-    """The inverse temperatures of Salakhutdinov and Murray (2008): ``n + 1`` values from 0 to
-    1, a tenth (500 of 14,500) of the steps spread evenly up to 0.5, 4,000 to 0.9 and 10,000 to 1
-    (the paper's step sizes 1e-3, 1e-4, 1e-4 at ``n = 14500``; other ``n`` scale the counts)."""
-    if n < 3:
-        raise ValueError(f"'n' should be at least 3, got {n}")
-    a = max(1, round(n * 500 / 14500))
-    b = max(1, round(n * 4000 / 14500))
-    c = max(1, n - a - b)
-    return torch.cat(
-        [
-            torch.linspace(0.0, 0.5, a + 1, dtype=dtype)[:-1],
-            torch.linspace(0.5, 0.9, b + 1, dtype=dtype)[:-1],
-            torch.linspace(0.9, 1.0, c + 1, dtype=dtype),
-        ]
-    )
-
-
-@dataclass
-class AISResult:
-    """An AIS estimate of :math:`\\log Z`.
-
-    Attributes:
-        log_z: :math:`\\log \\hat Z`.
-        stderr: the standard error of :math:`\\log \\hat Z` over the chains (delta method,
-            :math:`\\hat\\sigma / \\hat Z`).
-        log_z_low, log_z_high: :math:`\\log(\\hat Z \\mp 3 \\hat\\sigma)` (``-inf`` when
-            :math:`3\\hat\\sigma > \\hat Z`).
-        chains, steps: the number of chains and of intermediate distributions.
-        log_weights: each chain's log importance weight (``(chains,)``, float64).
-    """
-
-    log_z: float
-    stderr: float
-    log_z_low: float
-    log_z_high: float
-    chains: int
-    steps: int
-    log_weights: Tensor
+__all__ = ["RBM"]
 
 
 class RBM(nn.Module):
@@ -157,13 +112,11 @@ class RBM(nn.Module):
     def log_z_exact(self) -> float:
         """:math:`\\log Z` by enumerating the smaller layer (at most 24 units: a test's RBM)."""
         W, b, c = self.weight.double(), self.visible_bias.double(), self.hidden_bias.double()
-        if min(self.visible, self.hidden) > 24:
-            raise ValueError(f"too many states to enumerate: {self.visible} x {self.hidden}")
         if self.hidden <= self.visible:  # sum over h: c.h + sum_i softplus(b_i + (W^T h)_i)
-            h = _all_states(self.hidden, W)
+            h = all_states(self.hidden, W)
             terms = h @ c + F.softplus(h @ W + b).sum(-1)
         else:
-            v = _all_states(self.visible, W)
+            v = all_states(self.visible, W)
             terms = v @ b + F.softplus(v @ W.T + c).sum(-1)
         return float(torch.logsumexp(terms, 0))
 
@@ -184,26 +137,25 @@ class RBM(nn.Module):
                 maximum-likelihood base rates of the training data,
                 :math:`\\log \\bar v / (1 - \\bar v)`); default 0 (uniform).
         """
-        if chains < 2:
-            raise ValueError(f"'chains' should be at least 2, got {chains}")
         if isinstance(betas, int):
             betas = paper_betas(betas)
         W, b, c = self.weight.double(), self.visible_bias.double(), self.hidden_bias.double()
-        beta_list = [float(x) for x in betas]
         bA = torch.zeros_like(b) if base_bias is None else base_bias.to(W)
 
-        def log_p_star(v: Tensor, beta: float) -> Tensor:
-            return (1 - beta) * (v @ bA) + beta * (v @ b) + F.softplus(beta * (v @ W.T + c)).sum(-1)
+        def step(v: Tensor, beta_prev: float, beta: float) -> tuple[Tensor, Tensor]:
+            pre = v @ W.T + c
+
+            def log_p_star(t: float) -> Tensor:
+                return (1 - t) * (v @ bA) + t * (v @ b) + F.softplus(t * pre).sum(-1)
+
+            ratio = log_p_star(beta) - log_p_star(beta_prev)
+            # one Gibbs sweep that leaves p_beta invariant
+            h = torch.bernoulli(torch.sigmoid(beta * pre))
+            return ratio, torch.bernoulli(torch.sigmoid((1 - beta) * bA + beta * (h @ W + b)))
 
         v = torch.bernoulli(torch.sigmoid(bA).expand(chains, -1))
-        log_w = torch.zeros(chains, dtype=W.dtype, device=W.device)
-        for beta_prev, beta in zip(beta_list[:-1], beta_list[1:], strict=True):
-            log_w += log_p_star(v, beta) - log_p_star(v, beta_prev)
-            # one Gibbs sweep that leaves p_k invariant
-            h = torch.bernoulli(torch.sigmoid(beta * (v @ W.T + c)))
-            v = torch.bernoulli(torch.sigmoid((1 - beta) * bA + beta * (h @ W + b)))
         log_z_a = float(F.softplus(bA).sum()) + self.hidden * math.log(2)
-        return _ais_result(log_w, log_z_a, len(beta_list) - 1)
+        return anneal(v, step, betas, log_z_a)
 
     @torch.no_grad()
     def log_z_uniform(self, samples: int = 100_000, batch: int = 10_000) -> float:
@@ -216,40 +168,7 @@ class RBM(nn.Module):
         what AIS started from the data's base rates can miss: mass spread over noise-like
         states, which an RBM trained briefly by CD (whose chains start at the data) may keep
         (docs/comparison.md). The larger of the two estimates is the better lower bound."""
-        if samples < 1 or batch < 1:
-            raise ValueError(f"'samples' and 'batch' should be positive, got {samples}, {batch}")
-        w = self.weight
-        parts = []
-        for start in range(0, samples, batch):
-            m = min(batch, samples - start)
-            v = torch.bernoulli(torch.full((m, self.visible), 0.5, device=w.device, dtype=w.dtype))
-            parts.append(-self.free_energy(v).double())
-        log_w = torch.cat(parts)
-        return float(torch.logsumexp(log_w, 0)) - math.log(samples) + self.visible * math.log(2)
+        return uniform_log_z(self.log_unnormalized, self.visible, samples, batch, self.weight)
 
     def extra_repr(self) -> str:
         return f"visible={self.visible}, hidden={self.hidden}"
-
-
-def _all_states(n: int, like: Tensor) -> Tensor:
-    """Every binary vector of length ``n``: ``(2**n, n)``."""
-    return torch.tensor(list(itertools.product((0.0, 1.0), repeat=n)), dtype=like.dtype)
-
-
-def _ais_result(log_w: Tensor, log_z_a: float, steps: int) -> AISResult:
-    m = log_w.numel()
-    shift = log_w.max()
-    w = torch.exp(log_w - shift)  # weights / max weight
-    mean, se = w.mean(), w.std() / math.sqrt(m)
-    log_mean = float(torch.log(mean) + shift) + log_z_a
-    low = float(torch.log(mean - 3 * se) + shift) + log_z_a if mean > 3 * se else -math.inf
-    high = float(torch.log(mean + 3 * se) + shift) + log_z_a
-    return AISResult(
-        log_z=log_mean,
-        stderr=float(se / mean),
-        log_z_low=low,
-        log_z_high=high,
-        chains=m,
-        steps=steps,
-        log_weights=log_w.cpu(),
-    )

@@ -10,6 +10,7 @@
 - ``gan``, ``wgan``, ``wgan_gp``: adversarial baselines, the trainer updating the generator and
   the objective the critic (:mod:`.adversarial`);
 - ``cd``: an RBM by contrastive divergence (CD-k, PCD), tested by AIS (:mod:`.rbm`);
+- ``dbm``: a deep Boltzmann machine, tested by AIS and its mean-field bound (:mod:`.dbm`);
 - ``likelihood``: exact maximum likelihood of a non-flow model such as NADE (:mod:`.likelihood`).
 """
 
@@ -19,6 +20,7 @@ import inspect
 
 from flowforge.objectives.adversarial import WGAN, WGANGP, GANObjective
 from flowforge.objectives.base import Objective, ObjectiveError, Setting
+from flowforge.objectives.dbm import DeepBoltzmann
 from flowforge.objectives.distill import Distillation
 from flowforge.objectives.elbo import ELBO, IWAE
 from flowforge.objectives.likelihood import ExactLikelihood
@@ -35,6 +37,7 @@ OBJECTIVES: dict[str, type[Objective]] = {
 OBJECTIVES.update(
     {cls.name: cls for cls in (GANObjective, WGAN, WGANGP, ContrastiveDivergence, ExactLikelihood)}
 )
+OBJECTIVES[DeepBoltzmann.name] = DeepBoltzmann
 
 
 def objective_options(name: str) -> dict[str, inspect.Parameter]:

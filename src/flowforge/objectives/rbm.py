@@ -37,7 +37,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from flowforge.models.rbm import RBM, AISResult
+from flowforge.models.ais import AISResult
+from flowforge.models.rbm import RBM
 from flowforge.objectives.base import (
     Objective,
     ObjectiveError,
@@ -47,7 +48,7 @@ from flowforge.objectives.base import (
     tensor_fingerprint,
 )
 
-__all__ = ["ContrastiveDivergence"]
+__all__ = ["ContrastiveDivergence", "base_rate_bias", "nll_summary", "standard_error"]
 
 
 class _CDLoss(nn.Module):
@@ -174,24 +175,25 @@ class ContrastiveDivergence(Objective):
         with torch.no_grad():
             probs = torch.sigmoid(model.visible_logits(model.hidden_probs(v)))  # type: ignore[operator]
             err = (v - probs).pow(2).sum(-1).double()
-        return {"val_recon": float(err.mean()), "val_stderr": _stderr(err)}
-
-    def base_bias(self) -> Tensor:
-        """The AIS base model's visible biases: the log-odds of the training base rates
-        (clamped to [1e-3, 1 - 1e-3]), as Salakhutdinov and Murray's base-rate model."""
-        p = self.data.train.double().mean(0).clamp(1e-3, 1 - 1e-3)
-        return torch.log(p) - torch.log1p(-p)
+        return {"val_recon": float(err.mean()), "val_stderr": standard_error(err)}
 
     def evaluate(self, model: nn.Module, split: str = "test") -> dict[str, Any]:
         """``<split>_nll`` (AIS), its standard error, the AIS ``log_z`` with its standard error
         and 3-sigma interval, and the NLL's interval from it (module docstring)."""
         self.check_split(split)
-        v = self._split(split, self.eval_n)
+        v, bias = self._split(split, self.eval_n), base_rate_bias(self.data.train)
         with evaluation_rng(self.setting.seed, self.setting.device), eval_mode(model):
-            ais = model.ais(self.eval_chains, self.eval_betas, self.base_bias())  # type: ignore[operator]
+            ais = model.ais(self.eval_chains, self.eval_betas, bias)  # type: ignore[operator]
             log_z_uniform = model.log_z_uniform(self.check_samples)  # type: ignore[operator]
             f = model.free_energy(v).detach().double()  # type: ignore[operator]
         return nll_summary(split, f, ais, log_z_uniform)
+
+
+def base_rate_bias(train: Tensor) -> Tensor:
+    """The AIS base model's visible biases: the log-odds of the training base rates (clamped
+    to [1e-3, 1 - 1e-3]), as Salakhutdinov and Murray's base-rate model."""
+    p = train.double().mean(0).clamp(1e-3, 1 - 1e-3)
+    return torch.log(p) - torch.log1p(-p)
 
 
 def nll_summary(split: str, f: Tensor, ais: AISResult, log_z_uniform: float) -> dict[str, Any]:
@@ -202,7 +204,7 @@ def nll_summary(split: str, f: Tensor, ais: AISResult, log_z_uniform: float) -> 
     mean_f = float(f.mean())
     out: dict[str, Any] = {
         f"{split}_nll": mean_f + ais.log_z,
-        f"{split}_stderr": math.sqrt(_stderr(f) ** 2 + ais.stderr**2),
+        f"{split}_stderr": math.sqrt(standard_error(f) ** 2 + ais.stderr**2),
         # None when 3 sigma exceeds Z-hat (the interval's lower end is -inf)
         f"{split}_nll_low": mean_f + ais.log_z_low if math.isfinite(ais.log_z_low) else None,
         f"{split}_nll_high": mean_f + ais.log_z_high,
@@ -221,7 +223,7 @@ def nll_summary(split: str, f: Tensor, ais: AISResult, log_z_uniform: float) -> 
         out.update(
             {
                 f"{split}_nll": mean_f + log_z_uniform,
-                f"{split}_stderr": _stderr(f),
+                f"{split}_stderr": standard_error(f),
                 f"{split}_nll_low": None,
                 f"{split}_nll_high": None,
             }
@@ -235,5 +237,6 @@ def nll_summary(split: str, f: Tensor, ais: AISResult, log_z_uniform: float) -> 
     return out
 
 
-def _stderr(x: Tensor) -> float:
+def standard_error(x: Tensor) -> float:
+    """The standard error of the mean of ``x`` (NaN for fewer than two values)."""
     return float(x.std() / math.sqrt(len(x))) if len(x) > 1 else float("nan")
