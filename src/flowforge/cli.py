@@ -166,7 +166,6 @@ def _finite_or_fail(what: str, values: dict) -> None:
 
 def _eval(args: argparse.Namespace) -> int:
     from flowforge.runs import open_run
-
     from flowforge.train.threads import torch_threads
 
     run = open_run(args.run)

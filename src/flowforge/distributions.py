@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -197,7 +198,8 @@ class GaussianMixture(BaseDistribution):
     maximum-likelihood objective passes the validation split's latents before the first step,
     :meth:`~flowforge.objectives.mle.MaximumLikelihood.start`) it keeps the count and the
     covariance kind (full or diagonal) with the highest held-out likelihood, as one would
-    validate scikit-learn's ``GaussianMixture``, so the flow starts as that baseline. Without
+    validate scikit-learn's ``GaussianMixture`` (the simplest within one standard error of the
+    best), so the flow starts as such a baseline. Without
     them (the first ``log_prob`` in training mode) it keeps the full-covariance count with the
     lowest BIC (Schwarz 1978), :math:`-2\log L + (k - 1 + kD + kD(D+1)/2)\log n`. Unused
     components start with a weight of :math:`10^{-6}`. After that all are ordinary parameters.
@@ -239,32 +241,40 @@ class GaussianMixture(BaseDistribution):
 
     @torch.no_grad()
     def start(self, z: Tensor, held_out: Tensor | None = None, patience: int = 3) -> str:
-        """Fits the components to ``z`` ``(n, D)``, chosen on ``held_out`` ``(m, D)`` when
-        given (counts tried upward until ``patience`` counts in a row do not improve), else by
-        BIC (see the class docstring); returns what it chose, e.g. ``"3 full-covariance
-        components"``."""
+        """Fits the components to ``z`` ``(n, D)`` and returns what it chose, e.g. ``"3
+        full-covariance components"``. With ``held_out`` ``(m, D)``: counts are tried upward,
+        diagonal and full covariances each, until ``patience`` counts in a row do not improve
+        the held-out likelihood; of those the simplest (fewest parameters) within one paired
+        standard error of the best is kept (the one-standard-error rule, Breiman et al. 1984),
+        so a small validation split does not pick a mixture that fits its noise. Without it,
+        the full-covariance count with the lowest BIC (see the class docstring)."""
         z = z.double()
         n, d = z.shape
-        per = 1 + d + d * (d + 1) // 2
-        most = min(self.components, max(1, n // (2 * per)) if held_out is None else n // 2)
-        best: tuple[float, tuple[Tensor, Tensor, Tensor], str] | None = None
-        since = 0
-        for k in range(1, max(1, most) + 1):
-            since += 1
-            for kind in ("full", "diag") if held_out is not None else ("full",):
-                w, mu, cov, log_l = _em(z, k, diagonal=kind == "diag")
-                if held_out is None:
-                    score = -(-2 * log_l + (k * per - 1) * math.log(n))
-                else:
-                    score = float(_mixture_log_prob(held_out.double(), w, mu, cov).mean())
-                if best is None or score > best[0]:
-                    best, since = (score, (w, mu, cov), f"{k} {kind}-covariance component"), 0
-            if held_out is not None and since >= patience:
-                break
-        assert best is not None
-        _, (w, mu, cov), chosen = best
+        if held_out is None:
+            per = 1 + d + d * (d + 1) // 2
+            fits = [_em(z, k) for k in range(1, min(self.components, max(1, n // (2 * per))) + 1)]
+            bic = [-2 * f[3] + (len(f[0]) * per - 1) * math.log(n) for f in fits]
+            w, mu, cov, _ = fits[min(range(len(fits)), key=bic.__getitem__)]
+            kind = "full"
+        else:
+            held_out = held_out.double()
+            found = []  # (parameters, kind, fit, held-out log-density per row)
+            best, since = -math.inf, 0
+            for k in range(1, max(1, min(self.components, n // 2)) + 1):
+                since += 1
+                for kind in ("diag", "full"):
+                    w, mu, cov, _ = _em(z, k, diagonal=kind == "diag")
+                    rows = _mixture_log_prob(held_out, w, mu, cov)
+                    per = 2 * d if kind == "diag" else d + d * (d + 1) // 2
+                    found.append((k * per + k - 1, kind, (w, mu, cov), rows))
+                    if float(rows.mean()) > best:
+                        best, since = float(rows.mean()), 0
+                if since >= patience:
+                    break
+            _, kind, (w, mu, cov), _ = _one_standard_error(found)
         self.set_components(w, mu, cov)
-        return chosen + ("s" if len(w) > 1 else "")
+        k = len(w)
+        return f"{k} {kind}-covariance component" + ("s" if k > 1 else "")
 
     @torch.no_grad()
     def set_components(self, weights: Tensor, means: Tensor, covariances: Tensor) -> None:
@@ -302,6 +312,19 @@ class GaussianMixture(BaseDistribution):
 
     def extra_repr(self) -> str:
         return f"event_shape={tuple(self.event_shape)}, components={self.components}"
+
+
+def _one_standard_error(found: list[tuple[int, str, Any, Tensor]]) -> tuple[int, str, Any, Tensor]:
+    """Of candidates ``(parameters, kind, fit, held-out log-density per row)``, the one with
+    the fewest parameters whose mean held-out log-density is within one paired standard error
+    of the best's."""
+    top = max(found, key=lambda f: float(f[3].mean()))[3]
+    for candidate in sorted(found, key=lambda f: f[0]):
+        gap = top - candidate[3]  # paired, per held-out row
+        se = float(gap.std()) / math.sqrt(len(gap)) if len(gap) > 1 else 0.0
+        if float(gap.mean()) <= se:
+            return candidate
+    raise AssertionError("the best candidate is within zero of itself")
 
 
 def _mixture_log_prob(z: Tensor, w: Tensor, mu: Tensor, cov: Tensor) -> Tensor:
