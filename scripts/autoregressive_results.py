@@ -5,10 +5,8 @@ tasks, the gap to the true density with its *paired* standard error (the s.e. of
     python scripts/autoregressive_results.py RUN_DIR...
 """
 
-import json
 import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -32,7 +30,7 @@ def _model_log_prob(flow, x, c, batch=4096):  # noqa: ANN001, ANN202
 def row(run_dir: str) -> str:
     run = open_run(run_dir)
     cfg, splits, flow = run.config, load_data(run.config), run.model()
-    summary = json.loads((Path(run_dir) / "summary.json").read_text())
+    summary = run.summary
     x, c = splits.test, splits.test_context
     lp = _model_log_prob(flow, x, c)
     nll, se = -lp.mean(), lp.std(ddof=1) / np.sqrt(len(lp))

@@ -54,7 +54,7 @@ import yaml
 
 from flowforge.config import parse_config
 from flowforge.objectives.mle import evaluate_nll
-from flowforge.runs import load, open_run, train_run
+from flowforge.runs import RunDirectory, load, open_run, train_run
 from flowforge.runs.build import load_data
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,10 +120,10 @@ def student_config(args, teacher_dir, spline):
 
 def finished_run(cfg):
     """``output_dir/name`` when it holds a finished run of exactly ``cfg``, else ``None``."""
-    path = Path(cfg.output_dir) / cfg.name
-    if not (path / "summary.json").is_file() or not (path / "config.yaml").is_file():
+    run = RunDirectory(Path(cfg.output_dir) / cfg.name)
+    if not run.summary_file.is_file() or not run.config_file.is_file():
         return None
-    return path if yaml.safe_load((path / "config.yaml").read_text()) == cfg.to_dict() else None
+    return run.path if run.read_config() == cfg.to_dict() else None
 
 
 def rate(flow, n=5000):
@@ -143,7 +143,7 @@ def main(argv=None):
     reused = teacher_dir is not None
     if teacher_dir is None:
         teacher_dir = train_run(t_cfg, progress=progress, plots=False).run_dir
-    teacher_summary = json.loads((teacher_dir / "summary.json").read_text())
+    teacher_summary = RunDirectory(teacher_dir).read_summary()
 
     spline = {"bins": args.bins, "bound": args.bound} if args.transformer == "spline" else {}
     s_result = train_run(student_config(args, teacher_dir, spline), progress=progress, plots=False)

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from flowforge.objectives.mle import bits_per_dim, evaluate_nll
+from flowforge.run_files import LAST
 from flowforge.runs import open_run
 from flowforge.runs.build import load_data
 from flowforge.train.checkpoint import (
@@ -65,8 +66,8 @@ def main():
     args = p.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    ckpt = args.run_dir / "checkpoints" / "last.pt"
     run = open_run(args.run_dir)
+    ckpt = run.directory.checkpoint_path(LAST)
     cfg, splits, flow = run.config, load_data(run.config), run.model("last")
     x = splits.test[: args.n_test]
     c = None if splits.test_context is None else splits.test_context[: args.n_test]
@@ -97,7 +98,7 @@ def main():
             with out.open("a") as f:
                 f.write(json.dumps(record) + "\n")
             print(json.dumps(record), flush=True)
-        if (args.run_dir / "summary.json").exists():
+        if run.directory.summary_file.exists():
             break
         if args.pid and not os.path.exists(f"/proc/{args.pid}"):
             break

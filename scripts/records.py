@@ -22,13 +22,14 @@ total, CPU-hours = training wall-clock x threads) and whether the paper's number
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from flowforge.runs import RunDirectory
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDS = ROOT / "records"
@@ -46,15 +47,14 @@ def read_record(folder: Path) -> dict[str, Any]:
     missing = [k for k in FIELDS if k not in meta]
     if missing or meta["unit"] not in UNITS:
         raise SystemExit(f"error: {folder}/record.yaml: needs {FIELDS} with unit in {list(UNITS)}")
-    lines = (folder / "metrics.jsonl").read_text().splitlines()
-    metrics = [r for r in map(json.loads, lines) if "event" not in r and "elapsed" in r]
-    summary_file = folder / "summary.json"
+    files = RunDirectory(folder)  # a run's record files, read as the run's own
+    metrics = [r for r in files.read_metrics() if "event" not in r and "elapsed" in r]
     return {
         "name": folder.name,
         "record": meta,
-        "config": yaml.safe_load((folder / "config.yaml").read_text()),
+        "config": files.read_config(),
         "metrics": metrics,
-        "summary": json.loads(summary_file.read_text()) if summary_file.is_file() else None,
+        "summary": files.read_summary(),
     }
 
 
@@ -161,9 +161,10 @@ def add(run: Path, meta: dict[str, Any]) -> int:
     """Copies a run's record files (never checkpoints) to ``records/<run name>/``."""
     folder = RECORDS / run.name
     folder.mkdir(parents=True, exist_ok=True)
-    for name in ("config.yaml", "metrics.jsonl", "summary.json"):
-        if (run / name).is_file():
-            shutil.copyfile(run / name, folder / name)
+    files = RunDirectory(run)
+    for source in (files.config_file, files.metrics_file, files.summary_file):
+        if source.is_file():
+            shutil.copyfile(source, folder / source.name)
     old = folder / "record.yaml"
     merged = {**(yaml.safe_load(old.read_text()) if old.is_file() else {}), **meta}
     old.write_text(yaml.safe_dump(merged, sort_keys=False))

@@ -3,17 +3,13 @@
 Usage: python scripts/results_table.py runs/realnvp-* runs/nice-*
 """
 
-import json
 import sys
-from pathlib import Path
+
+from flowforge.runs import RunDirectory
 
 
 def main(paths: list[str]) -> None:
-    rows = []
-    for p in paths:
-        f = Path(p) / "summary.json"
-        if f.is_file():
-            rows.append(json.loads(f.read_text()))
+    rows = [s for s in map(lambda p: RunDirectory(p).read_summary(), paths) if s is not None]
     print("| data | model | test NLL (nats) | ± s.e. | true entropy | gap | steps | seconds |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for s in sorted(rows, key=lambda r: (r["data"], r["model"])):

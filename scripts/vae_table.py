@@ -31,7 +31,7 @@ import torch
 import yaml
 
 from flowforge.config import parse_config
-from flowforge.runs import train_run
+from flowforge.runs import RunDirectory, train_run
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE_CONFIG = ROOT / "configs" / "variational" / "vae-gaussian0.yaml"
@@ -90,8 +90,8 @@ def main(argv=None):
     args = parse_args(argv)
     torch.set_num_threads(1)
     result = train_run(config(args), progress=not args.quiet, plots=False)
-    for line in (result.run_dir / "metrics.jsonl").read_text().splitlines():
-        print(line, flush=True)
+    for record in RunDirectory(result.run_dir).read_metrics():
+        print(json.dumps(record), flush=True)
     options = {
         "posterior": args.posterior,
         "flow_layers": args.layers,

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from flowforge import run_files
 from flowforge.models import realnvp
-from flowforge.runs.directory import atomic_write_text
-from flowforge.train import checkpoint
+from flowforge.run_files import atomic_write_text
 from flowforge.train.checkpoint import (
     FORMAT,
     CheckpointError,
@@ -47,10 +47,10 @@ def test_atomic_writes_follow_the_umask(tmp_path, monkeypatch, umask, mode, proc
         def no_proc(*args, **kwargs):
             raise FileNotFoundError("/proc/self/status")
 
-        monkeypatch.setattr(checkpoint, "open", no_proc, raising=False)
+        monkeypatch.setattr(run_files, "open", no_proc, raising=False)
     previous = os.umask(umask)
     try:
-        assert checkpoint.current_umask() == umask
+        assert run_files.current_umask() == umask
         assert os.umask(umask) == umask  # reading it left it as it was
         atomic_write_text(tmp_path / "config.yaml", "name: x\n")
         save_checkpoint(tmp_path / "last.pt", {"model": realnvp(2, couplings=2).state_dict()})

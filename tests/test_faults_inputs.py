@@ -17,9 +17,10 @@ import yaml
 import flowforge.compare as compare
 from flowforge.cli import main
 from flowforge.config import ConfigError, parse_config, read_yaml
+from flowforge.run_files import LAST, RUN_FILES
 from flowforge.runs import train_run
-from flowforge.runs.directory import RUN_FILES, check_output
-from flowforge.train.checkpoint import LAST, load_checkpoint
+from flowforge.runs.directory import check_output
+from flowforge.train.checkpoint import load_checkpoint
 
 FLOW = {"label": "flow", "model": {"name": "realnvp", "couplings": 2, "hidden": [8]}}
 COMPARISON = {
@@ -188,7 +189,7 @@ def test_no_command_writes_over_a_run_file(run_dir, tmp_path, capsys, command):
 
 
 def test_resume_removes_only_flowforges_temporary_files(tmp_path):
-    from flowforge.train.checkpoint import TMP_SUFFIX
+    from flowforge.run_files import TMP_SUFFIX
 
     cfg = parse_config(
         {

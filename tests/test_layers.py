@@ -45,6 +45,7 @@ def test_the_source_tree_keeps_every_contract():
     [
         ("objectives/mle.py", "import flowforge.train.trainer", "Layers point one way"),
         ("data/toy.py", "from flowforge.models import realnvp", "Layers point one way"),
+        ("run_files.py", "import flowforge.train.checkpoint", "Layers point one way"),
         ("transforms/base.py", "import yaml", "The core imports only torch and numpy"),
     ],
 )

@@ -23,7 +23,9 @@ def test_the_docs_table_matches_the_committed_records():
 
 def _record(folder, summary=None, value=4.36):
     folder.mkdir(parents=True)
-    (folder / "config.yaml").write_text(yaml.safe_dump({"train": {"steps": 1000}}))
+    (folder / "config.yaml").write_text(
+        yaml.safe_dump({"train": {"steps": 1000}, "model": {"name": "nice"}})
+    )
     metrics = [
         {"step": 0, "event": "start", "chosen": "x"},
         {"step": 100, "val_nll": 3000.0, "val_stderr": 5.0, "val_bpd": 5.5, "elapsed": 1800.0},

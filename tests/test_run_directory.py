@@ -7,13 +7,9 @@ import pytest
 
 from flowforge.cli import main
 from flowforge.config import ConfigError, parse_config
+from flowforge.run_files import TMP_SUFFIX
 from flowforge.runs import RunDirectory, RunLocked, train_run
-from flowforge.train.checkpoint import (
-    TMP_SUFFIX,
-    CheckpointError,
-    load_checkpoint,
-    save_checkpoint,
-)
+from flowforge.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 
 def tiny(tmp_path, name="tiny", **train):
@@ -47,6 +43,25 @@ def test_every_objective_keeps_its_run_inside_output_dir(tmp_path, name, objecti
 def test_two_runs_with_one_name_get_two_directories(tmp_path):
     first, second = RunDirectory.create(tmp_path, "r"), RunDirectory.create(tmp_path, "r")
     assert (first.path.name, second.path.name) == ("r", "r-2")
+
+
+def test_the_directory_names_its_files_as_run_files_does(tmp_path):
+    run = RunDirectory(tmp_path)
+    assert run.config_file == tmp_path / "config.yaml"
+    assert run.metrics_file == tmp_path / "metrics.jsonl"
+    assert run.summary_file == tmp_path / "summary.json"
+    assert run.lock_file == tmp_path / ".lock"
+    assert run.checkpoint_path("last.pt") == tmp_path / "checkpoints" / "last.pt"
+    assert run.plots == tmp_path / "plots"
+    assert run.linked_files() == []
+    run.checkpoints.mkdir()
+    (tmp_path / "elsewhere.pt").write_bytes(b"")
+    (run.checkpoints / "best.pt").symlink_to(tmp_path / "elsewhere.pt")
+    run.summary_file.symlink_to(tmp_path / "elsewhere.pt")
+    assert run.linked_files() == ["summary.json", "checkpoints/best.pt"]
+    transient = [".lock", f".last.pt.abc{TMP_SUFFIX}"]
+    kept = ["lock", "notes.tmp", f"x{TMP_SUFFIX}", "last.pt", "config.yaml"]
+    assert [n for n in transient + kept if RunDirectory.is_transient(n)] == transient
 
 
 def test_a_directory_being_trained_in_is_locked(run_dir):

@@ -252,13 +252,14 @@ def test_the_zip_holds_only_the_run_folders_own_regular_files(idle, tmp_path):
     (run / "linked").symlink_to(secret, target_is_directory=True)  # and to a folder
     (run / "checkpoints" / "last.pt").write_bytes(b"weights")
     (run / ".lock").write_bytes(b"")
+    (run / "checkpoints" / ".best.pt.x1y2.flowforge.tmp").write_bytes(b"half")  # a killed write
+    (run / "notes.tmp").write_bytes(b"the user's")  # a file of the user's, kept
     os.mkfifo(run / "pipe")  # read, it would block the archive forever
     zipped = idle.get("/api/runs/realnvp-moons-000001/download")
     assert zipped.status_code == 200
     names = zipfile.ZipFile(io.BytesIO(zipped.content)).namelist()
-    assert sorted(names) == [
-        f"realnvp-moons-000001/{f}" for f in ("checkpoints/last.pt", "config.yaml", "metrics.jsonl")
-    ]
+    kept = ("checkpoints/last.pt", "config.yaml", "metrics.jsonl", "notes.tmp")
+    assert sorted(names) == [f"realnvp-moons-000001/{f}" for f in kept]
     assert b"SECRET" not in zipped.content
     # a run folder that is itself a link to a folder elsewhere is no run of the playground
     (ws / "realnvp-moons-000002").symlink_to(run, target_is_directory=True)
@@ -266,6 +267,16 @@ def test_the_zip_holds_only_the_run_folders_own_regular_files(idle, tmp_path):
         assert idle.get(f"/api/runs/realnvp-moons-000002/{route}").status_code == 404
     listed = [r["run"] for r in idle.get("/api/runs").json()["runs"]]
     assert listed == ["realnvp-moons-000001"]
+
+
+@pytest.mark.parametrize("name", ["metrics.jsonl", "summary.json", "checkpoints/best.pt"])
+def test_the_view_refuses_a_run_file_that_is_a_link(idle, tmp_path, name):
+    ws = idle.app.state.playground.workspace
+    run = make_run(ws, "realnvp-moons-000001", {"name": "moons"})
+    (tmp_path / "elsewhere").write_text("{}\n")
+    (run / name).symlink_to(tmp_path / "elsewhere")
+    v = idle.get("/api/runs/realnvp-moons-000001").json()
+    assert f"{name} is a symbolic link" in v["view_error"] and v["records"] == []
 
 
 def test_a_run_is_shown_only_on_data_the_playground_made(idle, tmp_path):

@@ -42,6 +42,7 @@ except ImportError as missing:  # tests/test_packaging.py
     )
 
 from flowforge.config import ConfigError, apply_overrides, load_config, parse_config  # noqa: E402
+from flowforge.run_files import LAST  # noqa: E402
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -727,7 +728,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--accept-unidentified",
         action="store_true",
-        help="with --resume: accept a last.pt that does not record its model spec, objective "
+        help=f"with --resume: accept a {LAST} that does not record its model spec, objective "
         "and data fingerprint (its tensors are still checked)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")

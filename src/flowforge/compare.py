@@ -56,11 +56,11 @@ from flowforge.metrics import DIGIT_IMAGE_DATA, load_digit_classifier, sample_qu
 from flowforge.models.dbm import DBM
 from flowforge.models.rbm import RBM
 from flowforge.models.vae import VAE
+from flowforge.run_files import LAST
 from flowforge.runs import load, train_run
 from flowforge.runs.build import load_data
-from flowforge.runs.directory import CONFIG, RunDirectory
+from flowforge.runs.directory import RunDirectory
 from flowforge.runs.training import RunResult
-from flowforge.train.checkpoint import LAST
 from flowforge.train.trainer import TrainingDiverged, TrainingInterrupted
 
 __all__ = ["Comparison", "load_comparison", "run_comparison"]
@@ -244,7 +244,7 @@ def train_or_reuse(cfg: RunConfig, progress: bool) -> RunResult:
     """The finished run ``output_dir/name`` of this very config, resumed when it was
     interrupted, or trained now."""
     path = Path(cfg.output_dir) / cfg.name
-    if path.is_dir() and not (path / CONFIG).exists():
+    if path.is_dir() and not RunDirectory(path).config_file.exists():
         _remove_unstarted(RunDirectory(path))
     if not path.exists():
         return train_run(cfg, progress=progress, plots=False)
@@ -269,7 +269,7 @@ def _remove_unstarted(directory: RunDirectory) -> None:
     (it is written before the first step, so nothing was trained in it); under its lock, so a
     process that is starting that run right now keeps it."""
     with directory.lock():
-        if not (directory.path / CONFIG).exists():
+        if not directory.config_file.exists():
             shutil.rmtree(directory.path)
 
 
@@ -331,7 +331,12 @@ def run_comparison(
     from flowforge.viz.compare import plot_curves, plot_samples
 
     plot_samples(samples, splits.test[: cmp.samples], out / "samples.png")
-    plot_curves(results, out / "curves.png")
+    curves: dict[str, list[list[dict[str, Any]]]] = {}
+    for r in results:  # each model's validation records, one list per finished seed
+        finished = curves.setdefault(r["label"], [])
+        if r["status"] == "ok":
+            finished.append(RunDirectory(r["run_dir"]).read_metrics())
+    plot_curves(curves, out / "curves.png")
     return out
 
 

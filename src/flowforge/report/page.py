@@ -16,6 +16,7 @@ from typing import Any
 
 from flowforge.config import ConfigError
 from flowforge.report.yardstick import Yardstick, yardstick_view
+from flowforge.run_files import METRICS, PLOTS, SUMMARY, atomic_write_text
 from flowforge.runs.directory import RunDirectory
 from flowforge.version import __version__
 
@@ -130,7 +131,8 @@ def _commands(run: RunDirectory, records: list[dict[str, Any]]) -> list[str]:
     """The commands that made the run: the training command its config reproduces, then one
     per resume recorded in its metrics."""
     path = shlex.quote(str(run.path))
-    out = [f"flowforge train {path}/config.yaml    # the resolved config (a new directory)"]
+    config = f"{path}/{run.config_file.name}"
+    out = [f"flowforge train {config}    # the resolved config (a new directory)"]
     for r in records:
         if r.get("event") == "resume":
             sets = "".join(f" --set {shlex.quote(str(s))}" for s in r.get("overrides") or [])
@@ -185,7 +187,7 @@ def collect_run(path: str | Path, page_dir: Path | None = None) -> RunReport:
         path=run.path,
         name=str(summary.get("name") or run.path.name),
         summary=summary,
-        config_text=(run.path / "config.yaml").read_text(),
+        config_text=run.config_file.read_text(),
         records=[r for r in records if "event" not in r],
         figures=figures,
         commands=_commands(run, records),
@@ -252,6 +254,7 @@ def render_report(runs: list[RunReport], title: str | None = None) -> str:
         command="flowforge report " + " ".join(shlex.quote(str(r.path)) for r in runs),
         written=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         argv=html.escape(" ".join(sys.argv)),
+        files={"summary": SUMMARY, "figures": f"{PLOTS}/", "metrics": METRICS},
     )
 
 
@@ -267,8 +270,6 @@ def write_report(paths: list[str | Path], out: str | Path | None = None) -> Path
         raise ConfigError(f"--out: the page should be an .html file, got {out}")
     out.parent.mkdir(parents=True, exist_ok=True)
     runs = [collect_run(p, out.parent) for p in paths]
-    from flowforge.runs.directory import atomic_write_text
-
     atomic_write_text(out, render_report(runs))
     out.chmod(0o644)  # a page to share, not a private temporary file
     return out

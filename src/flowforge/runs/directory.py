@@ -1,18 +1,9 @@
-"""The run directory: the one place that names, creates, writes, locks and opens runs.
+"""The run directory: the one place that creates, opens, locks, reads and writes runs.
 
-::
-
-    <output_dir>/<name>/
-        config.yaml        the resolved config: exactly what resumes the run
-        metrics.jsonl      one JSON record per evaluation (and per rollback or resume)
-        checkpoints/       last.pt (resume point), best.pt (best validation)
-        summary.json       the test numbers and the run's facts
-        plots/             figures
-        .lock              held while a process trains in the directory
-
-Every rewrite is atomic (a temporary file in the same directory, fsynced, then renamed), so
-a kill leaves the old or the new file, never a torn one; appends to ``metrics.jsonl`` can be
-torn by a kill, and a torn last line is dropped when the run is opened again.
+Its layout, the names of its files and how they are written (atomically) and read (a torn
+last line of ``metrics.jsonl`` left out) are those of :mod:`flowforge.run_files`; commands, the
+report, the playground, ``compare`` and the scripts read and write a run through a
+:class:`RunDirectory`, never by a file name of their own.
 """
 
 from __future__ import annotations
@@ -28,16 +19,23 @@ from typing import Any
 import yaml
 
 from flowforge.config import ConfigError, read_yaml
-from flowforge.train.checkpoint import BEST, LAST, TMP_SUFFIX, atomic_write, save_checkpoint
+from flowforge.run_files import (
+    BEST,
+    CHECKPOINTS,
+    CONFIG,
+    LAST,
+    LOCK,
+    METRICS,
+    PLOTS,
+    RUN_FILES,
+    SUMMARY,
+    atomic_write_text,
+    is_temporary,
+    read_records,
+)
+from flowforge.train.checkpoint import save_checkpoint
 
-__all__ = ["RUN_FILES", "RunDirectory", "RunLocked", "atomic_write_text", "check_output"]
-
-CONFIG, METRICS, SUMMARY = "config.yaml", "metrics.jsonl", "summary.json"
-CHECKPOINTS, PLOTS, LOCK = "checkpoints", "plots", ".lock"
-
-
-#: a run's own files (beside its ``checkpoints/``), which no command's output may replace
-RUN_FILES = (CONFIG, METRICS, SUMMARY, LOCK)
+__all__ = ["RunDirectory", "RunLocked", "check_output"]
 
 
 def check_output(path: str | Path, option: str = "--out") -> Path:
@@ -63,20 +61,54 @@ class RunLocked(ConfigError):
     """Another process is training in this run directory."""
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Writes ``text`` (UTF-8) to ``path`` atomically (:func:`~flowforge.train.checkpoint.
-    atomic_write`)."""
-    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
-
-
 class RunDirectory:
-    """A run's directory at ``path`` (see the module docstring for its layout)."""
+    """A run's directory at ``path`` (its layout: :mod:`flowforge.run_files`)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
 
     def __repr__(self) -> str:
         return f"RunDirectory({str(self.path)!r})"
+
+    # -- its files ---------------------------------------------------------------------------
+    @property
+    def config_file(self) -> Path:
+        """``config.yaml``: written before the first step, so a directory without one holds
+        no run (or one killed while it started)."""
+        return self.path / CONFIG
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.path / METRICS
+
+    @property
+    def summary_file(self) -> Path:
+        return self.path / SUMMARY
+
+    @property
+    def lock_file(self) -> Path:
+        return self.path / LOCK
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / CHECKPOINTS
+
+    @property
+    def plots(self) -> Path:
+        return self.path / PLOTS
+
+    def linked_files(self) -> list[str]:
+        """Those of the run's own files (``config.yaml``, ``metrics.jsonl``, ``summary.json``,
+        ``checkpoints/`` and its ``last.pt`` and ``best.pt``) that are symbolic links, by
+        their names in the run: a reader that shows or serves a run's files refuses them."""
+        own = (CONFIG, METRICS, SUMMARY, CHECKPOINTS, *(f"{CHECKPOINTS}/{n}" for n in (LAST, BEST)))
+        return [name for name in own if (self.path / name).is_symlink()]
+
+    @staticmethod
+    def is_transient(name: str) -> bool:
+        """Whether a file named ``name`` is no part of the run's content: its lock file, or
+        a temporary file a killed write left (:func:`~flowforge.run_files.is_temporary`)."""
+        return name == LOCK or is_temporary(name)
 
     # -- naming and opening ------------------------------------------------------------------
     @classmethod
@@ -112,7 +144,7 @@ class RunDirectory:
 
     def read_config(self) -> dict[str, Any]:
         """The raw config mapping of ``config.yaml``."""
-        file = self.path / CONFIG
+        file = self.config_file
         if not file.is_file():
             raise ConfigError(f"not a run directory (no {CONFIG}): {self.path}")
         try:
@@ -126,11 +158,13 @@ class RunDirectory:
         return raw
 
     def write_config(self, config: dict[str, Any]) -> None:
-        atomic_write_text(self.path / CONFIG, yaml.safe_dump(config, sort_keys=False))
+        atomic_write_text(self.config_file, yaml.safe_dump(config, sort_keys=False))
 
     # -- checkpoints -------------------------------------------------------------------------
     def checkpoint_path(self, name: str) -> Path:
-        return self.path / CHECKPOINTS / name
+        """The file ``name`` in ``checkpoints/`` (:data:`~flowforge.run_files.LAST`,
+        :data:`~flowforge.run_files.BEST` or another)."""
+        return self.checkpoints / name
 
     def save_checkpoint(self, name: str, payload: dict[str, Any]) -> Path:
         path = self.checkpoint_path(name)
@@ -151,15 +185,15 @@ class RunDirectory:
         return path
 
     def remove_temporary_files(self) -> list[Path]:
-        """Deletes the temporary files a killed write left behind (named ``.NAME.XXXX`` +
-        :data:`~flowforge.train.checkpoint.TMP_SUFFIX` by :func:`~flowforge.train.checkpoint.
-        atomic_write`; any other file is the user's and stays); returns them."""
+        """Deletes the temporary files a killed write left behind (named by
+        :func:`~flowforge.run_files.atomic_write`: :func:`~flowforge.run_files.is_temporary`;
+        any other file is the user's and stays); returns them."""
         orphans = [
             p
-            for folder in (self.path, self.path / CHECKPOINTS)
+            for folder in (self.path, self.checkpoints)
             if folder.is_dir()
-            for p in folder.glob(f".*{TMP_SUFFIX}")
-            if p.is_file() and not p.is_symlink()
+            for p in sorted(folder.iterdir())
+            if is_temporary(p.name) and p.is_file() and not p.is_symlink()
         ]
         for p in orphans:
             p.unlink(missing_ok=True)
@@ -167,49 +201,35 @@ class RunDirectory:
 
     # -- metrics and summary -----------------------------------------------------------------
     def append_metrics(self, record: dict[str, Any]) -> None:
-        with open(self.path / METRICS, "a") as f:
+        with open(self.metrics_file, "a") as f:
             f.write(json.dumps(record) + "\n")
 
     def read_metrics(self) -> list[dict[str, Any]]:
         """The metrics records; a torn last line (a kill during an append) is left out, a
-        corrupt line elsewhere is an error naming it."""
-        file = self.path / METRICS
-        if not file.is_file():
-            return []
-        lines = file.read_text().splitlines()
-        records = []
-        for i, line in enumerate(lines):
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                if i == len(lines) - 1:
-                    break
-                raise ConfigError(f"{file}: line {i + 1} is not a JSON record") from None
-        return records
+        corrupt line elsewhere is an error naming it (:func:`~flowforge.run_files.
+        read_records`)."""
+        return read_records(self.metrics_file)
 
     def truncate_metrics(self, step: int) -> None:
         """Keeps the records up to ``step`` (a resumed run writes the later ones again),
         rewriting the file atomically."""
         keep = [r for r in self.read_metrics() if r.get("step", 0) <= step]
-        atomic_write_text(self.path / METRICS, "".join(json.dumps(r) + "\n" for r in keep))
+        atomic_write_text(self.metrics_file, "".join(json.dumps(r) + "\n" for r in keep))
 
     def write_summary(self, summary: dict[str, Any]) -> None:
-        atomic_write_text(self.path / SUMMARY, json.dumps(summary, indent=2) + "\n")
+        atomic_write_text(self.summary_file, json.dumps(summary, indent=2) + "\n")
 
     def read_summary(self) -> dict[str, Any] | None:
-        file = self.path / SUMMARY
+        """The summary, or ``None`` while the run has not finished."""
+        file = self.summary_file
         return json.loads(file.read_text()) if file.is_file() else None
-
-    @property
-    def plots(self) -> Path:
-        return self.path / PLOTS
 
     # -- locking -----------------------------------------------------------------------------
     @contextmanager
     def lock(self) -> Iterator[None]:
         """Holds the directory's lock: a second process that tries to train in it gets a
         :class:`RunLocked` error instead of interleaving its records with ours."""
-        fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

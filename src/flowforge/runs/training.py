@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from flowforge.config import ConfigError, RunConfig, apply_overrides, parse_config
+from flowforge.run_files import BEST, CONFIG, LAST, SUMMARY
 from flowforge.runs.build import (
     build_from_spec,
     load_data,
@@ -25,16 +26,10 @@ from flowforge.runs.build import (
     model_spec,
     resolve_device,
 )
-from flowforge.runs.directory import CONFIG, LOCK, RunDirectory
+from flowforge.runs.directory import RunDirectory
 from flowforge.runs.figures import draw_run_figures
 from flowforge.runs.load import load
-from flowforge.train.checkpoint import (
-    BEST,
-    LAST,
-    CheckpointError,
-    load_checkpoint,
-    load_model_state,
-)
+from flowforge.train.checkpoint import CheckpointError, load_checkpoint, load_model_state
 from flowforge.train.distributed import Group
 from flowforge.train.loggers import check_log_config, make_loggers
 from flowforge.train.schedule import seed_everything
@@ -153,7 +148,7 @@ def train_run(
     if bad:
         raise TrainingDiverged(
             f"{directory.path}: the trained model's {', '.join(bad)} is not finite "
-            f"(see summary.json); its checkpoints are kept"
+            f"(see {SUMMARY}); its checkpoints are kept"
         )
     return RunResult(directory.path, directory.read_summary() or {})
 
@@ -178,7 +173,8 @@ def start_line(cfg: RunConfig, objective: Any, model: Any, path: Path) -> str:
 def _check_started(path: Path) -> None:
     """A run killed before it wrote ``config.yaml`` holds only its lock file (taken first):
     named as a run with nothing to resume, not as a foreign directory."""
-    if path.is_dir() and (path / LOCK).exists() and not (path / CONFIG).exists():
+    run = RunDirectory(path)
+    if path.is_dir() and run.lock_file.exists() and not run.config_file.exists():
         raise CheckpointError(
             f"nothing to resume: {path} stopped before it wrote its {CONFIG}; start the run again"
         )
@@ -188,7 +184,7 @@ def _check_started(path: Path) -> None:
 FIXED_ON_RESUME = {
     "name": "the run keeps its directory",
     "output_dir": "the run keeps its directory",
-    "seed": "the random state is restored from last.pt",
+    "seed": f"the random state is restored from {LAST}",
 }
 
 

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from flowforge.config import ConfigError, parse_config
+from flowforge.run_files import LAST
 from flowforge.runs.directory import RunDirectory
 from flowforge.serve.sources import (
     MAX_FILE_BYTES,
@@ -118,8 +119,6 @@ MAX_TRAININGS = 4  # workers training at once, by default (each holds a few hund
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 # the keys of the data section of a run on a file (drawn points, an upload, a typed path)
 FILE_KEYS = {"name", "path", "n_train", "n_val", "n_test", "standardize"}
-# the files a run's own files are read from when the page views it
-VIEWED = ("config.yaml", "metrics.jsonl", "summary.json", "checkpoints", "checkpoints/last.pt")
 
 
 def _int(value: Any, what: str, lo: int, hi: int) -> int:
@@ -191,7 +190,7 @@ class Playground:
             raise PlaygroundError(f"no run {str(run)[:40]!r}")
         path = self.workspace / run
         if path.is_symlink() or (
-            not (path / "config.yaml").is_file() and not self._status_file(run).is_file()
+            not RunDirectory(path).config_file.is_file() and not self._status_file(run).is_file()
         ):
             raise PlaygroundError(f"no run {run!r} in the playground")
         return path
@@ -397,9 +396,9 @@ class Playground:
         proc = self.workers.get(run)
         if proc is not None and proc.is_alive():
             raise PlaygroundError(f"{run} is training already (in another tab?)")
-        if not (path / "checkpoints" / "last.pt").is_file():
-            raise PlaygroundError(f"{run} has no checkpoint yet to resume from")
         directory = RunDirectory(path)
+        if not directory.checkpoint_path(LAST).is_file():
+            raise PlaygroundError(f"{run} has no checkpoint yet to resume from")
         try:
             self.served_data(directory.read_config())
             records = directory.read_metrics()
@@ -426,7 +425,7 @@ class Playground:
         out = []
         for path in sorted(self.workspace.iterdir()):
             own = path.is_dir() and not path.is_symlink() and NAME.match(path.name)
-            if own and (path / "config.yaml").is_file():
+            if own and RunDirectory(path).config_file.is_file():
                 out.append({"run": path.name, **self.state(path.name)})
         return out
 
@@ -441,7 +440,7 @@ class Playground:
                 dirs.sort()
                 inside = Path(folder).relative_to(path)
                 for name in sorted(files):
-                    if name == ".lock" or name.endswith(".tmp"):
+                    if RunDirectory.is_transient(name):
                         continue
                     content = _regular_file(name, fd)
                     if content is not None:
@@ -460,11 +459,11 @@ class Playground:
         """What the page draws: the data, the model's density, samples and layer grids (from
         ``last.pt``), the loss records and the true entropy, and the run's state."""
         path = self.run_dir(run)
-        if not (path / "config.yaml").is_file():  # the worker is starting (or failed to)
-            return {"run": run, **self.state(run), "records": []}
         directory = RunDirectory(path)
+        if not directory.config_file.is_file():  # the worker is starting (or failed to)
+            return {"run": run, **self.state(run), "records": []}
         try:
-            linked = [name for name in VIEWED if (path / name).is_symlink()]
+            linked = directory.linked_files()
             if linked:
                 raise PlaygroundError(f"{linked[0]} is a symbolic link, not the run's own file")
             records = [r for r in _steps(directory.read_metrics()) if "event" not in r]
@@ -496,7 +495,7 @@ class Playground:
                 data = self._data[run] = preview(section, seed)
         except PlaygroundError as e:  # the user's file went away: the run's numbers stay
             return {**shown, "view_error": str(e)}
-        last = path / "checkpoints" / "last.pt"
+        last = directory.checkpoint_path(LAST)
         key = (last.stat().st_mtime_ns if last.is_file() else None, len(records))
         cached = self._cache.get(run)
         if cached is None or cached[0] != key:

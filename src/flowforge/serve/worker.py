@@ -25,7 +25,7 @@ GRACE_SECONDS = 30.0  # after the stop signal, how long a worker may take to sav
 
 
 def write_status(path: Path, **status: Any) -> None:
-    from flowforge.runs.directory import atomic_write_text
+    from flowforge.run_files import atomic_write_text
 
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps({**status, "time": time.time()}))
@@ -73,6 +73,7 @@ def train_worker(
     import torch
 
     from flowforge.config import ConfigError, parse_config
+    from flowforge.run_files import LAST
     from flowforge.runs import train_run
     from flowforge.train.checkpoint import CheckpointError
     from flowforge.train.trainer import TrainingDiverged, TrainingInterrupted
@@ -88,7 +89,7 @@ def train_worker(
             result = train_run(parse_config(raw), progress=False)
         write_status(path, state="finished", summary=result.summary)
     except TrainingInterrupted:
-        write_status(path, state="stopped", message="stopped; resume continues from last.pt")
+        write_status(path, state="stopped", message=f"stopped; resume continues from {LAST}")
     except (ConfigError, CheckpointError, TrainingDiverged, OSError) as e:
         write_status(path, state="error", message=str(e))
     except Exception as e:  # the page shows it; the traceback goes to the server's log

@@ -1,9 +1,9 @@
 """Checkpoints written atomically and loaded without executing code.
 
 A checkpoint is a ``torch.save`` of plain tensors and containers, read back with
-``torch.load(weights_only=True)``, which refuses any pickle that would run code. Writing goes
-to a temporary file in the same directory, is flushed and fsynced, then renamed over the
-target, so a crash leaves either the old or the new file, never a torn one. A model whose
+``torch.load(weights_only=True)``, which refuses any pickle that would run code. It is
+written atomically (:func:`flowforge.run_files.atomic_write`), so a crash leaves either the
+old or the new file, never a torn one. A model whose
 parameters are not all finite is never written, nor read back.
 
 Loading checks the archive's CRC-32 of every member (a flipped bit anywhere in a tensor's bytes
@@ -18,32 +18,25 @@ what each part is loaded into.
 from __future__ import annotations
 
 import math
-import os
 import pickle
-import tempfile
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import torch
 from torch import nn
 
+from flowforge.run_files import atomic_write
 from flowforge.train.averaging import ParameterAverage
 
 __all__ = [
-    "BEST",
-    "atomic_write",
     "FORMAT",
-    "LAST",
-    "TMP_SUFFIX",
     "CheckpointError",
     "check_averaged_parameters",
     "check_model_state",
     "check_optimizer_kind",
     "check_optimizer_state",
     "check_state",
-    "current_umask",
     "load_averaged_parameters",
     "load_checkpoint",
     "load_model_state",
@@ -51,10 +44,6 @@ __all__ = [
 ]
 
 FORMAT = "flowforge-checkpoint-v1"
-#: the resume point written at every evaluation, and the best validation model
-LAST, BEST = "last.pt", "best.pt"
-#: how :func:`atomic_write`'s temporary files end, so a resume cleans only flowforge's own
-TMP_SUFFIX = ".flowforge.tmp"
 
 
 class CheckpointError(RuntimeError):
@@ -70,49 +59,6 @@ def _finite(t: torch.Tensor) -> bool:
 
 def _all_finite(state: dict[str, torch.Tensor]) -> bool:
     return all(_finite(v) for v in state.values() if torch.is_floating_point(v))
-
-
-def current_umask() -> int:
-    """The process's umask, read without changing it where the system tells it: the
-    ``Umask:`` line of ``/proc/self/status`` (Linux 4.7 and later). Elsewhere it is set to
-    ``0o077`` and restored at once, so a file another thread creates in that instant is private
-    rather than world-writable."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except OSError:
-        pass
-    umask = os.umask(0o077)
-    os.umask(umask)
-    return umask
-
-
-def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Writes ``path`` through ``write(file)`` atomically: a temporary file in the same
-    directory, flushed and fsynced, renamed over ``path``, and the directory fsynced; a crash
-    leaves the old file or the new one, never a torn one (the temporary file is removed on
-    any error; a kill leaves it for :meth:`flowforge.runs.RunDirectory.remove_temporary_files`).
-
-    The file gets the mode ``open()`` would give a new file, ``0o666 & ~umask``, not
-    ``mkstemp``'s private ``0o600``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.chmod(tmp, 0o666 & ~current_umask())
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 class _Sink:

@@ -42,10 +42,9 @@ from torch import Tensor, nn
 
 from flowforge.config import RunConfig, TrainConfig
 from flowforge.objectives import Objective
+from flowforge.run_files import BEST, LAST
 from flowforge.train.averaging import ParameterAverage
 from flowforge.train.checkpoint import (
-    BEST,
-    LAST,
     CheckpointError,
     check_averaged_parameters,
     check_model_state,

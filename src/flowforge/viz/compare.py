@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -46,19 +45,14 @@ def plot_samples(samples: dict[str, torch.Tensor], data: torch.Tensor, path: Pat
     return path
 
 
-def plot_curves(runs: list[dict[str, Any]], path: Path) -> Path:
-    """Each model's validation metric against the step, one line per seed."""
-    labels = list(dict.fromkeys(r["label"] for r in runs))
-    fig, axes = plt.subplots(1, len(labels), figsize=(3.2 * len(labels), 3), squeeze=False)
-    for ax, label in zip(axes[0], labels, strict=True):
-        for r in runs:
-            if r["label"] != label or r["status"] != "ok":
-                continue
-            records = [
-                json.loads(line)
-                for line in (Path(r["run_dir"]) / "metrics.jsonl").read_text().splitlines()
-            ]
-            records = [x for x in records if "event" not in x]
+def plot_curves(curves: dict[str, list[list[dict[str, Any]]]], path: Path) -> Path:
+    """Each model's validation metric against the step, one line per seed: ``curves`` maps a
+    model's label to the metrics records of each of its runs (a panel per label, empty when
+    none of its runs finished)."""
+    fig, axes = plt.subplots(1, len(curves), figsize=(3.2 * len(curves), 3), squeeze=False)
+    for ax, (label, runs) in zip(axes[0], curves.items(), strict=True):
+        for run in runs:
+            records = [x for x in run if "event" not in x]
             key = next((k for k in records[0] if k.startswith("val_") and k != "val_stderr"), None)
             if key:
                 ax.plot([x["step"] for x in records], [x[key] for x in records], lw=1)
