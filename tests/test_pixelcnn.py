@@ -116,12 +116,14 @@ def test_samples_follow_the_models_probabilities():
 
 
 def test_temperature_sharpens_the_conditionals():
-    model = tiny(4, seed=4)
+    model = tiny(4, seed=4, scale=1.5)
     torch.manual_seed(0)
     cold = model.sample(4000, temperature=0.05)
     # at a temperature near 0 every pixel takes its likelier value given the ones before
     logits = model.logits(cold)  # (4000, 4): flattened square images
-    assert bool(((logits > 0) == (cold.flatten(1) == 1))[logits.abs() > 0.5].all())
+    sure = logits.abs() > 1  # the other value at most sigmoid(-20) likely
+    assert float(sure.float().mean()) > 0.5
+    assert bool(((logits > 0) == (cold.flatten(1) == 1))[sure].all())
 
 
 @pytest.mark.parametrize(
@@ -142,3 +144,41 @@ def test_inputs_it_cannot_score_are_refused():
     with pytest.raises(ValueError, match="takes no context"):
         model.sample(2, context=torch.zeros(2, 1))
     assert model.sample(2).shape == (2, 1, 3, 3)
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_a_run_on_a_file_of_images_needs_values_of_0_and_1(binary, tmp_path, capsys):
+    """A file of 3 x 3 binary images trains (kept as they are: ``dequantize: false``); a file
+    of other values (or the dequantised default) is refused in one line before training."""
+    import numpy as np
+    import yaml
+
+    from flowforge.cli import main
+
+    rng = np.random.default_rng(0)
+    rows = rng.random((200, 9))
+    np.save(tmp_path / "x.npy", (rows < 0.3 if binary else rows).astype(np.float32))
+    config = {
+        "name": "tiny",
+        "output_dir": str(tmp_path / "runs"),
+        "objective": {"name": "likelihood"},
+        "data": {
+            "name": "file",
+            "path": str(tmp_path / "x.npy"),
+            "n_train": 150,
+            "n_val": 25,
+            "n_test": 25,
+            "dequantize": False,
+        },
+        "model": {"name": "pixelcnn", "hidden": 2, "blocks": 1},
+        "train": {"steps": 3, "batch_size": 32, "eval_every": 3},
+    }
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    status = main(["train", str(tmp_path / "c.yaml"), "--quiet"])
+    err = capsys.readouterr().err
+    if binary:
+        assert status == 0
+        assert (tmp_path / "runs" / "tiny" / "summary.json").is_file()
+    else:
+        assert status == 2 and not (tmp_path / "runs" / "tiny").exists()
+        assert "error: model: objective 'likelihood' on this data: PixelCNN models binary" in err

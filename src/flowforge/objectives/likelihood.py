@@ -46,10 +46,18 @@ class ExactLikelihood(Objective):
             raise ObjectiveError("objective 'likelihood': trains unconditional models")
 
     def check_model(self, model: nn.Module) -> None:
+        """Refuses a model without ``log_prob``, or one whose ``log_prob`` refuses the data
+        (PixelCNN: values other than 0 and 1), tried on two validation rows."""
         if not callable(getattr(model, "log_prob", None)):
             raise ObjectiveError(
                 f"objective 'likelihood' trains a model with log_prob, not a {type(model).__name__}"
             )
+        rows = self.split_rows("val")[:2].to(self.setting.device)
+        try:
+            with torch.no_grad(), eval_mode(model):
+                model.log_prob(rows)  # type: ignore[operator]
+        except ValueError as e:
+            raise ObjectiveError(f"objective 'likelihood' on this data: {e}") from None
 
     def model_inputs(self) -> dict[str, Any]:
         return {"event_shape": list(self.data.event_shape), "context_features": 0}
