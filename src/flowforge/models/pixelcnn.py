@@ -10,8 +10,8 @@ left to right) factorise its probability,
 and one convolutional network computes all ``HW`` logits :math:`\ell_i` in a single pass:
 every convolution's kernel is **masked** so that the output at a pixel sees only the pixels
 before it. The first layer's mask (type A) also hides the pixel itself; the later layers'
-(type B) let it see itself, which is the features computed at that pixel from the pixels
-before it. With one colour channel the masks are spatial only (:class:`MaskedConv2d`): a
+(type B) let a pixel's features see themselves, as they were computed from the pixels before
+it. With one colour channel the masks are spatial only (:class:`MaskedConv2d`): a
 ``k x k`` kernel keeps the rows above its centre and, in the centre row, the columns left of
 the centre (and the centre itself for B). So
 
