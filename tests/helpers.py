@@ -200,8 +200,13 @@ CASES = {
         "data": MNIST,
         "model": {"name": "nade", "hidden": 8},
     },
+    "pixelcnn": {
+        "objective": {"name": "likelihood"},
+        "data": MNIST,
+        "model": {"name": "pixelcnn", "hidden": 2, "blocks": 1},
+    },
 }
-BASELINES = ["gan", "wgan", "wgan_gp", "cd", "pcd", "dbm", "dcgan", "nade"]
+BASELINES = ["gan", "wgan", "wgan_gp", "cd", "pcd", "dbm", "dcgan", "nade", "pixelcnn"]
 
 
 def case_config(case: str, teacher: str | None = None, steps: int = 40) -> dict:

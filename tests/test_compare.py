@@ -170,8 +170,9 @@ def test_the_table_has_image_columns_only_for_mnist_digits():
 
 @pytest.mark.slow
 def test_a_comparison_on_binarized_mnist_reports_the_image_measures(tmp_path, shared_data):
-    """Three seeds of a tiny NADE on 256 binarized MNIST images, a few steps: report.json
-    carries FD and class coverage and names the classifier; the table shows them."""
+    """Three seeds of a tiny NADE and a tiny PixelCNN on 256 binarized MNIST images, a few
+    steps: report.json carries FD and class coverage and names the classifier; the table shows
+    them."""
     if not (shared_data / "mnist.npz").is_file():
         pytest.skip(f"binarized MNIST needs {shared_data / 'mnist.npz'}, which is absent")
     config = {
@@ -185,16 +186,22 @@ def test_a_comparison_on_binarized_mnist_reports_the_image_measures(tmp_path, sh
                 "label": "nade",
                 "objective": {"name": "likelihood"},
                 "model": {"name": "nade", "hidden": 8},
-            }
+            },
+            {
+                "label": "pixelcnn",
+                "objective": {"name": "likelihood"},
+                "model": {"name": "pixelcnn", "hidden": 2, "blocks": 1},
+            },
         ],
     }
     path = tmp_path / "cmp.yaml"
     path.write_text(yaml.safe_dump(config))
     out = compare.run_comparison(compare.load_comparison(path), tmp_path / "report")
     report = json.loads((out / "report.json").read_text())
-    row = report["models"][0]
-    assert row["fd"]["n"] == 3 and row["fd"]["mean"] > 0 and row["classes"] == 10
-    assert 0 <= row["classes_covered"]["mean"] <= 10
+    assert [row["nll_kind"] for row in report["models"]] == ["exact", "exact"]
+    for row in report["models"]:
+        assert row["fd"]["n"] == 3 and row["fd"]["mean"] > 0 and row["classes"] == 10
+        assert 0 <= row["classes_covered"]["mean"] <= 10
     assert report["digit_classifier"]["test_accuracy_binarized"] >= 0.98
     assert all(0 < r["classes_confidence"] <= 1 for r in report["runs"])
     assert "| FD | classes covered |" in (out / "report.md").read_text()

@@ -26,6 +26,7 @@ from flowforge.models.nade import NADE
 from flowforge.models.nice import nice
 from flowforge.models.nice_image import nice_image
 from flowforge.models.nsf import nsf
+from flowforge.models.pixelcnn import PixelCNN
 from flowforge.models.planar_radial import planar, radial
 from flowforge.models.rbm import RBM
 from flowforge.models.realnvp import realnvp
@@ -65,6 +66,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "rbm": RBM,
     "dbm": DBM,
     "nade": NADE,
+    "pixelcnn": PixelCNN,
 }
 
 
@@ -109,6 +111,7 @@ __all__ = [
     "GAN",
     "MODELS",
     "NADE",
+    "PixelCNN",
     "RBM",
     "RECIPES",
     "VAE",

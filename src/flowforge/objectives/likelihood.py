@@ -1,9 +1,11 @@
-r"""Exact maximum likelihood of a model that is not a flow but has a ``log_prob`` (NADE).
+r"""Exact maximum likelihood of a model that is not a flow but has a ``log_prob`` (NADE,
+PixelCNN).
 
 .. math:: \mathcal L(\theta) = -\frac1B \sum_i \log p_\theta(x_i)
 
 for autoregressive models whose conditionals give the exact likelihood in one pass (NADE,
-Larochelle and Murray 2011: :class:`~flowforge.models.nade.NADE`). Data sets that binarize
+Larochelle and Murray 2011: :class:`~flowforge.models.nade.NADE`; PixelCNN, van den Oord et
+al. 2016: :class:`~flowforge.models.pixelcnn.PixelCNN`). Data sets that binarize
 dynamically (binarized MNIST) are binarized afresh in every batch. Validation and test numbers
 are the exact NLL in nats per example with its standard error. (Flows use ``mle``, which adds
 their regularisers, bits/dim and dequantization.)
@@ -31,7 +33,7 @@ __all__ = ["ExactLikelihood"]
 
 class ExactLikelihood(Objective):
     """``objective: {name: likelihood}``: exact maximum likelihood of a model with
-    ``log_prob(x)`` (NADE). Takes no options."""
+    ``log_prob(x)`` (NADE, PixelCNN). Takes no options."""
 
     name = "likelihood"
     metric = "nll"
@@ -44,10 +46,18 @@ class ExactLikelihood(Objective):
             raise ObjectiveError("objective 'likelihood': trains unconditional models")
 
     def check_model(self, model: nn.Module) -> None:
+        """Refuses a model without ``log_prob``, or one whose ``log_prob`` refuses the data
+        (PixelCNN: values other than 0 and 1), tried on two validation rows."""
         if not callable(getattr(model, "log_prob", None)):
             raise ObjectiveError(
                 f"objective 'likelihood' trains a model with log_prob, not a {type(model).__name__}"
             )
+        rows = self.split_rows("val")[:2].to(self.setting.device)
+        try:
+            with torch.no_grad(), eval_mode(model):
+                model.log_prob(rows)  # type: ignore[operator]
+        except ValueError as e:
+            raise ObjectiveError(f"objective 'likelihood' on this data: {e}") from None
 
     def model_inputs(self) -> dict[str, Any]:
         return {"event_shape": list(self.data.event_shape), "context_features": 0}
