@@ -13,7 +13,7 @@ produce:
 
 It is then evaluated on the 10,000 test images, grey and binarized (once, seed 0), and the
 weights (float32) and metadata (test accuracies, this command, seed, torch version, feature
-size) are written with ``numpy.savez`` into ``src/flowforge/metrics_assets/mnist_classifier.npz``,
+size) are written with ``numpy.savez`` into ``src/flowforge/metrics/mnist_classifier.npz``,
 shipped in the wheel::
 
     OMP_NUM_THREADS=1 PYTHONPATH=src python scripts/train_mnist_classifier.py --epochs 12

@@ -375,7 +375,7 @@ class _Declared:
     ],
 )
 def test_a_cifar_batch_declaring_a_terabyte_is_refused_at_once(tmp_path, data, message):
-    from flowforge.data.images import load_cifar10_arrays
+    from flowforge.data.image_readers import load_cifar10_arrays
 
     start = time.perf_counter()
     with pytest.raises(ValueError, match=message):

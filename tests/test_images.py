@@ -16,10 +16,9 @@ import pytest
 import torch
 
 from flowforge.data import load_dataset
-from flowforge.data.images import (
+from flowforge.data.download import download_file, download_idx
+from flowforge.data.image_readers import (
     FASHION_MNIST_DEBIAN_DIR,
-    download_file,
-    download_idx,
     load_cifar10_arrays,
     load_mnist_arrays,
     read_idx,

@@ -150,12 +150,10 @@ def test_release_files():
     assert (SRC / "flowforge" / "py.typed").is_file()
     assert "py.typed" in PYPROJECT["tool"]["setuptools"]["package-data"]["flowforge"]
     # the image sample-quality measures' classifier ships inside the package
-    classifier = SRC / "flowforge" / "metrics_assets" / "mnist_classifier.npz"
+    classifier = SRC / "flowforge" / "metrics" / "mnist_classifier.npz"
     assert classifier.is_file() and classifier.stat().st_size < 500_000
-    assert "metrics_assets/*.npz" in PYPROJECT["tool"]["setuptools"]["package-data"]["flowforge"]
-    assert (
-        "flowforge/metrics_assets/mnist_classifier.npz" in (REPO / ".ci/package-check").read_text()
-    )
+    assert "metrics/*.npz" in PYPROJECT["tool"]["setuptools"]["package-data"]["flowforge"]
+    assert "flowforge/metrics/mnist_classifier.npz" in (REPO / ".ci/package-check").read_text()
 
     yaml = pytest.importorskip("yaml")
     cff = yaml.safe_load((REPO / "CITATION.cff").read_text())

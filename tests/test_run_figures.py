@@ -254,7 +254,7 @@ def test_vectors_without_data_draw_the_samples_alone(tmp_path):
 
 
 def test_tick_labels_are_compact():
-    assert [rf.compact(v) for v in (0, 0.0125, 5000, 12500, 0.1 + 0.2, -2.5)] == [
+    assert [rf.tick_label(v) for v in (0, 0.0125, 5000, 12500, 0.1 + 0.2, -2.5)] == [
         "0",
         "0.0125",
         "5000",
@@ -262,7 +262,7 @@ def test_tick_labels_are_compact():
         "0.3",
         "-2.5",
     ]
-    assert rf.compact(1.5e-5) == "1.5e-5" and rf.compact(2.5e7) == "2.5e7"
+    assert rf.tick_label(1.5e-5) == "1.5e-5" and rf.tick_label(2.5e7) == "2.5e7"
 
 
 def test_context_colours_by_level_name_class_or_value():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from flowforge.data import tabular
-from flowforge.data.images import load_cifar10_arrays
+from flowforge.data.image_readers import load_cifar10_arrays
 from flowforge.data.safe_pickle import NUMPY_ARRAYS, UnsafePickleError, load_restricted
 
 

@@ -56,7 +56,13 @@ from flowforge.models import RECIPES
 from flowforge.models.sizing import SIZED, sized_options
 from flowforge.transforms.base import Compose, Transform
 
-__all__ = ["FlowEstimator", "Standardize", "estimator_options", "flowforge_nn", "zscore_statistics"]
+__all__ = [
+    "EventStandardize",
+    "FlowEstimator",
+    "estimator_options",
+    "flowforge_nn",
+    "zscore_statistics",
+]
 
 Z_SCORES = ("independent", "structured", "none")
 
@@ -105,8 +111,11 @@ def estimator_options(name: str, features: int, context_features: int, rows: int
     return options
 
 
-class Standardize(Transform):
-    r"""The fixed affine map :math:`u = (x - m) / s` (buffers, not parameters).
+class EventStandardize(Transform):
+    r"""The fixed affine map :math:`u = (x - m) / s` per entry of the whole event shape
+    (buffers, not parameters): the z-scoring of ``theta``, whose statistics may be one number
+    per entry (:func:`zscore_statistics`). :class:`flowforge.transforms.Standardize` has one
+    number per feature of dimension 1.
 
     .. math:: \log|\det \partial u / \partial x| = -\textstyle\sum_i \log s_i
 
@@ -287,7 +296,7 @@ def flowforge_nn(
         steps: list[Transform] = [base_flow.transform]
         if z_score_theta != "none":
             steps.insert(
-                0, Standardize(*zscore_statistics(batch_theta, z_score_theta, 1e-14, "theta"))
+                0, EventStandardize(*zscore_statistics(batch_theta, z_score_theta, 1e-14, "theta"))
             )
         flow = Flow(Compose(steps), base_flow.base, context_features=width)
         flow = flow.to(dtype=batch_theta.dtype, device=batch_theta.device)

@@ -35,7 +35,7 @@ from flowforge.transforms import Affine, Compose, Coupling, depth_scale_bound, h
 
 __all__ = [
     "TRUE_LOG_PROB",
-    "GaussianMixture",
+    "KnownMixture",
     "funnel_log_prob",
     "funnel_sample",
     "moons_conditional_log_prob",
@@ -49,8 +49,9 @@ _LOG_2PI = math.log(2 * math.pi)
 
 
 @dataclass(frozen=True)
-class GaussianMixture:
-    """A mixture of full-covariance Gaussians: weights ``(K,)``, means ``(K, D)`` and lower
+class KnownMixture:
+    """A mixture of full-covariance Gaussians with known parameters (NumPy; the trainable base is
+    :class:`flowforge.distributions.GaussianMixture`): weights ``(K,)``, means ``(K, D)`` and lower
     Cholesky factors ``(K, D, D)`` of the covariances."""
 
     weights: np.ndarray
@@ -75,7 +76,7 @@ class GaussianMixture:
         return self.means[k] + np.einsum("nij,nj->ni", self.chols[k], eps)
 
 
-def random_mixture(dim: int, components: int = 5, seed: int = TASK_SEED) -> GaussianMixture:
+def random_mixture(dim: int, components: int = 5, seed: int = TASK_SEED) -> KnownMixture:
     """A random mixture: weights ``softmax(N(0, 0.5^2))``, means ``N(0, I)``, covariances
     ``L L^T`` with ``L`` lower triangular, diagonal ``U(0.4, 1.0)`` and off-diagonal
     ``N(0, 0.2^2 / D)`` (so the component shapes stay comparable across dimensions)."""
@@ -89,7 +90,7 @@ def random_mixture(dim: int, components: int = 5, seed: int = TASK_SEED) -> Gaus
     chols = np.tril(rng.normal(scale=0.2 / math.sqrt(dim), size=(components, dim, dim)), -1)
     idx = np.arange(dim)
     chols[:, idx, idx] = rng.uniform(0.4, 1.0, size=(components, dim))
-    return GaussianMixture(weights, means, chols)
+    return KnownMixture(weights, means, chols)
 
 
 def funnel_sample(n: int, rng: np.random.Generator, dim: int = 10) -> np.ndarray:

@@ -23,7 +23,6 @@ validation and test masks stay fixed, so evaluations at different steps and runs
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -226,10 +225,3 @@ def _with_contexts(
         info={**base.info, **info},
         train_context_sampler=train_context_sampler,
     )
-
-
-def check_masks(kinds: Sequence[str]) -> None:
-    """Raises a ``ValueError`` unless every kind is in :data:`MASK_KINDS`."""
-    bad = [k for k in kinds if k not in MASK_KINDS]
-    if bad:
-        raise ValueError(f"unknown mask kinds {bad}; choose from {list(MASK_KINDS)}")

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from flowforge.distributions import StandardNormal
 from flowforge.flows import Flow
-from flowforge.nn.encoder import ContextEncoder, FeatureConvNet, FeatureZeroConv
+from flowforge.nn.context_encoder import ContextEncoder, FeatureConvNet, FeatureZeroConv
 from flowforge.transforms import Additive, Affine, Compose, Coupling, Transform, half_mask
 from flowforge.transforms.conditional import (
     ConditionalActNorm,
@@ -122,8 +122,9 @@ def cglow(
     levels, K = 8 steps per level, 3x3-1x1-3x3 coupling networks of 512 channels, affine
     coupling, conditioning networks of 3 convolutions (+ 2 fully connected layers for the
     actnorm and 1x1 parameters) per layer, Adam at lr 1e-4 (2e-4 for some tasks), batch 2-16.
-    Here one shared :class:`~flowforge.nn.encoder.ContextEncoder` gives ``feature_channels``
-    maps per level and every layer has a small head on it; defaults are smaller for CPUs.
+    Here one shared :class:`~flowforge.nn.context_encoder.ContextEncoder` gives
+    ``feature_channels`` maps per level and every layer has a small head on it; defaults are
+    smaller for CPUs.
     Glow's split prior and learned top prior are kept (the split prior's network also sees
     the features; the top prior is not conditional).
 

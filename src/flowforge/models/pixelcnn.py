@@ -72,7 +72,7 @@ class MaskedConv2d(nn.Conv2d):
         return f"{super().extra_repr()}, mask={self.mask_type}"
 
 
-class _ResidualBlock(nn.Module):
+class _PixelCNNResidualBlock(nn.Module):
     """The paper's PixelCNN residual block,
     ``x + conv1x1(relu(conv3x3_B(relu(conv1x1(relu(x))))))``: ``2h`` channels outside, ``h``
     inside."""
@@ -131,7 +131,7 @@ class PixelCNN(nn.Module):
         self.hidden, self.blocks = hidden, blocks
         self.net = nn.Sequential(
             MaskedConv2d(1, 2 * hidden, 7, "A"),
-            *(_ResidualBlock(hidden) for _ in range(blocks)),
+            *(_PixelCNNResidualBlock(hidden) for _ in range(blocks)),
             nn.ReLU(),
             nn.Conv2d(2 * hidden, 2 * hidden, 1),
             nn.ReLU(),

@@ -92,7 +92,7 @@ class MaskedLinear(nn.Linear):
         return F.linear(x, self.weight * self.mask, self.bias)
 
 
-class _ResidualBlock(nn.Module):
+class _MaskedResidualBlock(nn.Module):
     """``h + L2(act(L1(act(h))))`` with masked layers of equal in and out degrees."""
 
     def __init__(self, mask: Tensor, degrees: Tensor, activation: str) -> None:
@@ -183,7 +183,7 @@ class MADE(nn.Module):
             layers.append(MaskedLinear(mask(deg, prev, strict=False), deg))
             prev = deg
         for _ in range(residual_blocks):
-            layers.append(_ResidualBlock(mask(prev, prev, strict=False), prev, activation))
+            layers.append(_MaskedResidualBlock(mask(prev, prev, strict=False), prev, activation))
         layers.append(make_activation(activation, inplace=True))  # on a linear or sum output
         out_deg = degrees.repeat_interleave(params_per_dim)
         self.output = MaskedLinear(mask(out_deg, prev, strict=True), out_deg)
@@ -207,7 +207,7 @@ class MADE(nn.Module):
         or ``"add"`` (``src + other``); node 0 is the input, node ``k`` is entry ``k - 1``."""
         nodes: list[tuple[str, nn.Module | None, int, int]] = []
         for module in self.body:
-            if isinstance(module, _ResidualBlock):
+            if isinstance(module, _MaskedResidualBlock):
                 skip = len(nodes)
                 for sub in module.layers:
                     kind = "linear" if isinstance(sub, MaskedLinear) else "act"

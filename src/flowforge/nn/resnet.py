@@ -7,10 +7,10 @@ from torch import Tensor, nn
 from flowforge.nn.conv import ContextConvNet
 from flowforge.nn.mlp import make_activation
 
-__all__ = ["ResNet", "ResidualBlock"]
+__all__ = ["ConvResidualBlock", "ResNet"]
 
 
-class ResidualBlock(nn.Module):
+class ConvResidualBlock(nn.Module):
     """``x + conv(act(norm(conv(act(norm(x))))))`` with 3x3 same-padding convolutions.
 
     Arguments:
@@ -68,6 +68,6 @@ class ResNet(ContextConvNet):
             raise ValueError(f"'blocks' should be >= 0, got {blocks}")
         super().__init__(in_channels, out_channels, hidden_channels, context_features, zero_init)
         self.build(
-            *[ResidualBlock(hidden_channels, activation, batch_norm) for _ in range(blocks)],
+            *[ConvResidualBlock(hidden_channels, activation, batch_norm) for _ in range(blocks)],
             make_activation(activation, inplace=True),  # on a sum or convolution output
         )

@@ -39,8 +39,8 @@ from flowforge.serve.sources import (
     UPLOAD,
     PlaygroundError,
     check_points,
-    compact,
     file_section,
+    json_rounded,
     points_section,
     preview,
     save_upload,
@@ -529,12 +529,12 @@ class Playground:
         lines = _grid_lines(box, 11, 40)
         stages = layer_stages(flow, torch.cat(lines), max_stages=5)
         return {
-            "density": {"n": n, "values": compact(dens)},
-            "samples": compact(samples),
+            "density": {"n": n, "values": json_rounded(dens)},
+            "samples": json_rounded(samples),
             "stages": [
                 {
                     "title": title,
-                    "lines": [compact(line) for line in h.split(40)],
+                    "lines": [json_rounded(line) for line in h.split(40)],
                 }
                 for title, h in stages
             ],

@@ -36,8 +36,8 @@ __all__ = [
     "MAX_FILE_BYTES",
     "PlaygroundError",
     "check_points",
-    "compact",
     "file_section",
+    "json_rounded",
     "preview",
     "save_upload",
     "toy_section",
@@ -174,7 +174,7 @@ def _load(section: dict[str, Any], seed: int = 0) -> Any:
     )
 
 
-def compact(x: torch.Tensor | np.ndarray) -> list:
+def json_rounded(x: torch.Tensor | np.ndarray) -> list:
     """``x`` as nested lists for the page, rounded to 5 significant digits of its largest
     value (a JSON event half the size; invisible on a 300-pixel canvas at any scale), with
     ``None`` for a value that is not finite (JSON has no NaN)."""
@@ -201,7 +201,7 @@ def preview(section: dict[str, Any], seed: int = 0) -> dict[str, Any]:
     points = train[order[:PREVIEW_POINTS]].float()
     h = toy.ENTROPY.get(section["name"])
     return {
-        "points": compact(points),
+        "points": json_rounded(points),
         "box": box_of(points, 0.15),
         "rows": int(section["n_train"] + section["n_val"] + section["n_test"]),
         "entropy": None if h is None or not math.isfinite(h.value) else h.value,

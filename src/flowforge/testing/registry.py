@@ -1,7 +1,8 @@
 """The registry of conformance cases: every transform and recipe, with inputs in its domain.
 
-Registering a case gives it every check of :mod:`flowforge.testing` in the test suite and in
-``flowforge check``. Cases live in :mod:`flowforge.testing.cases`, one module per family.
+Registering a case gives it every check of :mod:`flowforge.testing.conformance` in the test
+suite and in ``flowforge check``. Cases live in :mod:`flowforge.testing.cases`, one module per
+family.
 """
 
 from __future__ import annotations

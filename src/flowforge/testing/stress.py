@@ -2,9 +2,10 @@ r"""Stress mode of the conformance kit: every registered case under hard paramet
 
 The conformance checks run at a mild perturbation (0.1) in float64. Here each case of
 :mod:`flowforge.testing.registry` is run with every floating parameter moved by Gaussian noise
-of standard deviation ``p`` (:func:`~flowforge.testing.perturb_parameters`) for each ``p`` in
-``perturbations``, its inputs multiplied by each of ``input_scales`` (inputs of one sign, such
-as pixels or unit-interval data, keep their scale: they would leave the domain), in each dtype.
+of standard deviation ``p`` (:func:`~flowforge.testing.conformance.perturb_parameters`) for
+each ``p`` in ``perturbations``, its inputs multiplied by each of ``input_scales`` (inputs of
+one sign, such as pixels or unit-interval data, keep their scale: they would leave the domain),
+in each dtype.
 For each combination it records
 
 - ``round_trip``: :math:`\max |f^{-1}(f(x)) - x|`;
@@ -34,7 +35,7 @@ from dataclasses import dataclass
 import torch
 
 from flowforge.conditioning import condition_numbers
-from flowforge.testing import perturb_parameters
+from flowforge.testing.conformance import perturb_parameters
 from flowforge.testing.registry import Case, all_cases
 from flowforge.transforms.base import (
     EmptyBatchError,

@@ -9,11 +9,12 @@ given an input image ``x`` with a Glow whose every layer takes its parameters fr
 - conditional 1x1 convolution: :math:`z = W(x) y` per pixel with a per-sample ``C x C``
   matrix, :math:`\log|\det J| = HW \log|\det W(x)|`;
 - conditional affine coupling: the coupling network sees the conditioning features
-  concatenated to the conditioning half (:class:`~flowforge.nn.encoder.FeatureConvNet`).
+  concatenated to the conditioning half (:class:`~flowforge.nn.context_encoder.FeatureConvNet`).
 
-Here the conditioning features come from one :class:`~flowforge.nn.encoder.ContextEncoder`
-per flow (a :class:`~flowforge.nn.encoder.FeaturePyramid`, see :class:`ImageConditioned`);
-the actnorm and 1x1 heads average them over the pixels. The per-sample matrix is kept in LU
+Here the conditioning features come from one
+:class:`~flowforge.nn.context_encoder.ContextEncoder` per flow (a
+:class:`~flowforge.nn.context_encoder.FeaturePyramid`, see :class:`ImageConditioned`); the
+actnorm and 1x1 heads average them over the pixels. The per-sample matrix is kept in LU
 form, ``W(x) = P L(x) (U(x) + diag(sign * exp(s(x))))``, so it is invertible for every
 context and its log-determinant is :math:`\sum_i s_i(x)` (the paper's network outputs ``W``
 directly and takes its log-determinant, which need not exist).
@@ -27,7 +28,12 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from flowforge.nn.encoder import ContextEncoder, FeaturePyramid, GlobalFeatureHead, features_at
+from flowforge.nn.context_encoder import (
+    ContextEncoder,
+    FeaturePyramid,
+    GlobalFeatureHead,
+    features_at,
+)
 from flowforge.transforms.base import Transform
 from flowforge.transforms.linear import LULinear
 from flowforge.transforms.normalization import actnorm_start
@@ -82,7 +88,7 @@ class ConditionalActNorm(Transform):
         \log|\det J| = n_{pos} \textstyle\sum_c (s_0 + \Delta s(h))_c
 
     ``h`` are the features of ``x``'s spatial size, ``Delta`` a zero-initialised head
-    (:class:`~flowforge.nn.encoder.GlobalFeatureHead`); ``b_0, s_0`` get Glow's
+    (:class:`~flowforge.nn.context_encoder.GlobalFeatureHead`); ``b_0, s_0`` get Glow's
     data-dependent initialisation on the first training batch (``initialized`` buffer), so
     the layer starts as Glow's actnorm. The log-determinant is per sample.
 
@@ -184,12 +190,13 @@ class ImageConditioned(Transform):
     """Runs ``inner`` conditioned on a context image through a conditioning network.
 
     ``forward(x, context)`` checks that ``context`` is ``(B, *context_shape)``, encodes it once
-    (``encoder(context)``, a :class:`~flowforge.nn.encoder.FeaturePyramid`) and calls
+    (``encoder(context)``, a :class:`~flowforge.nn.context_encoder.FeaturePyramid`) and calls
     ``inner(x, pyramid)``; every conditional layer inside takes the map of its own spatial
     size. The gradient of the loss reaches the encoder through every layer.
 
     Arguments:
-        encoder: the conditioning network, e.g. :class:`~flowforge.nn.encoder.ContextEncoder`.
+        encoder: the conditioning network, e.g.
+            :class:`~flowforge.nn.context_encoder.ContextEncoder`.
         inner: the transform of ``x`` (a multi-scale flow of conditional steps).
         context_shape: ``(C_c, H, W)`` of one context image.
     """

@@ -216,7 +216,7 @@ def _plain(text: str) -> str:
     return text.replace("$", r"\$")
 
 
-def compact(value: float, _pos: object = None) -> str:
+def tick_label(value: float, _pos: object = None) -> str:
     """A tick label: plain digits from 1e-4 to 1e6 (``0.0125``, ``5000``), else short
     scientific notation (``1.5e-5``)."""
     if value == 0:
@@ -231,7 +231,7 @@ def _ticks(ax: plt.Axes, bins: int = 4, size: float = 7) -> None:
     """Few ticks with compact labels, so small panels of small-valued data stay legible."""
     for axis in (ax.xaxis, ax.yaxis):
         axis.set_major_locator(MaxNLocator(nbins=bins, min_n_ticks=2))
-        axis.set_major_formatter(FuncFormatter(compact))
+        axis.set_major_formatter(FuncFormatter(tick_label))
     ax.tick_params(labelsize=size)
 
 
@@ -332,7 +332,7 @@ def _context_label(c: Tensor, info: dict | None = None) -> str:
         level = by.levels[int(by.values(c.reshape(1, -1))[0])]
         return f"context: {level}" if by.label == "class" else f"{by.label} = {level}"
     if by is not None and c.numel() == 1 and not by.label.startswith("context"):
-        return f"{by.label} = {compact(float(c))}"
+        return f"{by.label} = {tick_label(float(c))}"
     values = ", ".join(f"{float(v):.2f}" for v in c.flatten()[:4])
     more = ", ..." if c.numel() > 4 else ""
     return f"context = [{values}{more}]"

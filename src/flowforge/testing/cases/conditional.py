@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from flowforge.models.cglow import cglow
-from flowforge.nn.encoder import ContextEncoder, FeatureConvNet, FeatureZeroConv
+from flowforge.nn.context_encoder import ContextEncoder, FeatureConvNet, FeatureZeroConv
 from flowforge.testing.cases.images import images
 from flowforge.testing.registry import Case, register
 from flowforge.transforms import Affine, Compose, Coupling, half_mask

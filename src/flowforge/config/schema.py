@@ -1,19 +1,7 @@
-"""Run configurations: YAML files validated up front, with errors that name the field.
-
-A config has four sections beside ``name``, ``seed``, ``device`` and ``output_dir``::
-
-    name: realnvp-parabola
-    seed: 0
-    objective: {name: mle}                                                # + objective options
-    data:  {name: parabola, n_train: 20000, n_val: 5000, n_test: 20000}   # + loader options
-    model: {name: realnvp, couplings: 5, hidden: [32, 32]}                # + recipe options
-    train: {steps: 3000, batch_size: 512, lr: 0.001}
-
-``objective``, ``data`` and ``model`` options beyond the fixed keys are checked against the
-registered objective's, loader's and recipe's signatures, so a typo fails before any work
-starts. Objectives that read no data (``reverse_kl``, ``distill``) take no ``data`` section.
-``--set a.b=value`` overrides any key (the value is parsed as YAML).
-"""
+"""The run config's schema: its sections as dataclasses, each key's type and range checked, the
+objective's, data set's and recipe's options checked against their signatures, ``--set``
+overrides, and :func:`load_config`, which reads, overrides and validates a config file (the
+YAML read with bounded aliases, :mod:`flowforge.config.bounded_yaml`)."""
 
 from __future__ import annotations
 
@@ -28,24 +16,21 @@ from typing import Any
 
 import yaml
 
+from flowforge.config.bounded_yaml import load_yaml, read_yaml
+from flowforge.config.errors import ConfigError, _brief
+
 __all__ = [
     "OPTIMIZERS",
-    "ConfigError",
     "DataConfig",
-    "ObjectiveConfig",
     "ModelConfig",
+    "ObjectiveConfig",
     "RunConfig",
     "TrainConfig",
     "apply_overrides",
     "check_name",
     "load_config",
     "parse_config",
-    "read_yaml",
 ]
-
-
-class ConfigError(ValueError):
-    """A config that cannot run: the message names the field and what is allowed."""
 
 
 @dataclass
@@ -419,129 +404,9 @@ def parse_config(raw: dict[str, Any] | None, check_data: bool = True) -> RunConf
     return cfg
 
 
-# -- reading YAML with bounded aliases, and values in messages with bounded length ---------
-
-MAX_YAML_VALUES = 100_000
-"""Most values (scalars, lists, mappings) a YAML document may expand to through aliases."""
-
-MAX_YAML_CHARS = 10_000_000
-"""Most characters of scalar text a YAML document may expand to through aliases: one long
-string referenced many times is few values but much text, which writing the config back
-(``config.yaml``, the deep copy of :func:`apply_overrides`) spells out at every use."""
-
-
-class _YamlTooLarge(yaml.YAMLError):
-    """A document that expands past :data:`MAX_YAML_VALUES` values or :data:`MAX_YAML_CHARS`
-    characters, or expands into itself."""
-
-
-def _expanded_size(node: yaml.Node, sizes: dict[int, tuple[int, int] | None]) -> tuple[int, int]:
-    """The values and the characters of scalar text ``node`` expands to, each aliased node
-    counted at every use (memoised in ``sizes``, so a nine-level alias bomb costs nine steps,
-    not 9**9)."""
-    if id(node) in sizes:
-        size = sizes[id(node)]
-        if size is None:
-            raise _YamlTooLarge("an alias refers to a node that contains it")
-        return size
-    sizes[id(node)] = None
-    children = node.value if isinstance(node, yaml.SequenceNode) else []
-    if isinstance(node, yaml.MappingNode):
-        children = [child for pair in node.value for child in pair]
-    values, chars = 1, len(node.value) if isinstance(node, yaml.ScalarNode) else 0
-    for child in children:
-        v, c = _expanded_size(child, sizes)
-        values, chars = values + v, chars + c
-    if values > MAX_YAML_VALUES:
-        raise _YamlTooLarge(f"expands to more than {MAX_YAML_VALUES} values through aliases")
-    if chars > MAX_YAML_CHARS:
-        raise _YamlTooLarge(
-            f"expands to more than {MAX_YAML_CHARS:,} characters of text (aliases counted at "
-            f"every use)"
-        )
-    sizes[id(node)] = values, chars
-    return values, chars
-
-
-class _BoundedLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """``yaml.SafeLoader`` (libyaml's parser where PyYAML has it: a 500 KB document of
-    aliases parses in 0.1 s, not 1.5 s) that sizes the composed document before building any
-    Python object: aliases share nodes, so a few hundred bytes ("billion laughs") can stand
-    for 10**9 values, which any deep copy, dump or repr would then build."""
-
-    def construct_document(self, node: yaml.Node) -> Any:
-        _expanded_size(node, {})
-        return super().construct_document(node)
-
-
-def _load_yaml(text: str, where: str) -> Any:
-    """``yaml.safe_load`` with the alias bound; any failure is a one-line ``ConfigError``
-    starting with ``where``."""
-    try:
-        return yaml.load(text, Loader=_BoundedLoader)  # a SafeLoader: no Python objects
-    except _YamlTooLarge as e:
-        raise ConfigError(f"{where}: refused: the YAML {e}") from None
-    except yaml.YAMLError as e:
-        if "maximum nesting depth" in str(e):  # libyaml's own bound
-            raise ConfigError(f"{where}: refused: the YAML is nested too deeply") from None
-        raise ConfigError(f"{where}: not valid YAML: {' '.join(str(e).split())}") from None
-    except RecursionError:
-        raise ConfigError(f"{where}: refused: the YAML is nested too deeply") from None
-
-
-def _brief(value: Any, limit: int = 80) -> str:
-    """``repr(value)`` cut to at most ``limit`` characters, without building the whole repr:
-    a value holding one list many times over (YAML aliases) costs ``limit`` steps, not its
-    expanded size."""
-    out: list[str] = []
-    _render(value, out, limit + 1)
-    text = "".join(out)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-_BRACKETS = {list: "[]", tuple: "()", dict: "{}", set: "{}", frozenset: "{}"}
-
-
-def _render(value: Any, out: list[str], budget: int) -> int:
-    """Appends ``value``'s repr to ``out`` until about ``budget`` characters are spent;
-    returns the budget left."""
-    if budget <= 0:
-        return 0
-    kind = next((k for k in _BRACKETS if isinstance(value, k)), None)
-    if kind is None:
-        text = _scalar_repr(value, budget)
-        out.append(text)
-        return budget - len(text)
-    out.append(_BRACKETS[kind][0])
-    budget -= 1
-    for i, item in enumerate(value.items() if kind is dict else value):
-        if budget <= 0:
-            return 0
-        if i:
-            out.append(", ")
-            budget -= 2
-        if kind is dict:
-            budget = _render(item[0], out, budget)
-            out.append(": ")
-            budget = _render(item[1], out, budget - 2)
-        else:
-            budget = _render(item, out, budget)
-    out.append(_BRACKETS[kind][1])
-    return budget - 1
-
-
-def _scalar_repr(value: Any, budget: int) -> str:
-    """The repr of a non-container, from at most ``budget`` characters of a long string."""
-    if isinstance(value, (str, bytes)):
-        return repr(value[:budget])
-    if isinstance(value, int) and value.bit_length() > 128:  # repr refuses > 4300 digits
-        return f"<{value.bit_length()}-bit integer>"
-    return repr(value)[:budget]
-
-
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Applies ``key.sub=value`` overrides (values parsed as YAML) to a raw config mapping."""
-    raw = _load_yaml(yaml.safe_dump(raw), "config")  # deep copy of plain data
+    raw = load_yaml(yaml.safe_dump(raw), "config")  # deep copy of plain data
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: should look like key=value, e.g. train.lr=3e-4")
@@ -549,7 +414,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         keys = path.strip().split(".")
         if not all(keys):
             raise ConfigError(f"--set {item!r}: empty key in {path!r}")
-        value = _load_yaml(text, f"--set {_brief(item)}: value")
+        value = load_yaml(text, f"--set {_brief(item)}: value")
         node = raw
         for k in keys[:-1]:
             node = node.setdefault(k, {})
@@ -563,18 +428,3 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     """Reads, overrides and validates a config; ``path=None`` starts from the defaults."""
     raw = {} if path is None else read_yaml(path)
     return parse_config(apply_overrides(raw, overrides or []))
-
-
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """A config file's mapping, read with the alias bound of :func:`_load_yaml`."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        text = path.read_text()
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text") from None
-    raw = _load_yaml(text, str(path)) or {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: should hold a mapping of sections, got {type(raw).__name__}")
-    return raw
