@@ -23,8 +23,8 @@ from helpers import case_config, train_teacher
 
 #: one case per objective (``pcd``: ``cd`` with persistent chains, the one with tensor state)
 CASES = ["mle", "elbo", "iwae", "reverse_kl", "distill", "gan", "wgan", "wgan_gp", "cd", "pcd"]
-CASES.append("nade")  # the ``likelihood`` objective
-MNIST_CASES = ("cd", "pcd", "nade")
+CASES += ["dbm", "nade"]  # nade: the ``likelihood`` objective
+MNIST_CASES = ("cd", "pcd", "dbm", "nade")
 
 
 def test_every_objective_has_a_case():
