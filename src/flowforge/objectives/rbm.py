@@ -254,10 +254,12 @@ def ais_results(numbers: dict[str, Any], split: str, bound: str = "") -> Evaluat
         ais = f"lower bound: {ais} missed mass, uniform importance sampling's log Z used"
         kind = "lower bound"
     how = f"{bound}, {ais}" if bound else ais
-    nll = Measure(
-        f"{split} NLL", numbers[f"{split}_nll"], numbers[f"{split}_stderr"], "nats", kind, how
-    )
-    log_z = Measure("log Z", numbers["log_z"], numbers["log_z_stderr"], "nats", "estimate", "AIS")
+    se = numbers.get(f"{split}_stderr")
+    nll = Measure(f"{split} NLL", numbers[f"{split}_nll"], se, "nats", kind, how)
+    if numbers.get("log_z") is None:
+        return Evaluation(nll, nll, (), numbers)
+    se = numbers.get("log_z_stderr")
+    log_z = Measure("log Z", numbers["log_z"], se, "nats", "estimate", "AIS")
     return Evaluation(nll, nll, (log_z,), numbers)
 
 
