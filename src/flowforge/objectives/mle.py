@@ -299,7 +299,7 @@ class MaximumLikelihood(Objective):
         headline = nll
         if f"{split}_bpd" in numbers:
             bpd, se = numbers[f"{split}_bpd"], numbers[f"{split}_bpd_stderr"]
-            headline = Measure(f"{split} bits/dim", bpd, se, "bits/dim", "exact")
+            headline = Measure(f"{split} NLL", bpd, se, "bits/dim", "exact")
         measures: tuple[Measure, ...] = ()
         if numbers.get("entropy") is not None:
             se = numbers.get("entropy_stderr")

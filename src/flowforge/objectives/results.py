@@ -71,11 +71,12 @@ class Measure:
         """What the value is, for a table's column: ``how`` when given, else the kind."""
         return self.how or self.kind
 
-    def text(self, digits: int = 4) -> str:
-        """``"test NLL 1.4213 ± 0.0200 nats"``."""
-        se = "" if self.stderr is None else f" ± {self.stderr:.{digits}f}"
+    def text(self) -> str:
+        """``"test NLL 1.4213 ± 0.0200 nats"`` (4 decimals; 4 significant digits for numbers
+        too small or large for them, e.g. an MMD^2 of ``0.0001234``)."""
+        se = "" if self.stderr is None else f" ± {_short(self.stderr)}"
         unit = f" {self.unit}" if self.unit else ""
-        return f"{self.name} {self.value:.{digits}f}{se}{unit}"
+        return f"{self.name} {_short(self.value)}{se}{unit}"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -135,7 +136,7 @@ class Evaluation:
         h = self.headline
         out = h.text() + f" ({h.description})"
         if self.nll is not None and self.nll != h:
-            out += f" ({self.nll.text()}, {self.nll.description})"
+            out += f", {self.nll.text()} ({self.nll.description})"
         if self.measures:
             out += "; " + ", ".join(m.text() for m in self.measures)
         return out
@@ -152,6 +153,10 @@ class Evaluation:
             if m is not None
             and not all(math.isfinite(v) for v in (m.value, m.stderr) if v is not None)
         ]
+
+
+def _short(x: float) -> str:
+    return f"{x:.4f}" if x == 0 or 1e-3 <= abs(x) < 1e7 or not math.isfinite(x) else f"{x:.4g}"
 
 
 def _number(value: Any) -> float | None:
