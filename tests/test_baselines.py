@@ -1,6 +1,7 @@
 """The baselines of docs/comparison.md (GAN, WGAN, WGAN-GP, RBM by CD/PCD, NADE), their own
 mechanics: the trainer updates only the objective's parameters while the objective updates the
-critic; a failed critic update makes the step bad; the RBM's AIS agrees with exact
+critic in its own steps; a failed critic update makes the step bad under its name, and
+``train.compile`` is refused; the RBM's AIS agrees with exact
 enumeration, its Gibbs chains with the exact distribution, the CD surrogate has the CD
 gradient; NADE is normalised. The checks every objective shares (resume bit-identical, eval,
 load and sample without data, the objective's state in the checkpoint) are
@@ -18,7 +19,7 @@ from helpers import case_config
 @pytest.mark.parametrize("case", ["gan", "wgan", "wgan_gp"])
 def test_the_trainer_updates_only_the_objectives_parameters(case, tmp_path):
     """The trainer's AdamW holds the generator's parameters; the critic moves by the objective's
-    own optimiser (n_critic updates per step)."""
+    own optimiser in its own steps (n_critic updates per step, called by the trainer)."""
     from flowforge.runs.build import build_from_spec, load_data, make_objective, model_spec
     from flowforge.runs.directory import RunDirectory
 
@@ -32,10 +33,9 @@ def test_the_trainer_updates_only_the_objectives_parameters(case, tmp_path):
     generator_before = [p.detach().clone() for p in model.generator.parameters()]
     seen = []
     original = objective.update_critic
-    objective.update_critic = lambda gan, real: (seen.append(1), original(gan, real))
-    trainer.train_module = objective.training_module(model)
-    objective.update_critic = original
+    objective.update_critic = lambda gan, real: (seen.append(1), original(gan, real))[1]
     loss, diverged = trainer.train_step()
+    objective.update_critic = original
     assert diverged is None
     assert len(seen) == objective.n_critic
     # every critic weight moved (a WGAN critic's output bias has zero gradient: E D(x) - E D(G(z)))
@@ -129,21 +129,46 @@ def test_nade_is_normalised_and_samples_from_its_density():
     assert torch.allclose(freq, log_p.exp(), atol=0.01)
 
 
-def test_a_failed_critic_update_makes_the_step_bad(tmp_path):
-    """A non-finite critic loss skips the critic's update and makes the generator's loss NaN,
-    so the trainer's rollback machinery sees it."""
+def test_a_failed_critic_update_is_a_named_bad_step(tmp_path):
+    """A non-finite critic loss skips the critic's update and raises StepFailed naming it;
+    the trainer counts the step as bad under that name, before the generator moves (so its
+    rollback machinery sees it), and the next good step goes through."""
+    from flowforge.objectives import StepFailed
     from flowforge.runs.build import build_from_spec, load_data, make_objective, model_spec
+    from flowforge.runs.directory import RunDirectory
 
-    cfg = parse_config({**case_config("gan", steps=3), "output_dir": str(tmp_path)})
+    cfg = parse_config({**case_config("wgan", steps=3), "output_dir": str(tmp_path)})
     objective = make_objective(cfg, torch.device("cpu"), load_data(cfg))
     model = build_from_spec(model_spec(cfg, objective))
-    module = objective.training_module(model)
+    trainer = Trainer(cfg, objective, model, RunDirectory.create(tmp_path, "t"), {})
     (real,) = objective.batch(0)
-    before = [p.detach().clone() for p in model.critic.parameters()]
-    scores = module(real * float("nan"))
-    assert all(torch.equal(a, p) for a, p in zip(before, model.critic.parameters(), strict=True))
-    assert torch.isnan(objective.loss(scores, model, 0))
-    assert torch.isfinite(objective.loss(module(real), model, 1))
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(StepFailed, match=r"^critic loss \(critic update 1 of 2\)$"):
+        objective.own_steps(model, (real * float("nan"),), 0)
+    assert all(torch.equal(a, p) for a, p in zip(before, model.parameters(), strict=True))
+    good = objective.batch
+    objective.batch = lambda step: (good(step)[0] * float("nan"),)
+    loss, diverged = trainer.train_step()
+    assert diverged == "critic loss (critic update 1 of 2)"
+    assert all(torch.equal(a, p) for a, p in zip(before, model.parameters(), strict=True))
+    objective.batch = good
+    loss, diverged = trainer.train_step()
+    assert diverged is None and loss == loss
+
+
+def test_compile_is_refused_for_an_objective_with_its_own_steps(tmp_path):
+    """``train.compile`` cannot include the critic's updates: refused by name."""
+    from flowforge.config import ConfigError
+    from flowforge.runs.build import build_from_spec, load_data, make_objective, model_spec
+    from flowforge.runs.directory import RunDirectory
+
+    raw = case_config("gan", steps=3)
+    raw["train"] = {**raw.get("train", {}), "compile": True}
+    cfg = parse_config({**raw, "output_dir": str(tmp_path)})
+    objective = make_objective(cfg, torch.device("cpu"), load_data(cfg))
+    model = build_from_spec(model_spec(cfg, objective))
+    with pytest.raises(ConfigError, match="train.compile: objective 'gan' takes steps of its own"):
+        Trainer(cfg, objective, model, RunDirectory.create(tmp_path, "t"), {})
 
 
 def test_the_uniform_importance_sampling_log_z_matches_the_exact_one():

@@ -163,6 +163,33 @@ def test_eval_prints_the_summarys_numbers(objective, finished, teacher, capsys):
         assert (run.run_dir / "plots" / figures[objective]).is_file()
 
 
+@pytest.mark.parametrize("objective", NAMES)
+def test_every_objective_states_its_headline(objective, finished, teacher):
+    """Each summary holds the typed results: a headline with a finite value and error bar and
+    its kind stated, the NLL for every model with a likelihood (not the GANs), the other
+    measures; and the objective reads the same results from the summary's flat numbers
+    alone (summaries written before the headline block)."""
+    from flowforge.objectives import OBJECTIVES
+    from flowforge.objectives.results import KINDS, read_evaluation
+
+    config(objective, teacher)  # skips a case without its data
+    summary = json.loads((finished[objective].run_dir / "summary.json").read_text())
+    h = summary["headline"]
+    assert h["kind"] in KINDS and h["kind"] != "none" and h["name"].strip()
+    assert np.isfinite(h["value"]) and np.isfinite(h["stderr"]) and h["stderr"] > 0, h
+    name = summary["objective"]
+    if OBJECTIVES[name].uses_data and name not in ("gan", "wgan", "wgan_gp"):
+        nll = summary["nll"]
+        assert nll["unit"] == "nats" and nll["kind"] in KINDS and np.isfinite(nll["stderr"])
+    else:
+        assert summary["nll"] is None
+    older = {k: v for k, v in summary.items() if k not in ("headline", "nll", "measures")}
+    again = read_evaluation(older)
+    assert again is not None and again.blocks() == {
+        k: summary[k] for k in ("headline", "nll", "measures")
+    }
+
+
 def test_a_checkpoint_of_another_run_is_refused(finished, tmp_path):
     import shutil
 

@@ -10,8 +10,9 @@ import pytest
 from browser import browser, pixel_spread, screenshot_dir  # noqa: F401
 from flowforge.cli import main
 from flowforge.config import ConfigError, parse_config
+from flowforge.objectives.results import read_evaluation
 from flowforge.report import render_report, write_report
-from flowforge.report.page import _headline, collect_run
+from flowforge.report.page import collect_run
 from flowforge.report.yardstick import yardstick_lines, yardstick_view
 from flowforge.runs import train_run
 
@@ -164,11 +165,30 @@ def test_yardstick_tolerates_missing_keys_and_skips():
     assert yardstick_lines(None) == []
 
 
-def test_headline_takes_whichever_standard_error_exists():
-    vae = {"test_elbo": -3.2, "test_nll": 3.0, "test_nll_stderr": 0.04}
-    assert _headline(vae) == ("test_nll", 3.0, 0.04)
-    assert _headline({"test_nll": 3.0, "test_stderr": 0.02}) == ("test_nll", 3.0, 0.02)
-    assert _headline({"kl": 0.1}) == ("kl", 0.1, None)
+def test_the_headline_of_a_summary_without_its_block_comes_from_its_objective():
+    """Summaries written before the ``headline`` block: the objective reads its own numbers,
+    so a VAE's headline has its error bar (``test_nll_stderr``), a flow's its own."""
+    vae = {"objective": "iwae", "test_elbo": -3.2, "test_nll": 3.0, "test_nll_stderr": 0.04}
+    h = read_evaluation({**vae, "eval_k": 5}).headline
+    assert (h.value, h.stderr, h.kind, h.how) == (3.0, 0.04, "bound", "IWAE bound, k=5")
+    h = read_evaluation({"objective": "mle", "test_nll": 3.0, "test_stderr": 0.02}).headline
+    assert (h.value, h.stderr, h.unit, h.kind) == (3.0, 0.02, "nats", "exact")
+    assert read_evaluation({"kl": 0.1}) is None  # no objective named: no headline guessed
+
+
+def test_a_vae_summary_shows_its_error_bar(runs, tmp_path):
+    """The report's headline of an older VAE summary (``test_nll_stderr``) has its ± and kind."""
+    path = tmp_path / "vae"
+    shutil.copytree(runs[0], path)
+    summary = json.loads((path / "summary.json").read_text())
+    for key in ("headline", "nll", "measures", "test_stderr", "gap", "entropy"):
+        summary.pop(key, None)
+    summary.update(objective="elbo", test_elbo=-3.25, test_nll=3.125, test_nll_stderr=0.0625)
+    summary.update(eval_k=7)
+    (path / "summary.json").write_text(json.dumps(summary))
+    text = write_report([path], tmp_path / "page.html").read_text()
+    assert 'data-key="headline">3.125</span> ± <span data-key="headline_stderr">0.0625' in text
+    assert "IWAE bound, k=7" in text and "test ELBO -3.25" in text
 
 
 def test_report_shows_the_yardstick_names_and_why_the_run_stopped(runs, tmp_path):
@@ -226,7 +246,7 @@ def test_report_in_a_browser(browser, runs, tmp_path):  # noqa: F811
             img = images.nth(i)
             assert img.evaluate("e => e.complete && e.naturalWidth > 0")
             assert pixel_spread(img.screenshot()) > 0.05, img.get_attribute("alt")
-    row = page.locator('#summary-table tr[data-run="a"] td[data-key="test_nll"]').inner_text()
+    row = page.locator('#summary-table tr[data-run="a"] td[data-key="headline"]').inner_text()
     assert float(row) == pytest.approx(
         json.loads((runs[0] / "summary.json").read_text())["test_nll"], rel=1e-5
     )

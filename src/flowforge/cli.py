@@ -113,31 +113,15 @@ def _resolved_paths(raw: dict) -> dict:
 
 
 def summary_line(s: dict) -> str:
-    """One line of a run's summary, in the objective's own terms."""
+    """One line of a run's summary: its facts, then its typed results (the headline with its
+    error bar and kind, the NLL, the other measures; :mod:`flowforge.objectives.results`)."""
+    from flowforge.objectives.results import read_evaluation
+
     head = f"{s['name']}: {s['model']}"
     head += f" on {s['data']}" if s.get("data") else ""
     head += f" ({s['objective']}), {s['steps']} steps in {s['train_seconds']:.1f} s: "
-    if "test_bpd" in s:
-        body = (
-            f"test {s['test_bpd']:.4f} ± {s['test_bpd_stderr']:.4f} bits/dim "
-            f"(test NLL {s['test_nll']:.4f} ± {s['test_stderr']:.4f} nats)"
-        )
-    elif "test_elbo" in s:
-        body = (
-            f"test ELBO {s['test_elbo']:.3f}, -log p(x) {s['test_nll']:.3f} ± "
-            f"{s['test_nll_stderr']:.3f} nats (k = {s['eval_k']}, {s['eval_n']} examples)"
-        )
-    elif "test_nll" in s:
-        body = f"test NLL {s['test_nll']:.4f} ± {s['test_stderr']:.4f} nats"
-    elif "test_mmd" in s:  # adversarial baselines: no likelihood, sample distances
-        body = (
-            f"test MMD^2 {s['test_mmd']:.4g} ± {s['test_mmd_stderr']:.2g}, SWD {s['test_swd']:.4g}"
-        )
-    else:
-        body = f"E_q[log q - log p] {s['loss']:.4f} ± {s['loss_stderr']:.4f}"
-        body += "" if s.get("kl") is None else f", KL(q || p) {s['kl']:.4f} nats"
-    if "entropy" in s:
-        body += f"; true entropy {s['entropy']:.4f}, gap {s['gap']:+.4f}"
+    results = read_evaluation(s)
+    body = "no test results in the summary" if results is None else results.line()
     if "yardstick" in s:
         from flowforge.yardstick import yardstick_sentence
 
@@ -156,15 +140,6 @@ def _output(path: str | Path | None, option: str = "--out") -> Path | None:
     return Path(path)
 
 
-def _finite_or_fail(what: str, values: dict) -> None:
-    """A command never exits 0 with a NaN or infinite result."""
-    import math
-
-    bad = [k for k, v in values.items() if isinstance(v, float) and not math.isfinite(v)]
-    if bad:
-        raise ConfigError(f"{what}: {', '.join(bad)} is not finite (the model is broken)")
-
-
 def _eval(args: argparse.Namespace) -> int:
     from flowforge.runs import open_run
     from flowforge.train.threads import torch_threads
@@ -172,9 +147,13 @@ def _eval(args: argparse.Namespace) -> int:
     run = open_run(args.run)
     device = args.device or "cpu"
     with torch_threads(run.threads):  # as many as the run's own evaluation
-        out = run.objective(device).evaluate(run.model(device=device), args.split)
-    _finite_or_fail(f"eval {args.run}", out)
+        results = run.objective(device).evaluate(run.model(device=device), args.split)
+    out = results.to_dict()
+    bad = results.not_finite()  # a command never exits 0 with a NaN or infinite result
+    if bad:
+        raise ConfigError(f"eval {args.run}: {', '.join(bad)} is not finite (the model is broken)")
     print(json.dumps({"run": str(args.run), "split": args.split, **out}, indent=2))
+    print(results.line(), file=sys.stderr)
     if "yardstick" in out:
         from flowforge.yardstick import yardstick_sentence
 

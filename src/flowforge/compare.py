@@ -50,12 +50,17 @@ import torch
 import yaml
 from torch import nn
 
-from flowforge.config import ConfigError, RunConfig, _brief, check_name, parse_config, read_yaml
-from flowforge.flows import Flow
+from flowforge.config import (
+    ConfigError,
+    ObjectiveConfig,
+    RunConfig,
+    _brief,
+    check_name,
+    parse_config,
+    read_yaml,
+)
 from flowforge.metrics import DIGIT_IMAGE_DATA, load_digit_classifier, sample_quality
-from flowforge.models.dbm import DBM
-from flowforge.models.rbm import RBM
-from flowforge.models.vae import VAE
+from flowforge.objectives.results import read_evaluation
 from flowforge.run_files import LAST
 from flowforge.runs import load, train_run
 from flowforge.runs.build import load_data
@@ -66,7 +71,8 @@ from flowforge.train.trainer import TrainingDiverged, TrainingInterrupted
 __all__ = ["Comparison", "load_comparison", "run_comparison"]
 
 BUDGET = ("steps", "max_seconds")
-NUMBERS = ("test_nll", "mmd", "swd", "modes_covered", "modes_off_manifold", "fd")
+DEFAULT_OBJECTIVE = ObjectiveConfig.name  # an entry without ``objective`` gets the config's
+NUMBERS = ("headline_value", "test_nll", "mmd", "swd", "modes_covered", "modes_off_manifold", "fd")
 NUMBERS += ("classes_covered", "classes_largest_share", "steps", "train_seconds")
 NUMBERS += ("samples_per_second",)
 
@@ -91,7 +97,7 @@ class Comparison:
             "name": f"{entry['label']}-seed{seed}",
             "seed": seed,
             "output_dir": str(runs_dir),
-            "objective": entry.get("objective", {"name": "mle"}),
+            "objective": entry.get("objective", {"name": DEFAULT_OBJECTIVE}),
             "data": self.data,
             "model": entry["model"],
             "train": train,
@@ -193,32 +199,38 @@ def _entry(m: Any, i: int) -> dict[str, Any]:
 
 
 def latent_inference(model: nn.Module) -> str:
-    """What maps data to latents: a flow's exact inverse, a VAE's encoder, an RBM's factorial
-    posterior ``p(h | v)``, a DBM's mean-field approximation of it; GANs and NADE have none."""
-    if isinstance(model, Flow):
-        return "exact inverse"
-    if isinstance(model, VAE):
-        return "encoder q(z|x)"
-    if isinstance(model, RBM):
-        return "exact p(h|v)"
-    if isinstance(model, DBM):
-        return "mean-field q(h|v)"
-    return "none"
+    """What maps data to latents, as the model declares it (its ``latent_inference``: a
+    flow's exact inverse, a VAE's encoder, ...); ``"none"`` for a model that declares none
+    (GANs, NADE)."""
+    return str(getattr(model, "latent_inference", "none"))
+
+
+def nll_scores(summary: dict[str, Any]) -> dict[str, Any]:
+    """A run's NLL as the comparison tabulates it, from its typed results
+    (:func:`~flowforge.objectives.results.read_evaluation`): ``test_nll``, its standard
+    error, and ``nll_kind``, what the number is (``"exact"``, ``"IWAE bound, k=..."``, or
+    ``"none"`` for a model without a likelihood)."""
+    results = read_evaluation(summary)
+    nll = None if results is None else results.nll
+    if nll is None:
+        return {"test_nll": None, "test_nll_stderr": None, "nll_kind": "none"}
+    return {"test_nll": nll.value, "test_nll_stderr": nll.stderr, "nll_kind": nll.description}
+
+
+def headline_scores(summary: dict[str, Any]) -> dict[str, Any]:
+    """A run's headline measure as the comparison tabulates it: ``headline`` (its name, unit,
+    kind and how), ``headline_value`` and ``headline_stderr`` (``None`` without results)."""
+    results = read_evaluation(summary)
+    if results is None:
+        return {"headline": None, "headline_value": None, "headline_stderr": None}
+    h = results.headline.to_dict()
+    value, stderr = h.pop("value"), h.pop("stderr")
+    return {"headline": h, "headline_value": value, "headline_stderr": stderr}
 
 
 def nll_kind(summary: dict[str, Any]) -> str:
-    """What the summary's ``test_nll`` is."""
-    objective = summary.get("objective")
-    if objective in ("elbo", "iwae"):
-        return f"IWAE bound, k={summary.get('eval_k')}"
-    if objective in ("cd", "dbm"):
-        ais = f"AIS ({summary.get('ais_chains')} chains, {summary.get('ais_steps')} steps)"
-        if summary.get("ais_missed_mass"):
-            ais = f"lower bound: {ais} missed mass, uniform importance sampling's log Z used"
-        return f"mean-field bound, {ais}" if objective == "dbm" else ais
-    if "test_nll" in summary:
-        return "exact"
-    return "none"
+    """What the summary's NLL is (:func:`nll_scores`)."""
+    return str(nll_scores(summary)["nll_kind"])
 
 
 def _score_run(
@@ -311,9 +323,8 @@ def run_comparison(
                 model=s["model"],
                 steps=s["steps"],
                 train_seconds=s["train_seconds"],
-                test_nll=s.get("test_nll"),
-                test_nll_stderr=s.get("test_stderr", s.get("test_nll_stderr")),
-                nll_kind=nll_kind(s),
+                **headline_scores(s),
+                **nll_scores(s),
                 entropy=s.get("entropy"),
                 **{k: s[k] for k in ("test_nll_low", "test_nll_high") if k in s},
                 **scores,
@@ -356,7 +367,7 @@ def summarise(cmp: Comparison, results: list[dict[str, Any]]) -> list[dict[str, 
         ok = [r for r in mine if r["status"] == "ok"]
         row: dict[str, Any] = {
             "label": entry["label"],
-            "objective": entry.get("objective", {}).get("name", "mle"),
+            "objective": entry.get("objective", {}).get("name", DEFAULT_OBJECTIVE),
             "model": entry["model"]["name"],
             "runs": len(mine),
             "diverged": len(mine) - len(ok),
@@ -367,10 +378,24 @@ def summarise(cmp: Comparison, results: list[dict[str, Any]]) -> list[dict[str, 
             row["modes"] = first.get("modes_modes")
             row["classes"] = first.get("classes_classes")
             row["nll_stderr_per_run"] = [r.get("test_nll_stderr") for r in ok]
+            row["headline"] = first.get("headline")
+            row["headline_stderr_per_run"] = [r.get("headline_stderr") for r in ok]
             for key in NUMBERS:
                 row[key] = _spread([r.get(key) for r in ok])
         rows.append(row)
     return rows
+
+
+def _headline_cell(row: dict[str, Any]) -> str:
+    """``"test NLL 1.42 ± 0.01 nats (se 0.02; exact)"``: the headline's mean ± sd over seeds,
+    the mean per-run standard error and its kind."""
+    h = row.get("headline")
+    if not h:
+        return "none"
+    se = [v for v in row.get("headline_stderr_per_run", []) if v is not None]
+    unit = f" {h['unit']}" if h.get("unit") else ""
+    per_run = f"se {statistics.fmean(se):.2g}; " if se else ""
+    return f"{h['name']} {_cell(row['headline_value'], 4)}{unit} ({per_run}{h['how'] or h['kind']})"
 
 
 def _cell(spread: dict[str, float] | None, digits: int = 3) -> str:
@@ -408,7 +433,8 @@ def markdown(cmp: Comparison, rows: list[dict[str, Any]], entropy: float | None 
             "class's share of the samples."
         )
     image_header = ["FD", "classes covered", "largest class"] if digits else []
-    header = ["model", "objective", "test NLL (nats)", "NLL kind", "per-run se", "MMD^2", "SWD"]
+    header = ["model", "objective", "headline", "test NLL (nats)", "NLL kind", "per-run se"]
+    header += ["MMD^2", "SWD"]
     header += ["modes covered", "off-manifold", *image_header, "steps", "train s", "samples/s"]
     header += ["latent inference", "diverged"]
     lines = [
@@ -450,6 +476,7 @@ def markdown(cmp: Comparison, rows: list[dict[str, Any]], entropy: float | None 
         cells = [
             r["label"],
             r["objective"],
+            _headline_cell(r),
             _cell(r["test_nll"], 4),
             r["nll_kind"],
             f"{statistics.fmean(se):.2g}" if se else "none",
@@ -467,6 +494,9 @@ def markdown(cmp: Comparison, rows: list[dict[str, Any]], entropy: float | None 
         # a pipe inside a cell (q(z|x)) is escaped
         lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
     lines += [
+        "",
+        "headline: each objective's own measure (mean ± sd over seeds), its unit, the mean "
+        "per-run standard error and what the number is (exact, a bound, an estimate).",
         "",
         "per-run se: the mean over seeds of each run's standard error of its test NLL (for AIS "
         "combined with log Z's over the chains; report.json has each run's 3-sigma AIS "

@@ -21,6 +21,8 @@ call and changes no state.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -79,6 +81,9 @@ class Flow(nn.Module):
             the ``context_features`` attribute of the flow's networks (0: unconditional). Give
             it when a hand-written transform uses a context without declaring that attribute.
     """
+
+    #: what maps data to latents (the transform itself, exactly); read by ``flowforge compare``
+    latent_inference: ClassVar[str] = "exact inverse"
 
     def __init__(
         self, transform: Transform, base: BaseDistribution, context_features: int | None = None

@@ -53,6 +53,7 @@ Training (greedy layer-wise pretraining, then mean-field and persistent chains) 
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -74,6 +75,10 @@ class DBM(nn.Module):
         mean_field_steps: most fixed-point iterations of :meth:`mean_field`.
         mean_field_tol: :meth:`mean_field` stops once no mean moves by more than this.
     """
+
+    #: what maps data to latents (the mean-field approximation of the posterior); read by
+    #: ``flowforge compare``
+    latent_inference: ClassVar[str] = "mean-field q(h|v)"
 
     def __init__(
         self,

@@ -27,6 +27,7 @@ estimated by **annealed importance sampling** (Neal 2001) as Salakhutdinov and M
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -47,6 +48,9 @@ class RBM(nn.Module):
             guide, 2010); biases start at 0.
         sample_steps: Gibbs sweeps of :meth:`sample`'s chains from a random start.
     """
+
+    #: what maps data to latents (the factorial posterior, exactly); read by ``flowforge compare``
+    latent_inference: ClassVar[str] = "exact p(h|v)"
 
     def __init__(
         self, visible: int, hidden: int = 500, init_scale: float = 0.01, sample_steps: int = 1000

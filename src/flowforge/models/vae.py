@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -89,6 +90,10 @@ class VAE(nn.Module):
         likelihood: ``"bernoulli"`` (binary data) or ``"gaussian"`` (fixed scale).
         obs_log_scale: log standard deviation of the Gaussian likelihood.
     """
+
+    #: what maps data to latents (the encoder, an approximate posterior); read by
+    #: ``flowforge compare``
+    latent_inference: ClassVar[str] = "encoder q(z|x)"
 
     def __init__(
         self,

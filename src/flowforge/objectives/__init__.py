@@ -8,7 +8,7 @@
 - ``reverse_kl``: a flow fitted to an unnormalised target (:mod:`.reverse_kl`);
 - ``distill``: a student flow fitted to a teacher run (:mod:`.distill`);
 - ``gan``, ``wgan``, ``wgan_gp``: adversarial baselines, the trainer updating the generator and
-  the objective the critic (:mod:`.adversarial`);
+  the objective the critic in its own steps (:mod:`.adversarial`);
 - ``cd``: an RBM by contrastive divergence (CD-k, PCD), tested by AIS (:mod:`.rbm`);
 - ``dbm``: a deep Boltzmann machine, tested by AIS and its mean-field bound (:mod:`.dbm`);
 - ``likelihood``: exact maximum likelihood of a non-flow model such as NADE (:mod:`.likelihood`).
@@ -19,16 +19,27 @@ from __future__ import annotations
 import inspect
 
 from flowforge.objectives.adversarial import WGAN, WGANGP, GANObjective
-from flowforge.objectives.base import Objective, ObjectiveError, Setting
+from flowforge.objectives.base import Objective, ObjectiveError, Setting, StepFailed
 from flowforge.objectives.dbm import DeepBoltzmann
 from flowforge.objectives.distill import Distillation
 from flowforge.objectives.elbo import ELBO, IWAE
 from flowforge.objectives.likelihood import ExactLikelihood
 from flowforge.objectives.mle import MaximumLikelihood
 from flowforge.objectives.rbm import ContrastiveDivergence
+from flowforge.objectives.results import Evaluation, Measure, read_evaluation
 from flowforge.objectives.reverse_kl import ReverseKL
 
-__all__ = ["OBJECTIVES", "Objective", "ObjectiveError", "Setting", "objective_options"]
+__all__ = [
+    "OBJECTIVES",
+    "Evaluation",
+    "Measure",
+    "Objective",
+    "ObjectiveError",
+    "Setting",
+    "StepFailed",
+    "objective_options",
+    "read_evaluation",
+]
 
 OBJECTIVES: dict[str, type[Objective]] = {
     cls.name: cls for cls in (MaximumLikelihood, ELBO, IWAE, ReverseKL, Distillation)

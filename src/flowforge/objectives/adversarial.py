@@ -2,11 +2,16 @@ r"""Adversarial objectives: the GAN, the WGAN (weight clipping) and the WGAN-GP.
 
 The model is a :class:`~flowforge.models.gan.GAN` (generator :math:`G` and critic :math:`D` in
 one module). Within the one trainer: :meth:`Adversarial.parameters` hands the trainer's
-optimiser (``train.optimizer``) the **generator's** parameters only; each training step first
-updates the **critic** ``n_critic`` times with the objective's own optimiser (its state is in
-:meth:`state_dict`, so every checkpoint holds it and a resumed run is bit-identical), each on
-its own batch of real data and fresh noise, then returns the generator's loss on fresh noise,
-the critic frozen.
+optimiser (``train.optimizer``) the **generator's** parameters only; before each of the
+trainer's steps, the objective's own steps (:meth:`Adversarial.own_steps`, protocol of
+:mod:`flowforge.objectives.base`) update the **critic** ``n_critic`` times with the objective's
+own optimiser (its state is in :meth:`state_dict`, so every checkpoint holds it and a resumed
+run is bit-identical), each on its own batch of real data and fresh noise; then the training
+module gives the critic's scores of fresh generated points, the critic frozen, and the trainer
+steps the generator on their loss. A critic update that meets a non-finite loss or gradient is
+skipped and raises :class:`~flowforge.objectives.base.StepFailed` naming it, which the trainer
+counts as a bad step. ``train.compile`` is refused: the critic's updates are not part of the
+compiled module.
 
 - ``gan`` (Goodfellow et al. 2014, https://arxiv.org/abs/1406.2661): the critic is the
   discriminator's logit, trained by binary cross-entropy, :math:`-\log \sigma(D(x)) -
@@ -57,27 +62,26 @@ from flowforge.objectives.base import (
     Objective,
     ObjectiveError,
     Setting,
+    StepFailed,
     eval_mode,
     evaluation_rng,
     tensor_fingerprint,
 )
+from flowforge.objectives.results import Evaluation, Measure
 
 __all__ = ["GANObjective", "WGAN", "WGANGP", "Adversarial"]
 
 
-class _AdversarialStep(nn.Module):
-    """``forward(real)``: ``n_critic`` critic updates on ``real`` ``(n_critic, B, D)``, then
-    the critic's scores ``(B,)`` of ``B`` fresh generated points (the critic frozen, so the
-    trainer's backward reaches only the generator)."""
+class _GeneratorScores(nn.Module):
+    """``forward(real)``: the critic's scores ``(B,)`` of ``B`` fresh generated points, for
+    ``real`` ``(n_critic, B, D)`` (the critic frozen, so the trainer's backward reaches only
+    the generator)."""
 
-    def __init__(self, gan: GAN, objective: Adversarial) -> None:
+    def __init__(self, gan: GAN) -> None:
         super().__init__()
         self.gan = gan
-        self.update_critic = objective.update_critic
 
     def forward(self, real: Tensor) -> Tensor:
-        for batch in real:
-            self.update_critic(self.gan, batch)
         critic = list(self.gan.critic.parameters())
         for p in critic:
             p.requires_grad_(False)
@@ -95,6 +99,7 @@ class Adversarial(Objective):
     metric = "mmd"
     model_type = GAN
     train_key = "train_generator_loss"
+    own_steps_name = "critic updates"
 
     def __init__(
         self, setting: Setting, n_critic: int, critic_lr: float, val_n: int, eval_n: int
@@ -114,7 +119,6 @@ class Adversarial(Objective):
         self.bandwidth = median_bandwidth(self.data.val[:val_n])
         self.optimizer: torch.optim.Optimizer | None = None
         self._pending: dict[str, Any] | None = None
-        self._critic_failed = False
 
     # -- what subclasses define --------------------------------------------------------------
     def make_optimizer(self, params: list[nn.Parameter]) -> torch.optim.Optimizer:
@@ -131,14 +135,8 @@ class Adversarial(Objective):
         raise NotImplementedError
 
     def loss(self, terms: Tensor, model: nn.Module, step: int) -> Tensor:
-        """The generator's loss; NaN when a critic update of this step met a non-finite loss
-        or gradient (it was skipped), so the trainer counts a bad step and, after
-        ``max_bad_steps``, rolls model, optimisers and critic state back."""
-        loss = self.generator_loss(terms)
-        if self._critic_failed:
-            self._critic_failed = False
-            return loss * float("nan")
-        return loss
+        """The generator's loss from the critic's scores of generated points."""
+        return self.generator_loss(terms)
 
     # -- the model ---------------------------------------------------------------------------
     def model_inputs(self) -> dict[str, Any]:
@@ -156,7 +154,16 @@ class Adversarial(Objective):
 
     def training_module(self, model: nn.Module) -> nn.Module:
         self._critic_optimizer(model)  # type: ignore[arg-type]
-        return _AdversarialStep(model, self)  # type: ignore[arg-type]
+        return _GeneratorScores(model)  # type: ignore[arg-type]
+
+    def own_steps(self, model: nn.Module, batch: tuple[Tensor, ...], step: int) -> None:
+        """``n_critic`` critic updates, one on each batch of real data of the step's inputs
+        ``(n_critic, B, D)``; the first that fails stops them (:meth:`update_critic`)."""
+        (real,) = batch
+        for i, rows in enumerate(real):
+            what = self.update_critic(model, rows)  # type: ignore[arg-type]
+            if what is not None:
+                raise StepFailed(f"{what} (critic update {i + 1} of {len(real)})")
 
     def _critic_optimizer(self, gan: GAN) -> torch.optim.Optimizer:
         if self.optimizer is None:
@@ -166,9 +173,11 @@ class Adversarial(Objective):
                 self._pending = None
         return self.optimizer
 
-    def update_critic(self, gan: GAN, real: Tensor) -> None:
+    def update_critic(self, gan: GAN, real: Tensor) -> str | None:
         """One update of the critic on ``real`` and as many generated points (noise drawn from
-        torch's generator, whose state every checkpoint keeps)."""
+        torch's generator, whose state every checkpoint keeps); skipped when its loss or a
+        gradient is not finite, and then what was not is returned (``"critic loss"``,
+        ``"gradient of critic.NAME"``; else ``None``)."""
         opt = self._critic_optimizer(gan)
         params = list(gan.critic.parameters())
         with torch.enable_grad():
@@ -176,13 +185,23 @@ class Adversarial(Objective):
                 fake = gan.generate(gan.noise(real.shape[0]))
             loss = self.critic_loss(gan, real, fake)
             grads = torch.autograd.grad(loss, params)
-        if not (torch.isfinite(loss) and all(bool(torch.isfinite(g).all()) for g in grads)):
-            self._critic_failed = True  # loss() reports the step as bad
-            return
+        if not torch.isfinite(loss):
+            return "critic loss"
+        bad = next(
+            (
+                n
+                for (n, _), g in zip(gan.critic.named_parameters(), grads, strict=True)
+                if not bool(torch.isfinite(g).all())
+            ),
+            None,
+        )
+        if bad is not None:
+            return f"gradient of critic.{bad}"
         for p, g in zip(params, grads, strict=True):
             p.grad = g
         opt.step()
         self.after_critic_step(gan)
+        return None
 
     def state_dict(self) -> dict[str, Any]:
         if self.optimizer is not None:
@@ -234,7 +253,23 @@ class Adversarial(Objective):
             gap = model.score(real.to(dev)).mean() - model.score(fake.to(dev)).mean()  # type: ignore[operator]
         return {"val_mmd": m.value, "val_stderr": m.stderr, "val_critic_gap": float(gap)}
 
-    def evaluate(self, model: nn.Module, split: str = "test") -> dict[str, Any]:
+    @classmethod
+    def results(cls, numbers: dict[str, Any], split: str = "test") -> Evaluation:
+        """The headline is the MMD^2 (unbiased, so it may be slightly negative), the sliced
+        Wasserstein distance beside it; no NLL."""
+        how = f"unbiased, Gaussian kernel, {numbers.get('eval_n')} points"
+        mmd2 = Measure(
+            f"{split} MMD^2",
+            numbers[f"{split}_mmd"],
+            numbers[f"{split}_mmd_stderr"],
+            "",
+            "estimate",
+            how,
+        )
+        swd = Measure(f"{split} SWD", numbers[f"{split}_swd"], None, "", "estimate")
+        return Evaluation(mmd2, None, (swd,), numbers)
+
+    def scores(self, model: nn.Module, split: str = "test") -> dict[str, Any]:
         """``<split>_mmd`` (and its standard error, the bandwidth) and ``<split>_swd`` on the
         first ``eval_n`` examples of ``split`` and as many samples; a GAN has no NLL."""
         self.check_split(split)

@@ -11,12 +11,24 @@ It asks an :class:`Objective` for
   module :meth:`~Objective.training_module` that maps them to per-example terms (the trainer
   may compile it, or wrap it in ``DistributedDataParallel`` when :attr:`~Objective.
   data_parallel`), and :meth:`~Objective.loss`, the scalar to minimise;
+- optionally, steps of its own before each of the trainer's, with optimisers it owns
+  (:meth:`~Objective.own_steps`, as Lightning's manual optimisation: a GAN's critic
+  updates); a step that cannot be taken raises :class:`StepFailed`, which the trainer counts
+  as a bad step under that name (and rolls back after ``train.max_bad_steps`` of them);
+  :attr:`~Objective.own_steps_name` says what they are, and ``train.compile`` is refused for
+  such an objective;
 - :meth:`~Objective.validate` (lower is better: it picks ``best.pt``) and
-  :meth:`~Objective.evaluate`, the test numbers of the summary and of ``flowforge eval``.
+  :meth:`~Objective.evaluate`, the test results of the summary and of ``flowforge eval``: an
+  :class:`~flowforge.objectives.results.Evaluation` that :meth:`~Objective.results` builds
+  from the flat numbers of :meth:`~Objective.scores` (its headline measure with standard
+  error, unit and kind, the NLL where there is one, the other measures);
+- which figures a finished run draws (:attr:`~Objective.figures`).
 
 Adding an objective is one file in this package with a subclass and its registration in
 :data:`flowforge.objectives.OBJECTIVES`; its keyword options become the config's
-``objective:`` section, validated against the constructor's signature.
+``objective:`` section, validated against the constructor's signature. The CLI, the report,
+``flowforge compare`` and the playground read only its :class:`~flowforge.objectives.results.
+Evaluation`, so nothing else needs to know it.
 """
 
 from __future__ import annotations
@@ -33,11 +45,13 @@ from torch import Tensor, nn
 
 from flowforge.data.binarized_mnist import binarize
 from flowforge.data.registry import Splits
+from flowforge.objectives.results import Evaluation
 
 __all__ = [
     "Objective",
     "ObjectiveError",
     "Setting",
+    "StepFailed",
     "anneal_beta",
     "batch_generator",
     "batch_indices",
@@ -49,6 +63,12 @@ __all__ = [
 
 class ObjectiveError(ValueError):
     """An objective that cannot work with the given data, model or options."""
+
+
+class StepFailed(RuntimeError):
+    """One of an objective's own steps (:meth:`Objective.own_steps`) could not be taken
+    (e.g. a non-finite critic loss); the message names it. The trainer counts the step as bad
+    under that name."""
 
 
 @dataclass
@@ -146,6 +166,11 @@ class Objective(ABC):
             over torchrun processes.
         model_type: the kind of model the objective trains.
         train_key: the metrics record's name for the mean training loss.
+        own_steps_name: what :meth:`own_steps` does (``"critic updates"``), empty when the
+            objective takes no steps of its own.
+        figures: which figures a finished run draws (:mod:`flowforge.runs.figures`):
+            ``"data"``, the model beside the data set; ``"target"``, the fitted q beside
+            :attr:`target` (and :meth:`reference`'s samples).
     """
 
     name: ClassVar[str]
@@ -154,6 +179,8 @@ class Objective(ABC):
     data_parallel: ClassVar[bool] = False
     model_type: ClassVar[type[nn.Module]] = nn.Module
     train_key: ClassVar[str] = "train_loss"
+    own_steps_name: ClassVar[str] = ""
+    figures: ClassVar[str] = "data"
 
     def __init__(self, setting: Setting) -> None:
         if self.uses_data and setting.data is None:
@@ -216,6 +243,13 @@ class Objective(ABC):
     def loss(self, terms: Tensor, model: nn.Module, step: int) -> Tensor:
         """The scalar to minimise from the training module's output."""
 
+    def own_steps(self, model: nn.Module, batch: tuple[Tensor, ...], step: int) -> None:
+        """The objective's own steps before the trainer's at ``step``, on the step's inputs
+        ``batch``, with optimisers the objective owns (their state in :meth:`state_dict`);
+        raises :class:`StepFailed` naming what failed. None by default; an objective that
+        takes some names them in :attr:`own_steps_name`."""
+        return None
+
     def fingerprint(self) -> dict[str, str]:
         """Facts a resumed run must share with its checkpoint (e.g. the data's hash)."""
         return {}
@@ -254,8 +288,25 @@ class Objective(ABC):
         ``val_stderr``."""
 
     @abstractmethod
-    def evaluate(self, model: nn.Module, split: str = "test") -> dict[str, Any]:
-        """The numbers of the summary and of ``flowforge eval`` on ``split``."""
+    def scores(self, model: nn.Module, split: str = "test") -> dict[str, Any]:
+        """The flat test numbers on ``split`` (``<split>_nll``, ``<split>_mmd``, ...), by the
+        keys the summary stores them under."""
+
+    @classmethod
+    @abstractmethod
+    def results(cls, numbers: dict[str, Any], split: str = "test") -> Evaluation:
+        """The typed evaluation of :meth:`scores`'s ``numbers``: the headline measure, the
+        NLL where there is one, the other measures (also applied to summaries written before
+        the ``headline`` block, :func:`~flowforge.objectives.results.read_evaluation`)."""
+
+    def evaluate(self, model: nn.Module, split: str = "test") -> Evaluation:
+        """The results of the summary and of ``flowforge eval`` on ``split``."""
+        return self.results(self.scores(model, split), split)
+
+    def reference(self) -> nn.Module | None:
+        """A model whose samples the figures show beside the trained one's (distillation's
+        teacher); ``None`` by default."""
+        return None
 
     def check_split(self, split: str) -> None:
         """Data objectives evaluate any split; the others only their own samples."""

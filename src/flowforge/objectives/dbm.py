@@ -61,7 +61,8 @@ from flowforge.objectives.base import (
     evaluation_rng,
     tensor_fingerprint,
 )
-from flowforge.objectives.rbm import base_rate_bias, nll_summary, standard_error
+from flowforge.objectives.rbm import ais_results, base_rate_bias, nll_summary, standard_error
+from flowforge.objectives.results import Evaluation
 
 __all__ = ["DeepBoltzmann"]
 
@@ -157,6 +158,7 @@ class DeepBoltzmann(Objective):
         self.eval_chains, self.eval_betas = eval_chains, eval_betas
         self.check_samples = check_samples
         self.chains: Tensor | None = None
+        self._layers: tuple[int, int, int] | None = None  # the model's, for state_template
 
     def model_inputs(self) -> dict[str, Any]:
         return {"event_shape": list(self.data.event_shape), "context_features": 0}
@@ -170,6 +172,7 @@ class DeepBoltzmann(Objective):
         return (self.train_rows(step).to(self.setting.device), torch.tensor(self.phase(step)))
 
     def training_module(self, model: nn.Module) -> nn.Module:
+        self._layers = (model.visible, model.hidden1, model.hidden2)  # type: ignore[assignment]
         return _DBMLoss(model, self)  # type: ignore[arg-type]
 
     def surrogate(self, dbm: DBM, v: Tensor, phase: int) -> Tensor:
@@ -200,6 +203,16 @@ class DeepBoltzmann(Objective):
     def state_dict(self) -> dict[str, Any]:
         return {} if self.chains is None else {"chains": self.chains}
 
+    def state_template(self) -> dict[str, Any]:
+        """The persistent chains, once they exist: ``chains`` rows of the visible and both
+        hidden layers' units (known once the trainer built the training module), of the
+        data's dtype, on the run's device."""
+        if self.chains is not None or self._layers is None:
+            return self.state_dict()
+        shape = (self.n_chains, sum(self._layers))
+        dtype, device = self.data.train.dtype, self.setting.device
+        return {"chains": torch.empty(shape, dtype=dtype, device=device)}
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
         chains = state.get("chains")
         if set(state) - {"chains"} or (chains is not None and chains.shape[0] != self.n_chains):
@@ -228,7 +241,13 @@ class DeepBoltzmann(Objective):
         err = torch.cat(errors)
         return {"val_recon": float(err.mean()), "val_stderr": standard_error(err)}
 
-    def evaluate(self, model: nn.Module, split: str = "test") -> dict[str, Any]:
+    @classmethod
+    def results(cls, numbers: dict[str, Any], split: str = "test") -> Evaluation:
+        """The headline is the NLL's mean-field bound with AIS's log Z
+        (:func:`~flowforge.objectives.rbm.ais_results`)."""
+        return ais_results(numbers, split, "mean-field bound")
+
+    def scores(self, model: nn.Module, split: str = "test") -> dict[str, Any]:
         """``<split>_nll`` (the mean-field bound with AIS's log Z), its standard error, the AIS
         ``log_z`` with its standard error and 3-sigma interval, and the second estimate
         (module docstring)."""

@@ -16,6 +16,7 @@ The test numbers add the other direction, :math:`\mathrm{KL}(p \| q)` on teacher
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -29,6 +30,7 @@ from flowforge.objectives.base import (
     evaluation_rng,
     tensor_fingerprint,
 )
+from flowforge.objectives.results import Evaluation, Measure
 from flowforge.objectives.reverse_kl import ReverseKL
 from flowforge.targets import Target
 
@@ -83,10 +85,28 @@ class Distillation(ReverseKL):
         same teacher."""
         return {"teacher": tensor_fingerprint(*self.teacher.state_dict().values())}
 
-    def evaluate(self, model: nn.Module, split: str = "test") -> dict[str, Any]:
+    def reference(self) -> nn.Module:
+        """The teacher, whose samples the figures show beside the student's."""
+        return self.teacher
+
+    @classmethod
+    def results(cls, numbers: dict[str, Any], split: str = "test") -> Evaluation:
+        """Reverse KL's, and the forward ``KL(teacher || student)`` beside it."""
+        out = super().results(numbers, split)
+        forward = Measure(
+            "KL(teacher || student)",
+            numbers["kl_teacher_student"],
+            numbers["kl_teacher_student_stderr"],
+            "nats",
+            "estimate",
+            f"{numbers.get('eval_samples')} teacher samples",
+        )
+        return replace(out, measures=(*out.measures, forward))
+
+    def scores(self, model: nn.Module, split: str = "test") -> dict[str, Any]:
         """The reverse KL (the loss), and ``kl_teacher_student``, ``KL(p || q)`` on
         ``eval_samples`` teacher samples (each with its standard error)."""
-        out = super().evaluate(model, split)
+        out = super().scores(model, split)
         n = self.eval_samples
         with evaluation_rng(self.setting.seed, self.setting.device), eval_mode(model):
             with torch.no_grad():

@@ -35,6 +35,7 @@ from flowforge.objectives.base import (
     evaluation_rng,
     tensor_fingerprint,
 )
+from flowforge.objectives.results import Evaluation, Measure
 
 __all__ = ["ELBO", "IWAE", "VariationalBound"]
 
@@ -114,7 +115,22 @@ class VariationalBound(Objective):
             val = model.evaluate(self.data.val.to(self.setting.device), k=1)  # type: ignore[operator]
         return {"val_neg_elbo": -val["elbo"], "val_stderr": val["log_px_stderr"]}
 
-    def evaluate(self, model: nn.Module, split: str = "test") -> dict[str, Any]:
+    @classmethod
+    def results(cls, numbers: dict[str, Any], split: str = "test") -> Evaluation:
+        """The headline is the NLL's IWAE bound with ``eval_k`` samples (an upper bound in
+        expectation); the ELBO beside it."""
+        nll = Measure(
+            f"{split} NLL",
+            numbers[f"{split}_nll"],
+            numbers[f"{split}_nll_stderr"],
+            "nats",
+            "bound",
+            f"IWAE bound, k={numbers.get('eval_k')}",
+        )
+        elbo = Measure(f"{split} ELBO", numbers[f"{split}_elbo"], None, "nats", "bound")
+        return Evaluation(nll, nll, (elbo,), numbers)
+
+    def scores(self, model: nn.Module, split: str = "test") -> dict[str, Any]:
         """``<split>_elbo``, ``<split>_nll`` (``-log p(x)`` by ``eval_k`` importance samples)
         and its standard error, on the first ``eval_n`` examples of ``split``."""
         self.check_split(split)

@@ -27,6 +27,7 @@ from flowforge.objectives.base import (
     tensor_fingerprint,
 )
 from flowforge.objectives.mle import LogProb
+from flowforge.objectives.results import Evaluation, Measure
 
 __all__ = ["ExactLikelihood"]
 
@@ -88,7 +89,15 @@ class ExactLikelihood(Objective):
         nll, se, _ = self._nll(model, "val")
         return {"val_nll": nll, "val_stderr": se}
 
-    def evaluate(self, model: nn.Module, split: str = "test") -> dict[str, Any]:
+    @classmethod
+    def results(cls, numbers: dict[str, Any], split: str = "test") -> Evaluation:
+        """The exact NLL is the headline."""
+        nll = Measure(
+            f"{split} NLL", numbers[f"{split}_nll"], numbers[f"{split}_stderr"], "nats", "exact"
+        )
+        return Evaluation(nll, nll, (), numbers)
+
+    def scores(self, model: nn.Module, split: str = "test") -> dict[str, Any]:
         """``<split>_nll`` (exact, nats per example), its standard error and ``n_<split>``."""
         self.check_split(split)
         nll, se, n = self._nll(model, split)

@@ -30,6 +30,7 @@ from flowforge.objectives.base import (
     evaluation_rng,
     tensor_fingerprint,
 )
+from flowforge.objectives.results import Evaluation, Measure
 from flowforge.transforms.continuous import regularization
 from flowforge.yardstick import (
     YardstickUnavailable,
@@ -265,7 +266,7 @@ class MaximumLikelihood(Objective):
             out["val_bpd"] = bits_per_dim(nll, math.prod(self.data.event_shape))
         return out
 
-    def evaluate(self, model: nn.Module, split: str = "test") -> dict[str, Any]:
+    def scores(self, model: nn.Module, split: str = "test") -> dict[str, Any]:
         """``<split>_nll`` and its standard error, ``n_<split>``, the unit, bits/dim for
         images, and the gap to the true entropy where the data set knows it."""
         self.check_split(split)
@@ -287,6 +288,27 @@ class MaximumLikelihood(Objective):
         if self._wants_yardstick():
             out["yardstick"] = self._yardstick(per_row.numpy(), split)
         return out
+
+    @classmethod
+    def results(cls, numbers: dict[str, Any], split: str = "test") -> Evaluation:
+        """The exact NLL, headline in bits/dim for images; the true entropy and the gap to it
+        where the data set knows them."""
+        nll = Measure(
+            f"{split} NLL", numbers[f"{split}_nll"], numbers[f"{split}_stderr"], "nats", "exact"
+        )
+        headline = nll
+        if f"{split}_bpd" in numbers:
+            bpd, se = numbers[f"{split}_bpd"], numbers[f"{split}_bpd_stderr"]
+            headline = Measure(f"{split} NLL", bpd, se, "bits/dim", "exact")
+        measures: tuple[Measure, ...] = ()
+        if numbers.get("entropy") is not None:
+            se = numbers.get("entropy_stderr")
+            kind = "exact" if not se else "estimate"
+            measures = (
+                Measure("true entropy", numbers["entropy"], se, "nats", kind),
+                Measure("gap", numbers["gap"], None, "nats", "none"),
+            )
+        return Evaluation(headline, nll, measures, numbers)
 
     def _wants_yardstick(self) -> bool:
         """``auto``: vector data in nats whose entropy is unknown."""

@@ -47,6 +47,7 @@ from flowforge.objectives.base import (
     evaluation_rng,
     tensor_fingerprint,
 )
+from flowforge.objectives.results import Evaluation, Measure
 
 __all__ = ["ContrastiveDivergence", "base_rate_bias", "nll_summary", "standard_error"]
 
@@ -177,7 +178,12 @@ class ContrastiveDivergence(Objective):
             err = (v - probs).pow(2).sum(-1).double()
         return {"val_recon": float(err.mean()), "val_stderr": standard_error(err)}
 
-    def evaluate(self, model: nn.Module, split: str = "test") -> dict[str, Any]:
+    @classmethod
+    def results(cls, numbers: dict[str, Any], split: str = "test") -> Evaluation:
+        """The headline is the NLL from AIS's estimate of log Z (:func:`ais_results`)."""
+        return ais_results(numbers, split)
+
+    def scores(self, model: nn.Module, split: str = "test") -> dict[str, Any]:
         """``<split>_nll`` (AIS), its standard error, the AIS ``log_z`` with its standard error
         and 3-sigma interval, and the NLL's interval from it (module docstring)."""
         self.check_split(split)
@@ -235,6 +241,26 @@ def nll_summary(split: str, f: Tensor, ais: AISResult, log_z_uniform: float) -> 
             stacklevel=2,
         )
     return out
+
+
+def ais_results(numbers: dict[str, Any], split: str, bound: str = "") -> Evaluation:
+    """The typed results of :func:`nll_summary`'s numbers: the NLL an estimate (AIS's log Z
+    is unbiased in Z, so the NLL is low in expectation), a ``lower bound`` when AIS missed mass
+    and the uniform estimate was used; with ``bound`` (a DBM's ``"mean-field bound"``) the
+    free energy is itself a bound, the kind ``bound``. Beside it: AIS's log Z."""
+    ais = f"AIS ({numbers.get('ais_chains')} chains, {numbers.get('ais_steps')} steps)"
+    kind = "bound" if bound else "estimate"
+    if numbers.get("ais_missed_mass"):
+        ais = f"lower bound: {ais} missed mass, uniform importance sampling's log Z used"
+        kind = "lower bound"
+    how = f"{bound}, {ais}" if bound else ais
+    se = numbers.get(f"{split}_stderr")
+    nll = Measure(f"{split} NLL", numbers[f"{split}_nll"], se, "nats", kind, how)
+    if numbers.get("log_z") is None:
+        return Evaluation(nll, nll, (), numbers)
+    se = numbers.get("log_z_stderr")
+    log_z = Measure("log Z", numbers["log_z"], se, "nats", "estimate", "AIS")
+    return Evaluation(nll, nll, (log_z,), numbers)
 
 
 def standard_error(x: Tensor) -> float:

@@ -30,6 +30,7 @@ from flowforge.objectives.base import (
     eval_mode,
     evaluation_rng,
 )
+from flowforge.objectives.results import Evaluation, Measure
 from flowforge.targets import TARGETS, Target, make_target
 
 __all__ = ["ReverseKL", "estimate_kl", "reverse_kl"]
@@ -95,6 +96,7 @@ class ReverseKL(Objective):
     metric = "loss"
     uses_data = False
     model_type = Flow
+    figures = "target"
 
     def __init__(
         self,
@@ -144,7 +146,20 @@ class ReverseKL(Objective):
             out["val_kl"] = kl
         return out
 
-    def evaluate(self, model: nn.Module, split: str = "test") -> dict[str, Any]:
+    @classmethod
+    def results(cls, numbers: dict[str, Any], split: str = "test") -> Evaluation:
+        """The headline is ``KL(q || p)`` where the target's ``log Z`` is known, else the loss
+        ``E_q[log q - log p~]`` (the KL up to the constant ``log Z``); both Monte Carlo
+        estimates on ``eval_samples`` samples of q, with the same standard error."""
+        how = f"{numbers.get('eval_samples')} samples of q"
+        se = numbers["loss_stderr"]
+        loss = Measure("E_q[log q - log p~]", numbers["loss"], se, "nats", "estimate", how)
+        if numbers.get("kl") is None:
+            return Evaluation(loss, None, (), numbers)
+        kl = Measure("KL(q || p)", numbers["kl"], se, "nats", "estimate", how)
+        return Evaluation(kl, None, (loss,), numbers)
+
+    def scores(self, model: nn.Module, split: str = "test") -> dict[str, Any]:
         """``loss`` (``E_q[log q - log p~]``) and its standard error on ``eval_samples``
         samples, and ``kl`` (``loss + log Z``) when the target's ``log Z`` is known."""
         self.check_split(split)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from flowforge.config import ConfigError
+from flowforge.objectives.results import Evaluation, Measure, read_evaluation
 from flowforge.report.yardstick import Yardstick, yardstick_view
 from flowforge.run_files import METRICS, PLOTS, SUMMARY, atomic_write_text
 from flowforge.runs.directory import RunDirectory
@@ -41,19 +42,9 @@ CAPTIONS = {
     ),
     "curves": "Training loss and validation metric (with standard errors) against the step.",
 }
-# a summary's headline measure: (key, the keys its standard error may have), the first
-# present wins (maximum likelihood writes test_stderr, ELBO and IWAE test_nll_stderr)
-HEADLINES: list[tuple[str, tuple[str, ...]]] = [
-    ("test_bpd", ("test_bpd_stderr",)),
-    ("test_nll", ("test_stderr", "test_nll_stderr")),
-    ("test_elbo", ()),
-    ("test_mmd", ("test_mmd_stderr",)),
-    ("kl", ("kl_stderr",)),
-    ("loss", ("loss_stderr",)),
-]
 COLUMNS = ["objective", "model", "data", "steps", "parameters", "train_seconds"]
 # summary keys the page shows in sections of their own, not in the summary table
-SHOWN_APART = ("yardstick",)
+SHOWN_APART = ("yardstick", "headline", "nll", "measures")
 # why a run stopped (``summary["stopped"]``), in words
 STOPPED = {
     "finished": "it ran all its steps",
@@ -83,8 +74,13 @@ class RunReport:
     figures: list[Figure]
     commands: list[str]
     trained_with: str | None
-    headline: tuple[str, Any, Any] | None = None
+    results: Evaluation | None = None
     metric_keys: list[str] = field(default_factory=list)
+
+    @property
+    def headline(self) -> Measure | None:
+        """The measure the run is judged by (:mod:`flowforge.objectives.results`)."""
+        return None if self.results is None else self.results.headline
 
     @property
     def yardstick(self) -> Yardstick | None:
@@ -106,14 +102,6 @@ class RunReport:
         """Why the run stopped, in words (``summary["stopped"]``)."""
         why = self.summary.get("stopped")
         return None if why is None else STOPPED.get(str(why), str(why))
-
-
-def _headline(summary: dict[str, Any]) -> tuple[str, Any, Any] | None:
-    for key, errors in HEADLINES:
-        if summary.get(key) is not None:
-            err = next((summary[e] for e in errors if summary.get(e) is not None), None)
-            return key, summary[key], err
-    return None
 
 
 def _versions() -> dict[str, str]:
@@ -192,7 +180,7 @@ def collect_run(path: str | Path, page_dir: Path | None = None) -> RunReport:
         figures=figures,
         commands=_commands(run, records),
         trained_with=_trained_with(run),
-        headline=_headline(summary),
+        results=read_evaluation(summary),
         metric_keys=keys,
     )
 

@@ -1,10 +1,13 @@
 """The figures a finished run draws into its ``plots/`` folder (drawing code:
 :mod:`flowforge.viz.run_figures`; each figure as ``NAME.png`` and ``NAME.svg``).
 
-Every run draws ``curves`` (its training and validation curves), and by kind:
+Every run draws ``curves`` (its training and validation curves), and by what the objective
+(:attr:`~flowforge.objectives.base.Objective.figures`) and the model (its
+``latent_inference``) declare:
 
-- a flow on 2-D data: ``data``, ``density`` (one labelled panel per context when conditional),
-  ``samples``, ``latent``, ``layers`` (the grid pushed layer by layer to latent space);
+- a model with an exact inverse (a flow) on 2-D data: ``data``, ``density`` (one labelled
+  panel per context when conditional), ``samples``, ``latent``, ``layers`` (the grid pushed
+  layer by layer to latent space);
 - any other model on 2-D data (VAE, GAN, RBM, NADE): ``samples`` beside the data;
 - vector data of more dimensions: ``pairs`` and ``marginals`` (data vs samples);
 
@@ -13,8 +16,10 @@ samples at least :data:`~flowforge.viz.run_figures.SAMPLES` whatever the test si
 axes carry the data's feature names (:mod:`flowforge.viz.run_figures` says what else the
 figures guarantee).
 - image data: ``samples`` (grids at several temperatures beside the test images);
-- reverse KL and distillation: ``fit`` (the target beside the fitted q) in 2-D, ``pairs`` and
-  ``marginals`` of q's samples otherwise (beside the teacher's for distillation).
+- an objective that fits a target (``figures = "target"``: reverse KL, distillation): ``fit``
+  (the target beside the fitted q) in 2-D, ``pairs`` and ``marginals`` of q's samples
+  otherwise (beside those of the objective's :meth:`~flowforge.objectives.base.Objective.
+  reference`, distillation's teacher).
 
 A figure that cannot be drawn (e.g. a model that cannot sample) is skipped with a warning:
 figures never fail a run. ``flowforge sample``, ``interpolate`` and ``manipulate`` draw more
@@ -31,11 +36,8 @@ from pathlib import Path
 from torch import nn
 
 from flowforge.config import RunConfig
-from flowforge.flows import Flow
 from flowforge.objectives import Objective
-from flowforge.objectives.distill import Distillation
 from flowforge.objectives.mle import bits_per_dim
-from flowforge.objectives.reverse_kl import ReverseKL
 from flowforge.runs.directory import RunDirectory
 
 __all__ = ["draw_run_figures"]
@@ -73,17 +75,16 @@ def draw_run_figures(
         metric, train_key, unit = "bpd", "train_bpd", "bits/dim"
     attempt("curves", rf.plot_training_curves, records, out, metric, train_key, entropy, unit)
     what = cfg.model.name
-    if isinstance(objective, ReverseKL):
-        target = objective.target
+    if objective.figures == "target":
+        target = objective.target  # type: ignore[attr-defined]
         if target.dim == 2:
             attempt("fit", rf.plot_target_fit, target, model, out, target.bounds, target.name)
         else:
 
             def vi_vectors() -> list[Path]:
                 q = rf.draw_samples(model, 2000)
-                teacher = None
-                if isinstance(objective, Distillation):
-                    teacher = rf.draw_samples(objective.teacher, 2000)
+                reference = objective.reference()
+                teacher = None if reference is None else rf.draw_samples(reference, 2000)
                 return rf.plot_vectors(q, teacher, out, what, "teacher samples")
 
             attempt("pairs", vi_vectors)
@@ -94,7 +95,7 @@ def draw_run_figures(
     test, context, info, seed = data.test, data.test_context, data.info, cfg.seed
     if len(shape) == 3:
         attempt("samples", rf.plot_images, model, test, out, context=context)
-    elif shape == (2,) and isinstance(model, Flow):
+    elif shape == (2,) and getattr(model, "latent_inference", None) == "exact inverse":
         attempt("2-D figures", rf.plot_flow_2d, model, test, out, context, info, seed)
     elif shape == (2,) and context is None:
         attempt("samples", rf.plot_samples_2d, model, test, out, what, info, seed)

@@ -268,6 +268,6 @@ def _summarise(trainer: Trainer, directory: RunDirectory) -> dict[str, Any]:
         summary.update(features=names["features"], context=names["context"])
         info = objective.data.info
         summary.update({k: info[k] for k in ("dequantized", "dropped_rows") if info.get(k)})
-    scores = objective.evaluate(model, "test")
-    directory.write_summary({**summary, **scores})
-    return scores
+    results = objective.evaluate(model, "test").to_dict()
+    directory.write_summary({**summary, **results})
+    return results

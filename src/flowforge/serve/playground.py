@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from flowforge.config import ConfigError, parse_config
+from flowforge.objectives.results import read_evaluation
 from flowforge.run_files import LAST
 from flowforge.runs.directory import RunDirectory
 from flowforge.serve.sources import (
@@ -131,6 +132,12 @@ def _int(value: Any, what: str, lo: int, hi: int) -> int:
     if not math.isfinite(f) or f != int(f) or not lo <= f <= hi:
         raise PlaygroundError(f"{what}: should be a whole number in [{lo}, {hi}], got {value!r}")
     return int(f)
+
+
+def _test_nll(summary: Any) -> dict[str, Any] | None:
+    """The finished run's test NLL measure (its typed results' ``nll``), ``None`` before."""
+    results = read_evaluation(summary)
+    return None if results is None or results.nll is None else results.nll.to_dict()
 
 
 def _finite(value: Any) -> float | None:
@@ -484,6 +491,7 @@ class Playground:
                 for r in records
             ],
             "summary": summary if isinstance(summary, dict) else None,
+            "nll": _test_nll(summary),
         }
         seed = cfg.get("seed", 0)
         try:

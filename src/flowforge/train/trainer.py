@@ -8,6 +8,9 @@ bounds, reverse KL, distillation) the same way:
   ``train.compile``, wrapped in ``DistributedDataParallel`` under torchrun) and takes a step of
   ``train.optimizer`` (fused AdamW by default; :func:`make_optimizer`) with the scheduled
   learning rate and gradient clipping;
+- the objective's own steps come first (:meth:`~flowforge.objectives.Objective.own_steps`,
+  e.g. a GAN's critic updates with the objective's optimiser); one that fails
+  (:class:`~flowforge.objectives.StepFailed`) makes the step bad under its name;
 - a non-finite loss or gradient skips the step; ``max_bad_steps`` in a row roll back to the last
   checkpoint with the learning rate halved again at each rollback, and after ``max_rollbacks``
   the run stops with :class:`TrainingDiverged`;
@@ -40,8 +43,8 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
-from flowforge.config import RunConfig, TrainConfig
-from flowforge.objectives import Objective
+from flowforge.config import ConfigError, RunConfig, TrainConfig
+from flowforge.objectives import Objective, StepFailed
 from flowforge.run_files import BEST, LAST
 from flowforge.train.averaging import ParameterAverage
 from flowforge.train.checkpoint import (
@@ -186,6 +189,12 @@ class Trainer:
         self.identity = identity
         self.group = group or Group()
         self.device = next(model.parameters(), torch.zeros(())).device
+        if cfg.train.compile and objective.own_steps_name:
+            raise ConfigError(
+                f"train.compile: objective {objective.name!r} takes steps of its own "
+                f"({objective.own_steps_name}) outside the training module, which compile "
+                f"cannot include; remove train.compile"
+            )
         self.train_module = self._compiled(objective.training_module(model))
         self.parameters = list(objective.parameters(model))
         self.optimizer = make_optimizer(cfg.train, self.parameters, self.device)
@@ -347,7 +356,15 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(self.cfg.train, p.step) * p.lr_scale
         self.optimizer.zero_grad(set_to_none=True)
-        loss = self.objective.loss(self.train_module(*self.inputs()), self.model, p.step)
+        inputs = self.inputs()
+        failed = None
+        try:
+            self.objective.own_steps(self.model, inputs, p.step)
+        except StepFailed as e:
+            failed = str(e)
+        if self.group.any(failed is not None):  # every rank takes the same decision
+            return math.nan, failed or "an objective's own step on another rank"
+        loss = self.objective.loss(self.train_module(*inputs), self.model, p.step)
         mean = self.group.mean(loss)  # every rank takes the same decision
         if not torch.isfinite(mean):
             return mean.item(), "loss"

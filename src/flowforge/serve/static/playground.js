@@ -243,7 +243,7 @@ function render(v) {
   if (v.box) $("entropy").textContent = h !== null ? h.toFixed(3) : "unknown";
   $("val-gap").textContent = val !== null && h !== null ? (val - h).toFixed(3) : "—";
   const s = v.summary;
-  $("test-nll").textContent = s && s.test_nll != null ? s.test_nll.toFixed(4) : "—";
+  $("test-nll").textContent = v.nll ? v.nll.value.toFixed(4) : "—";
   $("gap").textContent = s && s.gap != null ? s.gap.toFixed(4) : "—";
   if (v.box) {
     const d = $("density"), sm = $("samples");
