@@ -234,7 +234,8 @@ def test_a_file_run_shows_the_yardstick_at_start_end_and_in_eval(tmp_path, capsy
     assert json.loads(out)["yardstick"]["baselines"]["gmm"]["nll"] == pytest.approx(
         block["baselines"]["gmm"]["nll"]
     )
-    assert err.startswith("yardstick (test NLL, same rows)")
+    assert err.splitlines()[0].startswith("test NLL ")  # the headline, then the yardstick
+    assert err.splitlines()[-1].startswith("yardstick (test NLL, same rows)")
 
 
 def test_the_yardstick_is_for_data_whose_entropy_is_unknown(tmp_path):
