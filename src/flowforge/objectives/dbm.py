@@ -61,7 +61,13 @@ from flowforge.objectives.base import (
     evaluation_rng,
     tensor_fingerprint,
 )
-from flowforge.objectives.rbm import ais_results, base_rate_bias, nll_summary, standard_error
+from flowforge.objectives.rbm import (
+    ais_results,
+    base_rate_bias,
+    check_binary_vectors,
+    nll_summary,
+    standard_error,
+)
 from flowforge.objectives.results import Evaluation
 
 __all__ = ["DeepBoltzmann"]
@@ -147,11 +153,7 @@ class DeepBoltzmann(Objective):
         for key, value in options.items():
             if value < _LEAST[key]:
                 raise ObjectiveError(f"objective.{key}: should be >= {_LEAST[key]}, got {value}")
-        if len(self.data.event_shape) != 1 or self.data.context_features:
-            raise ObjectiveError(
-                f"objective 'dbm': the DBM models unconditional binary vectors, got data of "
-                f"shape {self.data.event_shape}"
-            )
+        check_binary_vectors(self.data, "dbm", "the DBM")
         self.pretrain_steps, self.pretrain_k = pretrain_steps, pretrain_k
         self.n_chains, self.k = chains, k
         self.val_n, self.eval_n = val_n, eval_n

@@ -110,11 +110,7 @@ class ContrastiveDivergence(Objective):
             raise ObjectiveError(
                 f"objective.check_samples: should be positive, got {check_samples}"
             )
-        if len(self.data.event_shape) != 1 or self.data.context_features:
-            raise ObjectiveError(
-                f"objective 'cd': the RBM models unconditional binary vectors, got data of shape "
-                f"{self.data.event_shape}"
-            )
+        check_binary_vectors(self.data, "cd", "the RBM")
         self.k, self.persistent = k, persistent
         self.val_n, self.eval_n = val_n, eval_n
         self.eval_chains, self.eval_betas = eval_chains, eval_betas
@@ -193,6 +189,15 @@ class ContrastiveDivergence(Objective):
             log_z_uniform = model.log_z_uniform(self.check_samples)  # type: ignore[operator]
             f = model.free_energy(v).detach().double()  # type: ignore[operator]
         return nll_summary(split, f, ais, log_z_uniform)
+
+
+def check_binary_vectors(data: Any, objective: str, model: str) -> None:
+    """Boltzmann machines model unconditional binary vectors: other data is refused by name."""
+    if len(data.event_shape) != 1 or data.context_features:
+        raise ObjectiveError(
+            f"objective {objective!r}: {model} models unconditional binary vectors, got data "
+            f"of shape {data.event_shape}"
+        )
 
 
 def base_rate_bias(train: Tensor) -> Tensor:
