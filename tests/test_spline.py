@@ -134,11 +134,13 @@ def _float32_errors(layer):
 def test_float32_layer_with_hard_parameters_round_trips(kind):
     """Issue 19, item 10: conditioner weights perturbed by 0.3, inputs N(0, 2^2), float32.
     Unbounded raw parameters (``raw_bound=None``, the old spline) give round-trip errors of
-    0.08 (coupling) and 3.6 (autoregressive) and log-det mismatches of 0.2 and 4.7 nats."""
+    0.03 (coupling) and 0.07 (autoregressive) and log-det mismatches of 0.07 and 0.06 nats,
+    150 to 600 times the bounded spline's (with the conditioners' zero last layers of before
+    the antisymmetric start: 0.08 and 3.6, 0.2 and 4.7)."""
     rt, ld = _float32_errors(_perturbed_layer(kind, raw_bound=0.5 * 6.907755))
     assert rt <= 2e-3 and ld <= 2e-3, (rt, ld)
     rt_old, ld_old = _float32_errors(_perturbed_layer(kind, raw_bound=None))
-    assert rt_old > 0.05 and ld_old > 0.1, (rt_old, ld_old)  # what the bound is for
+    assert rt_old > 0.02 and ld_old > 0.05, (rt_old, ld_old)  # what the bound is for
 
 
 def test_raw_bound_keeps_the_identity_and_is_validated():
