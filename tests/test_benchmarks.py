@@ -31,6 +31,8 @@ def run(peers, tasks: str, libs: str, *extra: str) -> dict:
         "64",
         "--threads",
         "1",
+        "--pace-steps",
+        "",
         *extra,
     ]
     return peers.main(argv)
@@ -60,6 +62,35 @@ def test_peer_builds_and_integrates(peers, lib):
     row = report["tasks"]["realnvp2"]["libraries"][lib]
     assert math.isfinite(row["test_nll"])
     assert row["grid_mass"] == pytest.approx(1.0, abs=0.03)
+
+
+def test_nll_against_steps_per_seed_and_library(peers):
+    pytest.importorskip("zuko", reason="zuko is not installed (pip install -e '.[bench]')")
+    argv = ["--pace-steps", "2,1", "--pace-seeds", "0,1", "--data-scale", "0.5", "--no-memory"]
+    report = run(peers, "realnvp2", "ref,flowforge,zuko", *argv)
+    pace = report["tasks"]["realnvp2"]["pace"]
+    assert pace["steps"] == [1, 2] and pace["seeds"] == [0, 1]
+    assert set(pace["libraries"]) == {"flowforge", "zuko"}  # no ref: it is not a density
+    for row in pace["libraries"].values():
+        assert len(row["runs"]["test_nll"]) == 2 and len(row["test_nll"]) == 2
+        assert all(math.isfinite(c["mean"]) and c["sd"] >= 0 for c in row["test_nll"])
+        assert row["train_s"][0]["mean"] <= row["train_s"][1]["mean"]
+    diff = pace["flowforge_vs_best_peer"][1]
+    rows = pace["libraries"]
+    expected = rows["flowforge"]["test_nll"][1]["mean"] - rows["zuko"]["test_nll"][1]["mean"]
+    assert diff["best_peer"] == "zuko" and diff["minus_best_peer"] == pytest.approx(expected)
+    # the same seed gives the same model and batches: the runs repeat exactly
+    again = run(peers, "realnvp2", "flowforge", *argv)["tasks"]["realnvp2"]["pace"]
+    assert (
+        again["libraries"]["flowforge"]["runs"]["test_nll"] == rows["flowforge"]["runs"]["test_nll"]
+    )
+
+
+def test_pace_options_are_checked(peers):
+    with pytest.raises(SystemExit):
+        peers.main(["--tasks", "maf8", "--libs", "ref", "--pace-steps", "0"])
+    with pytest.raises(SystemExit):
+        peers.main(["--tasks", "maf8", "--libs", "ref", "--data-scale", "-1"])
 
 
 def test_unknown_task_is_named(peers):
