@@ -66,7 +66,8 @@ ARCHITECTURE = {
 }
 
 DIFFERENCES = {
-    "flowforge": "log-scale b*tanh(a/b), b=5; zero-initialised last layers",
+    "flowforge": "log-scale b*tanh(a/b), b=5; conditioners start at output 0 "
+    "(antisymmetric last layers)",
     "zuko": "log-scale soft-clamped exp(a/(1+|a|/ln 1e3)); flow() rebuilt per call (included); "
     "PyTorch default init",
     "nflows": "MAF: scale softplus(a)+1e-3; coupling: scale sigmoid(a+2)+1e-3 (<= 1.001, "
