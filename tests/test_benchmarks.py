@@ -1,4 +1,4 @@
-"""Smoke tests of the benchmarks: 2 steps of flowforge and ref in the peer harness, one round
+"""Smoke tests of the benchmarks: 10 steps of flowforge and ref in the peer harness, one round
 of the MADE sweep benchmark (no timings asserted)."""
 
 import importlib.util
@@ -39,17 +39,19 @@ def run(peers, tasks: str, libs: str, *extra: str) -> dict:
 
 
 @pytest.mark.slow
-def test_flowforge_and_ref_two_steps(peers):
-    report = run(peers, "realnvp2,maf8", "ref,flowforge")
+def test_flowforge_and_ref_ten_steps(peers):
+    report = run(peers, "realnvp2,maf8", "ref,flowforge", "--steps-per-round", "5")
     for task in ("realnvp2", "maf8"):
         rows = report["tasks"][task]["libraries"]
         assert set(rows) == {"ref", "flowforge"}
-        assert report["tasks"][task]["steps"] == 2
+        assert report["tasks"][task]["steps"] == 10
         assert rows["ref"]["ratio_ref"]["median"] == pytest.approx(1.0)
         assert math.isfinite(rows["flowforge"]["test_nll"])
         assert rows["flowforge"]["peak_mem_mb"] > 0
         assert rows["flowforge"]["log_prob_per_s"]["median"] > 0
-    # a 2-D density integrates to 1, even after 2 steps
+    # a 2-D density integrates to 1 on the box that holds its mass: after 10 steps [-6, 6]^2
+    # (after 2 to 5 the first full-size Adam steps put up to 5 % of it further out, for a
+    # while: 0.958 in the box at step 2, 1.000 at 10; zuko 0.985 at step 2)
     row = report["tasks"]["realnvp2"]["libraries"]["flowforge"]
     assert row["grid_mass"] == pytest.approx(1.0, abs=0.01)
     assert row["grid_nonfinite"] == 0
