@@ -18,6 +18,10 @@ Figures, per task and library:
 - peak memory of one training step (parameters, gradients, Adam state, activations and
   temporaries), from ``torch.profiler``'s memory timeline;
 - test NLL after the same number of steps on the same batches;
+- NLL against steps (``--pace-steps``, default 100, 200 and 2,000): for every vector task a
+  fresh model per library and seed (``--pace-seeds``), trained on the same batches, its test NLL
+  and its cumulative training time (evaluations excluded) at each of those steps; mean and
+  standard deviation over the seeds, and flowforge's difference to the best peer;
 - for 2-D tasks, ``sum exp(log_prob) dA`` on a fine grid (a density must integrate to 1).
 The CPU time used by other processes during every timed block is recorded (the machine is
 shared): ``other_cpu`` is the share of the cores not used by this process, averaged per block.
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -61,7 +66,8 @@ ARCHITECTURE = {
 }
 
 DIFFERENCES = {
-    "flowforge": "log-scale b*tanh(a/b), b=5; zero-initialised last layers",
+    "flowforge": "log-scale b*tanh(a/b), b=5; conditioners start at output 0 "
+    "(antisymmetric last layers)",
     "zuko": "log-scale soft-clamped exp(a/(1+|a|/ln 1e3)); flow() rebuilt per call (included); "
     "PyTorch default init",
     "nflows": "MAF: scale softplus(a)+1e-3; coupling: scale sigmoid(a+2)+1e-3 (<= 1.001, "
@@ -489,6 +495,15 @@ def load_task_data(task: Task, seed: int) -> tuple[Tensor, Tensor]:
     return splits.train.float(), splits.test.float()
 
 
+def scaled_task_data(task: Task, args: argparse.Namespace) -> tuple[Tensor, Tensor]:
+    """The task's data, vector tasks multiplied by ``--data-scale`` (the NLL then shifts by
+    ``-D log(scale)`` for every library alike)."""
+    train, test = load_task_data(task, args.seed)
+    if len(task.event_shape) == 1 and args.data_scale != 1.0:
+        train, test = train * args.data_scale, test * args.data_scale
+    return train, test
+
+
 def batch_indices(n: int, batch: int, steps: int, seed: int) -> list[Tensor]:
     """The same sequence of minibatches for every library: epochs of a seeded permutation."""
     g = torch.Generator().manual_seed(seed)
@@ -576,7 +591,7 @@ def grid_mass(model: Model, lim: float = 6.0, n: int = 481) -> tuple[float, int]
 
 def run_task(task_name: str, libs: list[str], args: argparse.Namespace) -> dict:
     task = TASKS[task_name]
-    train, test = load_task_data(task, args.seed)
+    train, test = scaled_task_data(task, args)
     total = args.warmup + args.rounds * args.steps_per_round
     batches = batch_indices(len(train), task.batch, total, args.seed)
     models: dict[str, Model] = {}
@@ -678,6 +693,91 @@ def run_task(task_name: str, libs: list[str], args: argparse.Namespace) -> dict:
     return result
 
 
+def pace_task(task_name: str, libs: list[str], args: argparse.Namespace) -> dict:
+    """Test NLL against steps: for each seed and library a fresh model (``torch.manual_seed``
+    of the seed), Adam at ``--lr`` on the seed's batches, evaluated at every step count of
+    ``--pace-steps``; the training time to each step count is summed over the steps alone."""
+    task = TASKS[task_name]
+    train, test = scaled_task_data(task, args)
+    marks = sorted(set(args.pace_steps))
+    runs: dict[str, dict[str, list[list[float]]]] = {
+        lib: {"test_nll": [], "train_s": []} for lib in libs
+    }
+    for seed in args.pace_seeds:
+        batches = batch_indices(len(train), task.batch, marks[-1], seed)
+        for lib in libs:
+            torch.manual_seed(seed)
+            model = BUILDERS[lib](task_name)
+            step = make_step(model, torch.optim.Adam(model.module.parameters(), lr=args.lr))
+            nll, secs, elapsed = [], [], 0.0
+            for i, idx in enumerate(batches, 1):
+                x = train[idx]
+                t0 = time.perf_counter()
+                step(x)
+                elapsed += time.perf_counter() - t0
+                if i in marks:
+                    model.module.eval()
+                    nll.append(test_nll(model, test))
+                    model.module.train()
+                    secs.append(elapsed)
+            runs[lib]["test_nll"].append(nll)
+            runs[lib]["train_s"].append(secs)
+
+    def stats(rows: list[list[float]]) -> list[dict]:
+        cols = list(zip(*rows, strict=True))
+        return [
+            {"mean": statistics.fmean(c), "sd": statistics.stdev(c) if len(c) > 1 else 0.0}
+            for c in cols
+        ]
+
+    result: dict = {"steps": marks, "seeds": list(args.pace_seeds), "libraries": {}}
+    for lib in libs:
+        result["libraries"][lib] = {
+            "test_nll": stats(runs[lib]["test_nll"]),
+            "train_s": stats(runs[lib]["train_s"]),
+            "runs": runs[lib],
+        }
+    peers = [lib for lib in libs if lib in PEERS]
+    if "flowforge" in libs and peers:
+        rows = result["libraries"]
+        diffs = []
+        for k in range(len(marks)):
+            best = min(peers, key=lambda p: rows[p]["test_nll"][k]["mean"])
+            ff, bp = rows["flowforge"]["test_nll"][k], rows[best]["test_nll"][k]
+            diffs.append(
+                {
+                    "best_peer": best,
+                    "minus_best_peer": ff["mean"] - bp["mean"],
+                    "sd": math.hypot(ff["sd"], bp["sd"]),
+                }
+            )
+        result["flowforge_vs_best_peer"] = diffs
+    return result
+
+
+def format_pace(name: str, res: dict, scale: float) -> str:
+    marks = res["steps"]
+    lines = [
+        f"## {name}: test NLL against steps (mean ± sd over seeds {res['seeds']}; data scale "
+        f"{scale:g}; in brackets the training seconds to that step, mean)",
+        "| library | " + " | ".join(f"{m} steps" for m in marks) + " |",
+        "|---|" + "---|" * len(marks),
+    ]
+    for lib, row in res["libraries"].items():
+        cells = [
+            f"{n['mean']:.3f} ± {n['sd']:.3f} [{t['mean']:.1f} s]"
+            for n, t in zip(row["test_nll"], row["train_s"], strict=True)
+        ]
+        lines.append(f"| {lib} | " + " | ".join(cells) + " |")
+    if "flowforge_vs_best_peer" in res:
+        cells = [
+            f"{d['minus_best_peer']:+.3f} ± {d['sd']:.3f} ({d['best_peer']})"
+            for d in res["flowforge_vs_best_peer"]
+        ]
+        lines.append("| flowforge − best peer | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def peak_memory_mib(step: Callable[[Tensor], float], x: Tensor) -> float:
     """Peak of the memory torch tracks during one training step, MiB.
 
@@ -708,6 +808,13 @@ def versions() -> dict:
     return out
 
 
+def _int_list(text: str) -> list[int]:
+    values = [int(v) for v in text.split(",") if v.strip()]
+    if any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected integers >= 0, got {text!r}")
+    return values
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--tasks", default="maf8,realnvp2,realnvp8,nsf_c8,nsf_ar8,glow")
@@ -722,6 +829,19 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
+        "--pace-steps",
+        type=_int_list,
+        default=[100, 200, 2000],
+        help="step counts of the NLL-against-steps comparison (vector tasks); '' skips it",
+    )
+    p.add_argument("--pace-seeds", type=_int_list, default=[0, 1, 2])
+    p.add_argument(
+        "--data-scale",
+        type=float,
+        default=1.0,
+        help="multiply the vector tasks' data by this (0.3: data the flows must stretch)",
+    )
+    p.add_argument(
         "--compile",
         action="store_true",
         help=f"add a {COMPILED!r} row: flowforge's training density under torch.compile",
@@ -729,6 +849,12 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--no-memory", dest="memory", action="store_false")
     p.add_argument("--out", default=None, help="write the results as JSON here")
     args = p.parse_args(argv)
+    if any(n < 1 for n in args.pace_steps):
+        p.error(f"--pace-steps: step counts should be positive, got {args.pace_steps}")
+    if args.pace_steps and not args.pace_seeds:
+        p.error("--pace-seeds: at least one seed is needed for --pace-steps")
+    if not args.data_scale > 0:
+        p.error(f"--data-scale: should be positive, got {args.data_scale}")
     warnings.filterwarnings("ignore", module="torchflows")
     torch.set_num_threads(args.threads)
     wanted = [lib for lib in args.libs.split(",") if lib]
@@ -760,6 +886,13 @@ def main(argv: list[str] | None = None) -> dict:
         report["tasks"][name]["loadavg_end"] = os.getloadavg()
         report["tasks"][name]["wall_s"] = time.perf_counter() - t0
         print(format_task(name, report["tasks"][name]), flush=True)
+        pace_libs = [lib for lib in libs if lib not in ("ref", COMPILED)]
+        if args.pace_steps and len(TASKS[name].event_shape) == 1 and pace_libs:
+            t0 = time.perf_counter()
+            pace = pace_task(name, pace_libs, args)
+            pace["wall_s"] = time.perf_counter() - t0
+            report["tasks"][name]["pace"] = pace
+            print(format_pace(name, pace, args.data_scale), flush=True)
     report["loadavg_end"] = os.getloadavg()
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

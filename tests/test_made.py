@@ -92,7 +92,8 @@ def test_context_reaches_every_output_including_the_first_dimension():
 
 def test_starts_at_zero_and_masks_live_in_buffers():
     made = MADE(5, 3, (8, 8), "random", residual_blocks=0)
-    assert torch.equal(made(torch.randn(7, 5)), torch.zeros(7, 15))
+    # the antisymmetric start: zero up to the rounding of the paired products
+    assert made(torch.randn(7, 5)).abs().max() <= 1e-6
     state = made.state_dict()
     assert "degrees" in state and any(k.endswith("mask") for k in state)
 

@@ -43,8 +43,9 @@ def realnvp(
 
     Defaults: the classic toy experiment (5 affine couplings with MLPs of 2 x 32 ReLU units,
     the conditioning half swapping between layers). Each coupling is
-    ``z_b = x_b * exp(s(x_a)) + t(x_a)`` with a soft-bounded log-scale and a zero-initialised
-    last layer, so the flow starts at the identity. The MAF paper's tabular baseline uses 5 or
+    ``z_b = x_b * exp(s(x_a)) + t(x_a)`` with a soft-bounded log-scale and a conditioner that
+    starts at output 0 (:func:`~flowforge.nn.init.antisymmetric_start`), so the flow starts at
+    the identity. The MAF paper's tabular baseline uses 5 or
     10 couplings with batch norm between them (``batch_norm=True``).
 
     Arguments:

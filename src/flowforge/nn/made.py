@@ -42,6 +42,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from flowforge.nn.init import antisymmetric_start, unit_pairs
 from flowforge.nn.mlp import make_activation
 
 __all__ = ["MADE", "MaskedLinear", "made_order"]
@@ -124,8 +125,10 @@ class MADE(nn.Module):
         activation: activation name (see :data:`flowforge.nn.mlp.ACTIVATIONS`).
         context_features: size of a context vector, connected to every unit (0: none).
         seed: seed of the random order.
-        zero_init: zero the output layer, so the network starts at output 0 (the identity of
-            every flowforge transformer).
+        zero_init: start at output 0 (the identity of every flowforge transformer) with live
+            gradients: the last hidden units in pairs of equal degree and value, read with
+            opposite weights (:func:`~flowforge.nn.init.antisymmetric_start`; in a residual
+            MADE every layer that writes the residual stream copies the pairs' rows).
     """
 
     def __init__(
@@ -189,8 +192,11 @@ class MADE(nn.Module):
         self.output = MaskedLinear(mask(out_deg, prev, strict=True), out_deg)
         self.body = nn.Sequential(*layers)
         if zero_init:
-            nn.init.zeros_(self.output.weight)
-            nn.init.zeros_(self.output.bias)
+            # the layers that write the last hidden units: the last hidden layer; in a residual
+            # MADE (one hidden layer) it and every block's second layer, summed into the stream
+            writers = [m for m in layers if isinstance(m, MaskedLinear)][-1:]
+            writers += [m.layers[-1] for m in layers if isinstance(m, _ResidualBlock)]
+            antisymmetric_start(self.output, writers, unit_pairs(prev))
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         """``x`` ``(B, D)``, ``context`` ``(B, C)`` -> ``(B, D * P)``."""

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from flowforge.nn.init import antisymmetric_start, unit_pairs
+
 __all__ = ["ACTIVATIONS", "INPLACE_SAFE", "MLP", "make_activation"]
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -49,8 +51,10 @@ class MLP(nn.Module):
         hidden: sizes of the hidden layers, e.g. ``(64, 64)``.
         activation: name of the activation (see :data:`ACTIVATIONS`).
         context_features: size of a context vector concatenated to the input (0: none).
-        zero_init: zero the last layer's weights and bias, so the network starts at output 0
-            (which every flowforge transformer maps to the identity).
+        zero_init: start at output 0 (which every flowforge transformer maps to the identity)
+            with live gradients: the last hidden units in pairs of equal value, read with
+            opposite weights (:func:`~flowforge.nn.init.antisymmetric_start`); without hidden
+            layers, a zero last layer.
     """
 
     def __init__(
@@ -80,8 +84,11 @@ class MLP(nn.Module):
         self.net = nn.Sequential(*layers)
         if zero_init:
             last = self.net[-1]
-            nn.init.zeros_(last.weight)
-            nn.init.zeros_(last.bias)
+            if hidden:
+                antisymmetric_start(last, [self.net[-3]], unit_pairs(torch.zeros(hidden[-1])))
+            else:
+                nn.init.zeros_(last.weight)
+                nn.init.zeros_(last.bias)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         if self.context_features:

@@ -56,20 +56,8 @@ __all__ = ["RationalQuadraticSpline"]
 
 
 #: soft bounds up to this keep ``exp`` of a bounded parameter far inside float32's range, so
-#: the softmax needs no shift by the maximum
+#: the bin sizes need no shift by the maximum and the derivatives' softplus can reuse the ``exp``
 _SAFE_EXP = 30.0
-
-
-def _softmax(a: Tensor, shift: bool = True) -> Tensor:
-    """Softmax over the last dimension, written out.
-
-    ``torch.softmax``'s CPU kernel is several times slower on a last dimension of a few (``K``)
-    entries; this agrees with it to rounding (about 1e-7). The max is detached: softmax does
-    not depend on the shift, so no gradient flows through it. ``shift=False`` skips it for
-    inputs known to lie in ``(-_SAFE_EXP, _SAFE_EXP)``.
-    """
-    e = torch.exp(a - a.detach().amax(-1, keepdim=True) if shift else a)
-    return e / e.sum(-1, keepdim=True)
 
 
 class _SoftBound(torch.autograd.Function):
@@ -130,12 +118,13 @@ class RationalQuadraticSpline(Transformer):
         self.min_derivative = float(min_derivative)
         # softplus(shift) + min_derivative = 1: zero parameters give unit derivatives
         self._derivative_shift = math.log(math.expm1(1 - min_derivative))
+        self._derivative_scale = math.expm1(1 - min_derivative)  # exp(shift)
         self.params_per_dim = 3 * bins - 1
 
-    def _knots(self, raw: Tensor, minimum: float) -> Tensor:
-        """Knot positions ``(*, K + 1)`` from unnormalised bin sizes ``(*, K)``."""
-        shift = self.raw_bound is None or self.raw_bound > _SAFE_EXP
-        sizes = minimum + (1 - minimum * self.bins) * _softmax(raw, shift)
+    def _knots(self, weights: Tensor, minimum: float) -> Tensor:
+        """Knot positions ``(*, K + 1)`` from positive unnormalised bin sizes ``(*, K)`` (the
+        ``exp`` of the raw ones: a softmax)."""
+        sizes = minimum + (1 - minimum * self.bins) * (weights / weights.sum(-1, keepdim=True))
         knots = F.pad(torch.cumsum(sizes, dim=-1), (1, 0))
         knots = 2 * self.bound * knots - self.bound
         # exact end points, whatever the rounding of the cumulative sum
@@ -149,7 +138,15 @@ class RationalQuadraticSpline(Transformer):
         )
 
     def _spline(self, params: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Knots ``xs``, ``ys`` and derivatives ``ds``, each ``(*, K + 1)``."""
+        r"""Knots ``xs``, ``ys`` and derivatives ``ds``, each ``(*, K + 1)``.
+
+        With the soft bound, one ``exp`` over all ``3K - 1`` parameters at once (a contiguous
+        tensor; on slices of a few entries PyTorch's CPU ``exp`` is several times slower per
+        entry) gives the widths' and heights' softmax weights and the derivatives'
+        :math:`\mathrm{softplus}(a + c) = \log(1 + e^{c} e^{a})`. Unbounded parameters take the
+        softmax shifted by the (detached) maximum and ``softplus`` instead, which cannot
+        overflow.
+        """
         k = self.bins
         if params.shape[-1] != self.params_per_dim:
             raise ValueError(
@@ -158,11 +155,18 @@ class RationalQuadraticSpline(Transformer):
             )
         if self.raw_bound is not None:
             params = _SoftBound.apply(params, self.raw_bound)
-        # one split: its backward is one concatenation, not zero-filled slice gradients
-        raw_w, raw_h, raw_d = params.split([k, k, k - 1], dim=-1)
-        xs = self._knots(raw_w, self.min_bin_width)
-        ys = self._knots(raw_h, self.min_bin_height)
-        inner = self.min_derivative + F.softplus(raw_d + self._derivative_shift)
+        if self.raw_bound is not None and self.raw_bound <= _SAFE_EXP:
+            # one split: its backward is one concatenation, not zero-filled slice gradients
+            e_w, e_h, e_d = torch.exp(params).split([k, k, k - 1], dim=-1)
+            inner = self.min_derivative + torch.log1p(e_d * self._derivative_scale)
+        else:
+            raw_w, raw_h, raw_d = params.split([k, k, k - 1], dim=-1)
+            # the max is detached: a softmax does not depend on the shift
+            e_w = torch.exp(raw_w - raw_w.detach().amax(-1, keepdim=True))
+            e_h = torch.exp(raw_h - raw_h.detach().amax(-1, keepdim=True))
+            inner = self.min_derivative + F.softplus(raw_d + self._derivative_shift)
+        xs = self._knots(e_w, self.min_bin_width)
+        ys = self._knots(e_h, self.min_bin_height)
         ds = F.pad(inner, (1, 1), value=1.0)
         return xs, ys, ds
 

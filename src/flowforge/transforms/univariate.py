@@ -7,7 +7,8 @@ dimension with its own parameters. Writing a new transformer never needs a new l
 Contract: ``forward(x, params)`` and ``inverse(y, params)`` take ``x`` of shape ``(*,)`` and
 ``params`` of shape ``(*, params_per_dim)`` and return the output and the **element-wise**
 log-derivative, both of shape ``(*,)``. All-zero ``params`` give the identity, so a conditioner
-with a zero-initialised last layer starts every layer at the identity.
+that starts at output 0 (``MLP``/``MADE`` with ``zero_init``, see :mod:`flowforge.nn.init`) starts
+every layer at the identity.
 """
 
 from __future__ import annotations
