@@ -3,7 +3,7 @@
 ::
 
     flowforge train [CONFIG.yaml] [--set key=value ...] [--device cpu|cuda] [--resume RUN_DIR]
-                    [--compile] [--threads N]   (any objective: `flowforge list` names them)
+                    [--compile | --no-compile] [--threads N]   (any objective: `flowforge list`)
                     [--accept-unidentified]     (with --resume: a last.pt without identity)
     flowforge eval RUN_DIR [--split test|val|train]
     flowforge sample RUN_DIR [-n 1000] [--temperature 1.0] [--class K | --context V] [--out FILE]
@@ -57,8 +57,8 @@ def _train(args: argparse.Namespace) -> int:
     overrides = list(args.set or [])
     if args.device:
         overrides.append(f"device={args.device}")
-    if args.compile:
-        overrides.append("train.compile=true")
+    if args.compile is not None:
+        overrides.append(f"train.compile={args.compile}")
     if args.time is not None:
         overrides.append(f"train.max_seconds={args.time}")
     if args.threads is not None:
@@ -711,8 +711,20 @@ def build_parser() -> argparse.ArgumentParser:
         "and data fingerprint (its tensors are still checked)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument(
-        "--compile", action="store_true", help="torch.compile the training step's loss terms"
+    compiling = p.add_mutually_exclusive_group()
+    compiling.add_argument(
+        "--compile",
+        action="store_const",
+        const="true",
+        help="torch.compile the training step's loss terms (train.compile=true; default auto: "
+        "when the run is long enough to repay the compilation)",
+    )
+    compiling.add_argument(
+        "--no-compile",
+        dest="compile",
+        action="store_const",
+        const="false",
+        help="never compile the training step (train.compile=false)",
     )
     p.add_argument(
         "--threads", type=int, metavar="N", help="CPU threads (train.threads; 0: automatic)"

@@ -41,9 +41,11 @@ only guards against a search running away, and a note says when it cut one short
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -360,14 +362,33 @@ def _gaussian(problem: Any, seconds: float, rng: np.random.Generator) -> Baselin
     return Baseline("gaussian", label, log_prob)
 
 
+#: fitted mixtures by (components, covariance type, seed, rows), the most recent last
+_MIXTURES: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+MIXTURES_KEPT = 128
+
+
 def _gmm_model(k: int, kind: str, seed: int, rows: np.ndarray) -> Any:
-    """scikit-learn's ``GaussianMixture`` of ``k`` components (at most half the rows)."""
+    """scikit-learn's ``GaussianMixture`` of ``k`` components (at most half the rows).
+
+    EM is deterministic given its seed, so a fit is kept (the :data:`MIXTURES_KEPT` most
+    recent, by the rows' content) and returned again for the same arguments: a run's start
+    (:func:`validated_mixture`) and its test evaluation (:func:`fit_yardstick`) search the
+    same candidates on the same rows, and each search refits its choice."""
     from sklearn.mixture import GaussianMixture
 
     kk = max(1, min(k, len(rows) // 2))
-    return GaussianMixture(
+    rows = np.ascontiguousarray(rows)
+    key = (kk, kind, seed, rows.shape, rows.dtype.str, hashlib.sha256(rows.data).hexdigest())
+    if key in _MIXTURES:
+        _MIXTURES.move_to_end(key)
+        return _MIXTURES[key]
+    gm = GaussianMixture(
         kk, covariance_type=kind, reg_covar=1e-4, max_iter=200, random_state=seed
     ).fit(rows)
+    _MIXTURES[key] = gm
+    if len(_MIXTURES) > MIXTURES_KEPT:
+        _MIXTURES.popitem(last=False)
+    return gm
 
 
 def _gmm_fit(k: int, kind: str, seed: int) -> Any:
