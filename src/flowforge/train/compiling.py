@@ -89,6 +89,10 @@ COSTS: dict[str, Cost] = {
     "nsf-autoregressive": Cost(74.0, 0.49, 48e-3, 146744 * 512),
     "nice": Cost(16.0, 0.16, 10e-3, 133638 * 256),
     "vae": Cost(16.0, 0.015, 11e-3, 688464 * 100),  # its matrix products are the step
+    "realnvp_image": Cost(27.0, 0.058, 89e-3, 6036432 * 128),
+    # digits row; the MNIST row (77,788 x 32) took 63 ms, the work's estimate 31: conv
+    # steps grow with the image too, so longer images are estimated short (compiled later)
+    "glow": Cost(108.0, 0.03, 28e-3, 30524 * 64),
 }
 
 #: the objectives whose training modules the costs were measured through
