@@ -14,8 +14,8 @@ frame. Overlapping digits combine by the pixel-wise maximum.
 The splits are raw 8-bit pixel values as float tensors ``(n, frames, 1, size, size)``, with
 ``unit="bits/dim"`` and 256 levels, as the image data sets are (:mod:`flowforge.data.images`):
 a flow's bits per dimension are then its bits per pixel per frame. Training sequences draw
-their digits from the first 50,000 of a seeded permutation of MNIST's training images,
-validation sequences from the other 10,000, test sequences from MNIST's test images; each
+their digits from the first five sixths (50,000) of a seeded permutation of MNIST's training
+images, validation sequences from the rest (10,000), test sequences from MNIST's test images; each
 split draws from its own seeded stream, so the test set never depends on the other sizes.
 """
 
@@ -134,9 +134,10 @@ def moving_mnist(
         raise ValueError(f"data.digit_size: should be an integer in [1, {size}), got {d!r}")
     arrays = load_mnist_arrays(data_dir, download)
     perm = np.random.default_rng(seed).permutation(len(arrays["x_train"]))
+    cut = len(perm) * 5 // 6  # MNIST: 50,000 digits for training, 10,000 for validation
     pools = {
-        "train": arrays["x_train"][perm[:50000]],
-        "val": arrays["x_train"][perm[50000:]],
+        "train": arrays["x_train"][perm[:cut]],
+        "val": arrays["x_train"][perm[cut:]],
         "test": arrays["x_test"],
     }
     splits = {}
