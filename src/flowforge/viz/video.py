@@ -28,12 +28,11 @@ from flowforge.viz.run_figures import draw_samples, plt, save_figure
 __all__ = ["plot_frame_bits", "plot_video_prediction", "plot_video_samples", "strip"]
 
 
-def strip(sequences: Tensor, gap: int = 1) -> np.ndarray:
+def strip(sequences: Tensor, border: float, gap: int = 1) -> np.ndarray:
     """Sequences ``(n, T, 1, H, W)`` as one grey image, a row of ``T`` frames per sequence,
-    frames ``gap`` pixels apart (the gaps at the data's maximum, so frames stand apart)."""
+    frames ``gap`` pixels apart in lines of the value ``border``."""
     n, t, _, h, w = sequences.shape
-    top = float(sequences.max()) if sequences.numel() else 1.0
-    grid = np.full((n * (h + gap) + gap, t * (w + gap) + gap), top, np.float32)
+    grid = np.full((n * (h + gap) + gap, t * (w + gap) + gap), border, np.float32)
     for i in range(n):
         for j in range(t):
             r, c = gap + i * (h + gap), gap + j * (w + gap)
@@ -78,7 +77,7 @@ def plot_video_samples(
         len(panels), 1, figsize=(0.8 * frames + 0.4, 0.85 * n * len(panels) + 0.3), squeeze=False
     )
     for ax, (title, x) in zip(axes[:, 0], panels, strict=True):
-        _show(ax, strip(x), title, levels - 1)
+        _show(ax, strip(x, levels - 1), title, levels - 1)
     fig.suptitle(
         "sequences, one per row, time to the right; T scales the prior's noise", fontsize=9
     )
@@ -112,7 +111,7 @@ def plot_video_prediction(
     fig, ax = plt.subplots(figsize=(0.8 * frames + 0.4, 0.8 * len(sequences) + 0.5))
     _show(
         ax,
-        strip(sequences),
+        strip(sequences, levels - 1),
         f"each group: the truth, then {draws} predictions at T = {temperature:g} from the "
         f"{observed} frames left of the line",
         levels - 1,
