@@ -34,6 +34,7 @@ from flowforge.models.realnvp_image import realnvp_image, realnvp_multiscale
 from flowforge.models.resflow import resflow
 from flowforge.models.sos import sos
 from flowforge.models.vae import VAE
+from flowforge.models.videoflow import VideoFlow, videoflow
 from flowforge.transforms import Compose, LinearStandardize, Standardize, Transform
 
 RECIPES: dict[str, Callable[..., Flow]] = {
@@ -53,6 +54,7 @@ RECIPES: dict[str, Callable[..., Flow]] = {
     "realnvp_multiscale": realnvp_multiscale,
     "glow": glow,
     "cglow": cglow,
+    "videoflow": videoflow,
 }
 
 #: every model a run can train: the flow recipes, the VAE (``vae(data_dim, latent, ...)``) and
@@ -115,6 +117,7 @@ __all__ = [
     "RBM",
     "RECIPES",
     "VAE",
+    "VideoFlow",
     "build_model",
     "cglow",
     "ffjord",
@@ -132,4 +135,5 @@ __all__ = [
     "realnvp_multiscale",
     "resflow",
     "sos",
+    "videoflow",
 ]

@@ -16,6 +16,9 @@ samples at least :data:`~flowforge.viz.run_figures.SAMPLES` whatever the test si
 axes carry the data's feature names (:mod:`flowforge.viz.run_figures` says what else the
 figures guarantee).
 - image data: ``samples`` (grids at several temperatures beside the test images);
+- sequences of frames (video): ``samples`` (sample strips beside test sequences) and, for a
+  model that predicts (VideoFlow), ``prediction`` (future frames from observed ones) and
+  ``frame_bits`` (bits per pixel of each frame position), :mod:`flowforge.viz.video`;
 - an objective that fits a target (``figures = "target"``: reverse KL, distillation): ``fit``
   (the target beside the fitted q) in 2-D, ``pairs`` and ``marginals`` of q's samples
   otherwise (beside those of the objective's :meth:`~flowforge.objectives.base.Objective.
@@ -95,6 +98,15 @@ def draw_run_figures(
     test, context, info, seed = data.test, data.test_context, data.info, cfg.seed
     if len(shape) == 3:
         attempt("samples", rf.plot_images, model, test, out, context=context)
+    elif len(shape) == 4:  # sequences of frames
+        from flowforge.viz import video
+
+        levels = int(info.get("levels", 256))
+        attempt("samples", video.plot_video_samples, model, test, out, levels, seed=seed)
+        if callable(getattr(model, "predict", None)):
+            attempt("prediction", video.plot_video_prediction, model, test, out, levels, seed=seed)
+        if callable(getattr(model, "frame_log_probs", None)):
+            attempt("frame_bits", video.plot_frame_bits, model, test, out, seed=seed)
     elif shape == (2,) and getattr(model, "latent_inference", None) == "exact inverse":
         attempt("2-D figures", rf.plot_flow_2d, model, test, out, context, info, seed)
     elif shape == (2,) and context is None:

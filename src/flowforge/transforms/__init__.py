@@ -47,6 +47,7 @@ from flowforge.transforms.radial import Radial
 from flowforge.transforms.reshape import FactorOut, Flatten, MultiScale, Squeeze, Unsqueeze
 from flowforge.transforms.residual import LipschitzConvNet, LipschitzMLP, ResidualBlock
 from flowforge.transforms.spline import RationalQuadraticSpline
+from flowforge.transforms.temporal import FrameWise, TemporalAffine
 from flowforge.transforms.univariate import (
     LOG_SCALE_BUDGET,
     Additive,
@@ -74,6 +75,7 @@ __all__ = [
     "ExactTrace",
     "FactorOut",
     "Flatten",
+    "FrameWise",
     "FloatRangeError",
     "HutchinsonTrace",
     "Inverse",
@@ -103,6 +105,7 @@ __all__ = [
     "SlowDirectionWarning",
     "Squeeze",
     "SumOfSquaresPolynomial",
+    "TemporalAffine",
     "Transform",
     "Transformer",
     "UniformDequantization",
