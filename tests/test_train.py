@@ -104,7 +104,6 @@ def test_divergence_rolls_back_then_stops_with_the_good_checkpoint(tmp_path, mon
     assert sum(e.get("event") == "rollback" for e in events) == 2
 
 
-
 def _grads(*values):
     params = [torch.nn.Parameter(torch.zeros(len(v))) for v in values]
     for q, v in zip(params, values, strict=True):
