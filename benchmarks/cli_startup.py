@@ -15,12 +15,10 @@ without its run directory (argparse's usage line and exit status 2). Returns the
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -35,8 +33,7 @@ def source_of(ref: str, folder: Path) -> Path:
     archive = subprocess.run(
         ["git", "archive", "--format=tar", ref, "src"], cwd=REPO, capture_output=True, check=True
     ).stdout
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(folder, filter="data")
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
     return folder / "src"
 
 
