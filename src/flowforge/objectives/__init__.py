@@ -8,7 +8,7 @@
 - ``reverse_kl``: a flow fitted to an unnormalised target (:mod:`.reverse_kl`);
 - ``distill``: a student flow fitted to a teacher run (:mod:`.distill`);
 - ``gan``, ``wgan``, ``wgan_gp``: adversarial baselines, the trainer updating the generator and
-  the objective the critic in its own steps (:mod:`.adversarial`);
+  the objective the critic in its own steps (:mod:`.gan`);
 - ``cd``: an RBM by contrastive divergence (CD-k, PCD), tested by AIS (:mod:`.rbm`);
 - ``dbm``: a deep Boltzmann machine, tested by AIS and its mean-field bound (:mod:`.dbm`);
 - ``likelihood``: exact maximum likelihood of a non-flow model such as NADE (:mod:`.likelihood`).
@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import inspect
 
-from flowforge.objectives.adversarial import WGAN, WGANGP, GANObjective
 from flowforge.objectives.base import Objective, ObjectiveError, Setting, StepFailed
 from flowforge.objectives.dbm import DeepBoltzmann
 from flowforge.objectives.distill import Distillation
 from flowforge.objectives.elbo import ELBO, IWAE
+from flowforge.objectives.gan import WGAN, WGANGP, GANObjective
 from flowforge.objectives.likelihood import ExactLikelihood
 from flowforge.objectives.mle import MaximumLikelihood
 from flowforge.objectives.rbm import ContrastiveDivergence

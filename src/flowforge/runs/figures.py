@@ -25,8 +25,9 @@ figures guarantee).
   reference`, distillation's teacher).
 
 A figure that cannot be drawn (e.g. a model that cannot sample) is skipped with a warning:
-figures never fail a run. ``flowforge sample``, ``interpolate`` and ``manipulate`` draw more
-on request.
+figures never fail a run. :func:`draw_missing_figures` draws those of runs that have none
+(``flowforge report`` does, before it writes its page). ``flowforge sample``, ``interpolate``
+and ``manipulate`` draw more on request.
 """
 
 from __future__ import annotations
@@ -42,8 +43,9 @@ from flowforge.config import RunConfig
 from flowforge.objectives import Objective
 from flowforge.objectives.mle import bits_per_dim
 from flowforge.runs.directory import RunDirectory
+from flowforge.runs.load import open_run
 
-__all__ = ["draw_run_figures"]
+__all__ = ["draw_missing_figures", "draw_run_figures"]
 
 
 def draw_run_figures(
@@ -124,6 +126,18 @@ def draw_run_figures(
     took = time.perf_counter() - start
     if took > 30:
         warnings.warn(f"{directory.path}: figures took {took:.0f} s", stacklevel=2)
+    return files
+
+
+def draw_missing_figures(runs: list[str | Path]) -> list[Path]:
+    """Draws the figures of each run directory of ``runs`` whose ``plots/`` folder has none
+    (e.g. trained with ``plots=False``, or before every run kind drew figures); returns the
+    files written."""
+    files: list[Path] = []
+    for path in runs:
+        run = open_run(path)
+        if not list(run.directory.plots.glob("*.png")):
+            files += draw_run_figures(run.config, run.objective(), run.model(), run.directory)
     return files
 
 

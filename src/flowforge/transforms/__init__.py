@@ -11,6 +11,7 @@ from flowforge.transforms.base import (
     Transform,
 )
 from flowforge.transforms.continuous import CNF, ConcatSquashMLP, ExactTrace, HutchinsonTrace
+from flowforge.transforms.conv1x1 import InvertibleConv1x1
 from flowforge.transforms.coupling import (
     Coupling,
     MaskedCoupling,
@@ -30,7 +31,7 @@ from flowforge.transforms.elementwise import (
     Sigmoid,
     Standardize,
 )
-from flowforge.transforms.linear import InvertibleConv1x1, LinearStandardize, LULinear
+from flowforge.transforms.linear import LinearStandardize, LULinear
 from flowforge.transforms.logdet import (
     BackwardInForward,
     ExactLogDet,

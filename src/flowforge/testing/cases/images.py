@@ -23,9 +23,9 @@ from flowforge.transforms import (
     LULinear,
     half_mask,
 )
+from flowforge.transforms.conv1x1 import InvertibleConv1x1
 from flowforge.transforms.coupling import MaskedCoupling, checkerboard_mask
 from flowforge.transforms.dequantization import UniformDequantization
-from flowforge.transforms.linear import InvertibleConv1x1
 from flowforge.transforms.normalization import ActNorm
 from flowforge.transforms.prior import ContextAffine
 from flowforge.transforms.reshape import FactorOut, Flatten, MultiScale, Squeeze, Unsqueeze
