@@ -241,3 +241,17 @@ def test_a_trained_jko_flow_reaches_a_gaussians_nll_with_a_near_optimal_map():
     assert abs(scores["test_transport"] - w2) < 0.1 * w2, (scores["test_transport"], w2)
     moved = scores["test_block_transport"]
     assert len(moved) == 3 and moved[0] > moved[1] > moved[2]  # the steps shrink to the base
+
+
+@pytest.mark.parametrize("name", ["toy/jko-8gaussians.yaml", "residual/jko-gmm8.yaml"])
+def test_the_shipped_jko_configs_fill_their_schedule(name):
+    """Their flow's blocks times steps_per_block is their train.steps (checked on a few rows)."""
+    from pathlib import Path
+
+    from flowforge.config import load_config
+    from flowforge.runs.build import build_from_spec, load_data, make_objective, model_spec
+
+    cfg = load_config(Path(__file__).parents[1] / "configs" / name)
+    cfg.data.n_train, cfg.data.n_val, cfg.data.n_test = 64, 16, 16
+    objective = make_objective(cfg, torch.device("cpu"), load_data(cfg))
+    objective.check_model(build_from_spec(model_spec(cfg, objective)))

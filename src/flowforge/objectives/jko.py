@@ -6,7 +6,7 @@ Jordan, Kinderlehrer and Otto (1998) discretise the gradient flow of a functiona
 
 .. math:: \rho_{k+1} = \arg\min_\rho\; F(\rho) + \frac{1}{2h} W_2^2(\rho, \rho_k).
 
-JKO-iFlow (Xu, Cheng and Xie 2023, https://arxiv.org/abs/2206.14925) takes
+JKO-iFlow (Xu, Cheng and Xie 2023, https://arxiv.org/abs/2212.14424) takes
 :math:`F(\rho) = \mathrm{KL}(\rho \,\|\, \mathcal N(0, I))` and parametrises each step by a
 block :math:`T_k` of the flow, :math:`\rho_{k+1} = T_{k\#}\rho_k`, so that, with
 :math:`x_k` the data pushed through the frozen blocks :math:`1..k-1`, block :math:`k`
