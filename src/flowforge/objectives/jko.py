@@ -17,15 +17,17 @@ minimises (up to the constant entropy of :math:`\rho_k`)
     + \frac{1}{2h_k}\, \mathbb E\, \|T_k(x_k) - x_k\|^2 ,
 
 the movement penalty being the squared displacement of the map (it bounds
-:math:`W_2^2(\rho_k, \rho_{k+1})` from above, and is the official code's penalty). The sum of
-the first two terms over all blocks is the flow's NLL; the last keeps each block close to the
+:math:`W_2^2(\rho_k, \rho_{k+1})` from above, and is the official code's penalty). The first
+two terms are, up to the frozen blocks' log-determinants, the NLL of the flow cut after block
+:math:`k` (the last block's: the whole flow's); the third keeps each block close to the
 optimal transport step, so the whole map :math:`x \mapsto z` moves mass little
 (``test_transport``, :func:`transport_cost`).
 
-The blocks are a flow's trainable transforms in order (nested :class:`~flowforge.transforms.
-Compose` flattened): the CNFs of ``ffjord(blocks=K)`` as in JKO-iFlow (each a short-time
-CNF), or the residual blocks of ``iresnet``/``resflow``, or couplings. Fixed transforms in
-front of the first block (a standardisation) are applied to the data first. Block :math:`k`
+The blocks are a flow's trainable transforms in order (nested
+:class:`~flowforge.transforms.Compose` flattened): the CNFs of ``ffjord(blocks=K)`` as in
+JKO-iFlow (each a short-time CNF), or the residual blocks of ``iresnet``/``resflow``, or
+couplings. Fixed transforms in front of the first block (a standardisation) are applied to the
+data first. Block :math:`k`
 trains during steps :math:`[kN, (k+1)N)` of the one trainer; the others get no gradient
 (their parameters are left alone by the optimiser), the earlier ones run without one.
 """
