@@ -195,7 +195,7 @@ class MADE(nn.Module):
             # the layers that write the last hidden units: the last hidden layer; in a residual
             # MADE (one hidden layer) it and every block's second layer, summed into the stream
             writers = [m for m in layers if isinstance(m, MaskedLinear)][-1:]
-            writers += [m.layers[-1] for m in layers if isinstance(m, _ResidualBlock)]
+            writers += [m.layers[-1] for m in layers if isinstance(m, _MaskedResidualBlock)]
             antisymmetric_start(self.output, writers, unit_pairs(prev))
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
