@@ -21,7 +21,7 @@ from flowforge.models.gan import GAN
 from flowforge.models.glow import glow
 from flowforge.models.iaf import iaf
 from flowforge.models.iresnet import iresnet
-from flowforge.models.maf import maf
+from flowforge.models.maf import maf, maf_image
 from flowforge.models.nade import NADE
 from flowforge.models.nice import nice
 from flowforge.models.nice_image import nice_image
@@ -51,6 +51,7 @@ RECIPES: dict[str, Callable[..., Flow]] = {
     "radial": radial,
     "nice_image": nice_image,
     "realnvp_image": realnvp_image,
+    "maf_image": maf_image,
     "realnvp_multiscale": realnvp_multiscale,
     "glow": glow,
     "cglow": cglow,
@@ -125,6 +126,7 @@ __all__ = [
     "iaf",
     "iresnet",
     "maf",
+    "maf_image",
     "nice",
     "nice_image",
     "nsf",

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from flowforge.models.glow import glow
+from flowforge.models.maf import maf_image
 from flowforge.models.nice_image import nice_image
 from flowforge.models.realnvp_image import realnvp_image, realnvp_multiscale
 from flowforge.nn.conv import ConvNet, ZeroConv
@@ -213,6 +214,13 @@ register(
     Case(
         "recipe/realnvp_image_tiny",
         lambda: realnvp_image((1, 4, 4), couplings=3, hidden=(16,), dequantization="centre"),
+        pixels((1, 4, 4)),
+    )
+)
+register(
+    Case(
+        "recipe/maf_image_tiny",
+        lambda: maf_image((1, 4, 4), layers=2, hidden=(16,), dequantization="centre"),
         pixels((1, 4, 4)),
     )
 )
