@@ -14,6 +14,8 @@ run (``flowforge.load``) forecasts without the data.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -71,7 +73,7 @@ def sample_paths(
         )
     if horizon < 1 or samples < 1:
         raise ValueError(f"horizon and samples should be positive, got {horizon}, {samples}")
-    like = next(iter(flow.parameters()), torch.zeros(()))
+    like = next(itertools.chain(flow.parameters(), flow.buffers()), torch.zeros(()))
     b = history.shape[0]
     window = (
         history[:, -k:].to(like.device, like.dtype).repeat(samples, 1, 1)
