@@ -13,7 +13,7 @@ time, :math:`\log p(x_{k+1:T} \mid x_{1:k}) = \sum_{t>k} \log p(x_t \mid c_t)`, 
 :math:`(x_t, c_t)` are the rows and contexts of an ordinary conditional data set: maximum
 likelihood (``mle``) trains any conditional vector recipe on them unchanged, and a forecast
 runs the flow forward, each sample appended to the window
-(:func:`flowforge.forecast.sample_paths`).
+(:func:`flowforge.forecast.paths.sample_paths`).
 
 Two data kinds:
 

@@ -104,7 +104,8 @@ class MaximumLikelihood(Objective):
             :mod:`flowforge.yardstick` on the same splits and reports the flow's paired
             difference to each; on a series (:mod:`flowforge.data.series`) the baseline is
             the Gaussian VAR and the scores the forecasts' NLL and CRPS-sum
-            (:func:`flowforge.forecast.forecast_comparison`); ``"on"`` or ``"off"`` force it.
+            (:func:`flowforge.forecast.compare.forecast_comparison`); ``"on"`` or ``"off"``
+            force it.
         yardstick_seconds: a safety budget in seconds for the baselines' searches (they stop
             by their own rules, so ``eval`` repeats the summary's numbers; past the budget a
             search stops early and its note says so).
