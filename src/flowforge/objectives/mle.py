@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from flowforge.distributions import GaussianMixture
 from flowforge.flows import Flow
+from flowforge.forecast import forecast_comparison
 from flowforge.objectives.base import (
     Objective,
     ObjectiveError,
@@ -175,7 +176,10 @@ class MaximumLikelihood(Objective):
         yardstick: ``"auto"`` (default): on vector data whose entropy is unknown (your own
             files, the tabular sets), :meth:`evaluate` also fits the baselines of
             :mod:`flowforge.yardstick` on the same splits and reports the flow's paired
-            difference to each; ``"on"`` or ``"off"`` force it.
+            difference to each; on a series (:mod:`flowforge.data.series`) the baseline is
+            the Gaussian VAR and the scores the forecasts' NLL and CRPS-sum
+            (:func:`flowforge.forecast.compare.forecast_comparison`); ``"on"`` or ``"off"``
+            force it.
         yardstick_seconds: a safety budget in seconds for the baselines' searches (they stop
             by their own rules, so ``eval`` repeats the summary's numbers; past the budget a
             search stops early and its note says so).
@@ -373,14 +377,18 @@ class MaximumLikelihood(Objective):
             out["logit_alpha"] = split_flow[2]
         if s.entropy is not None:
             out.update(entropy=s.entropy, entropy_stderr=s.entropy_stderr, gap=nll - s.entropy)
-        if self._wants_yardstick():
+        if self._wants_yardstick() and s.info.get("kind") == "series":
+            with evaluation_rng(self.setting.seed, self.setting.device):
+                out["forecast"] = forecast_comparison(model, s, per_row.numpy(), split)  # type: ignore[arg-type]
+        elif self._wants_yardstick():
             out["yardstick"] = self._yardstick(per_row.numpy(), split)
         return out
 
     @classmethod
     def results(cls, numbers: dict[str, Any], split: str = "test") -> Evaluation:
         """The exact NLL, headline in bits/dim for images; the logit-space NLL for a flow in
-        logit space; the true entropy and the gap to it where the data set knows them."""
+        logit space; the true entropy and the gap to it where the data set knows them; a
+        series' CRPS-sum of the flow's forecasts."""
         nll = Measure(
             f"{split} NLL", numbers[f"{split}_nll"], numbers[f"{split}_stderr"], "nats", "exact"
         )
@@ -408,6 +416,13 @@ class MaximumLikelihood(Objective):
                 Measure("true entropy", numbers["entropy"], se, "nats", kind),
                 Measure("gap", numbers["gap"], None, "nats", "none"),
             )
+        for key, scores in (numbers.get("forecast") or {}).get("metrics", {}).items():
+            if key.startswith("crps_sum"):
+                steps = key.removeprefix("crps_sum").strip("_") or "1"
+                flow = scores["flow"]
+                how = f"{numbers['forecast']['samples']} samples per forecast"
+                name = f"{split} CRPS-sum, {steps} step{'s' * (steps != '1')} ahead"
+                measures += (Measure(name, flow["value"], flow["stderr"], "", "estimate", how),)
         return Evaluation(headline, nll, measures, numbers)
 
     def _wants_yardstick(self) -> bool:

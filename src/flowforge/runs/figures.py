@@ -10,6 +10,8 @@ Every run draws ``curves`` (its training and validation curves), and by what the
   layer by layer to latent space);
 - any other model on 2-D data (VAE, GAN, RBM, NADE): ``samples`` beside the data;
 - vector data of more dimensions: ``pairs`` and ``marginals`` (data vs samples);
+- a series' (window, next value) pairs: ``forecast``, a fan chart of the flow's forecast
+  paths beside the values that came (:mod:`flowforge.viz.series`);
 
 The test points shown are a random subset of the test rows drawn with the run's seed, the
 samples at least :data:`~flowforge.viz.run_figures.SAMPLES` whatever the test size, and the
@@ -109,6 +111,10 @@ def draw_run_figures(
             attempt("prediction", video.plot_video_prediction, model, test, out, levels, seed=seed)
         if callable(getattr(model, "frame_log_probs", None)):
             attempt("frame_bits", video.plot_frame_bits, model, test, out, seed=seed)
+    elif info.get("kind") == "series":
+        from flowforge.viz import series
+
+        attempt("forecast", series.plot_forecast_fan, model, data, out, seed=seed)
     elif shape == (2,) and getattr(model, "latent_inference", None) == "exact inverse":
         attempt("2-D figures", rf.plot_flow_2d, model, test, out, context, info, seed)
     elif shape == (2,) and context is None:
