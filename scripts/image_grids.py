@@ -6,8 +6,9 @@ Writes OUT/samples_T{temperature}.png (for a class-conditional run OUT/samples_T
 one row of 8 per class),
 OUT/interpolations.png (test image pairs, one row each) and OUT/thin_to_thick.png (test images
 moved along the mean latent difference between the thinnest and thickest 20% of 2,000
-training images; unconditional runs). The same functions back
-`flowforge sample/interpolate/manipulate`.
+training images; unconditional runs): the functions of `flowforge interpolate` and `flowforge
+manipulate` (flowforge/runs/image_grids.py), and the sample grid `flowforge sample --out X.png`
+draws.
 """
 
 import argparse
@@ -15,10 +16,8 @@ from pathlib import Path
 
 import torch
 
-from flowforge.latent import attribute_direction, thickness_groups
-from flowforge.runs import open_run
-from flowforge.runs.build import load_data
-from flowforge.viz.images import interpolation_grid, manipulation_grid, sample_grid
+from flowforge.runs.image_grids import open_image_run, write_interpolations, write_thin_to_thick
+from flowforge.viz.images import sample_grid
 
 
 def main():
@@ -32,29 +31,18 @@ def main():
     args = p.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
-    run = open_run(args.run_dir)
-    splits, flow = load_data(run.config), run.model()
-    levels = splits.info["levels"]
-    t = args.temperature
-    n_classes = splits.context_features
+    image = open_image_run(args.run_dir)
+    t, n_classes = args.temperature, image.splits.context_features
     if n_classes:  # one row of 8 samples per class
         labels = [label for label in range(n_classes) for _ in range(8)]
         path = args.out_dir / f"samples_T{t}_classes.png"
-        sample_grid(flow, path, len(labels), t, labels, n_classes, scale=args.scale)
-        context = splits.test_context
+        sample_grid(image.flow, path, len(labels), t, labels, n_classes, scale=args.scale)
     else:
-        sample_grid(flow, args.out_dir / f"samples_T{t}.png", args.n, t, scale=args.scale)
-        context = None
-    pairs = splits.test[:16].reshape(8, 2, *splits.event_shape)
-    pair_context = None if context is None else context[:16:2]
-    interpolation_grid(
-        flow, pairs, args.out_dir / "interpolations.png", 8, pair_context, scale=args.scale
-    )
-    thin, thick = thickness_groups(splits.train[:2000], 0.2, levels)
-    direction = attribute_direction(flow, thin, thick) if context is None else None
-    if direction is not None:
-        path = args.out_dir / "thin_to_thick.png"
-        manipulation_grid(flow, splits.test[:8], direction, path, scale=args.scale)
+        path = args.out_dir / f"samples_T{t}.png"
+        sample_grid(image.flow, path, args.n, t, scale=args.scale)
+    write_interpolations(image, args.out_dir / "interpolations.png", scale=args.scale)
+    if not n_classes:
+        write_thin_to_thick(image, args.out_dir / "thin_to_thick.png", scale=args.scale)
     print(f"wrote {sorted(p.name for p in args.out_dir.iterdir())} to {args.out_dir}")
 
 

@@ -158,6 +158,18 @@ CASES = {
         "objective": {"name": "distill", "teacher": None, **_KL_OPTIONS},
         "model": {"name": "iaf", "layers": 2, "hidden": [16]},
     },
+    "jko": {  # two CNF blocks of 20 steps each: the 40 steps of case_config
+        "objective": {"name": "jko", "step_size": 0.5, "steps_per_block": 20},
+        "data": MOONS,
+        "model": {
+            "name": "ffjord",
+            "blocks": 2,
+            "hidden": [8],
+            "method": "rk4",
+            "step_size": 0.25,
+            "exact_train": True,
+        },
+    },
     "gan": {"objective": {"name": "gan", **_SCORES}, "data": GAUSSIANS, "model": _GAN},
     "wgan": {
         "objective": {"name": "wgan", "n_critic": 2, **_SCORES},

@@ -183,3 +183,37 @@ def test_tabular_panel_names_real_tables_and_renders_its_table(tmp_path):
     text = panel.markdown([row])
     assert "| t|c | `--context c` | 3 | 40 | nsf (1,234) | 1.000 ± 0.100 |" in text
     assert "-0.100 ± 0.050 (gmm) | **beats**" in text
+
+
+def _jko_table():
+    spec = importlib.util.spec_from_file_location("jko_table", HARNESS.with_name("jko_table.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_jko_table_matches_parameters_and_gives_the_jko_runs_time_to_the_others(tmp_path):
+    table = _jko_table()
+    for features in (2, 8):
+        target = table.parameters("jko", table.JKO_WIDTH, features)
+        for model in table.MODELS[1:]:
+            count = table.parameters(model, table.matched_width(model, features), features)
+            assert abs(count - target) <= 0.05 * target, (model, features, count, target)
+    jko = table.config("moons", "jko", tmp_path, 7, 0.0)
+    assert jko["train"]["steps"] == table.BLOCKS * 7 and jko["objective"]["steps_per_block"] == 7
+    ffjord = table.config("gmm8", "ffjord-rnode", tmp_path, 7, 12.5)
+    assert ffjord["train"]["max_seconds"] == 12.5 and ffjord["model"]["kinetic_energy"] > 0
+    assert {c["train"]["schedule"] for c in (jko, ffjord)} == {"constant"}
+
+
+@pytest.mark.slow
+def test_jko_table_runs_and_writes_its_table(tmp_path, capsys):
+    argv = ["--out", str(tmp_path / "runs"), "--results", str(tmp_path / "results")]
+    rows = _jko_table().main(
+        [*argv, "--data", "moons", "--steps-per-block", "2", "--sizes", "256,64,64"]
+    )
+    assert [r["model"] for r in rows] == ["jko", "ffjord", "ffjord-rnode", "realnvp"]
+    assert all(math.isfinite(r["test_nll"]) and r["transport"] >= 0 for r in rows)
+    assert rows[0]["steps"] == 8
+    text = (tmp_path / "results" / "jko-table.md").read_text()
+    assert "| moons | jko |" in text and "| moons | realnvp |" in text

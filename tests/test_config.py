@@ -155,3 +155,13 @@ def test_other_hostile_yaml_is_a_one_line_error(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message) as error:
         load_config(path)
     _one_line(error)
+
+
+def test_registered_names_are_what_flowforge_list_prints():
+    from flowforge.config import registered_names
+    from flowforge.models import MODELS
+
+    names = registered_names()
+    assert list(names) == ["objectives", "models", "data sets", "targets"]
+    assert names["models"] == sorted(MODELS) and "mle" in names["objectives"]
+    assert "moons" in names["data sets"] and "U1" in names["targets"]

@@ -56,6 +56,11 @@ SECTIONS = {
     "wgan_gp": {"objective": {"name": "wgan_gp", "n_critic": 2, **GAN_SCORES}, "data": GAUSSIANS},
     "cd": {"objective": {**CD, "persistent": True}, "data": MNIST, "model": RBM},
     "dbm": {"objective": {**CD, "name": "dbm", "pretrain_steps": 3, "chains": 8}, "data": MNIST},
+    "jko": {  # two CNF blocks of 10 steps each: the 20 steps of config()
+        "objective": {"name": "jko", "step_size": 0.5, "steps_per_block": 10},
+        "data": MOONS,
+        "model": {"name": "ffjord", "blocks": 2, "hidden": [8], "method": "rk4", "step_size": 0.25},
+    },
     "likelihood": {
         "objective": {"name": "likelihood"},
         "data": MNIST,

@@ -40,13 +40,13 @@ from flowforge.models.nice_image import nice_image
 from flowforge.objectives.mle import bits_per_dim, evaluate_nll
 from flowforge.testing.cases.images import _tiny_multiscale
 from flowforge.transforms import Compose, DiagonalScaling, Logit
+from flowforge.transforms.conv1x1 import InvertibleConv1x1
 from flowforge.transforms.coupling import MaskedCoupling, checkerboard_mask
 from flowforge.transforms.dequantization import (
     UniformDequantization,
     VariationalDequantization,
     quantize,
 )
-from flowforge.transforms.linear import InvertibleConv1x1
 from flowforge.transforms.normalization import ActNorm
 from flowforge.transforms.reshape import MultiScale, squeeze, unsqueeze
 from flowforge.transforms.univariate import Affine

@@ -111,7 +111,7 @@ def test_a_run_stopped_and_resumed_ends_bit_identical(
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "objective",
-    ["mle", "elbo", "iwae", "reverse_kl", "distill", "wgan_gp", "pcd", "dbm", "pixelcnn"],
+    ["mle", "elbo", "iwae", "reverse_kl", "distill", "jko", "wgan_gp", "pcd", "dbm", "pixelcnn"],
 )
 def test_sigkill_then_resume_is_bit_identical(objective, teacher, tmp_path):
     """Killed with SIGKILL after three evaluations and resumed from the command line: the same

@@ -228,3 +228,48 @@ def test_the_command_without_its_extra_says_how_to_install_it():
         "error: the flowforge command needs the cli extra (yaml is not installed): "
         "pip install 'flowforge[cli]'"
     )
+
+
+# run with the command's arguments: its exit status, then the heavy packages it imported
+LOADED = """
+import sys
+from flowforge.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit as e:
+    print(e.code)
+heavy = {"torch", "numpy", "yaml", "tqdm", "matplotlib", "scipy", "pandas"}
+print(sorted({m.partition(".")[0] for m in sys.modules} & heavy))
+"""
+
+
+@pytest.mark.parametrize(("args", "status"), [(["--help"], "0"), (["sample"], "2")])
+def test_help_and_argument_errors_load_no_heavy_module(args, status):
+    """``flowforge --help`` and an argument error answer without importing torch, numpy,
+    yaml or matplotlib (``benchmarks/cli_startup.py`` times them)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", LOADED, *args],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=120,
+    )
+    assert proc.stdout.splitlines()[-2:] == [status, "[]"], proc.stderr
+
+
+def test_the_package_imports_its_names_on_first_use():
+    code = (
+        "import sys, flowforge; assert 'torch' not in sys.modules; "
+        "print(flowforge.Flow.__module__, flowforge.transforms.Transform.__module__, "
+        "flowforge.load.__module__, 'Flow' in dir(flowforge)); flowforge.nothing"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=_env(), timeout=120
+    )
+    assert proc.stdout.split() == [
+        "flowforge.flows",
+        "flowforge.transforms.base",
+        "flowforge.runs.load",
+        "True",
+    ]
+    assert "AttributeError: module 'flowforge' has no attribute 'nothing'" in proc.stderr

@@ -59,3 +59,21 @@ def test_an_incomplete_record_is_refused_by_name(tmp_path):
     (tmp_path / "bad" / "record.yaml").write_text(yaml.safe_dump({"title": "x", "unit": "cm"}))
     with pytest.raises(SystemExit, match="record.yaml: needs"):
         records.read_record(tmp_path / "bad")
+
+
+def test_a_logit_space_record_reads_its_own_numbers(tmp_path):
+    records = _records_module()
+    _record(tmp_path / "maf", value=1300.5)
+    meta = yaml.safe_load((tmp_path / "maf" / "record.yaml").read_text())
+    (tmp_path / "maf" / "record.yaml").write_text(
+        yaml.safe_dump({**meta, "unit": "logit-space nats"})
+    )
+    metrics = [{"step": 100, "val_nll": 1100.0, "val_stderr": 2.0, "elapsed": 60.0}]
+    metrics[0].update(val_logit_nll=1400.25, val_logit_nll_stderr=1.0)
+    (tmp_path / "maf" / "metrics.jsonl").write_text(json.dumps(metrics[0]) + "\n")
+    rec = records.read_record(tmp_path / "maf")
+    assert records.ours(rec)[:2] == (1400.25, 1.0)
+    summary = {"test_logit_nll": 1299.0, "test_logit_nll_stderr": 0.9}
+    (tmp_path / "maf" / "summary.json").write_text(json.dumps(summary))
+    row = records.row(records.read_record(tmp_path / "maf"))
+    assert "1299.0 ± 0.9 (test)" in row and "| -1.5 |" in row and "**reached**" in row

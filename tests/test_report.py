@@ -255,3 +255,15 @@ def test_report_in_a_browser(browser, runs, tmp_path):  # noqa: F811
         page.evaluate("window.scrollTo(0, 0)")
         page.screenshot(path=str(shots / "report.png"))
     page.close()
+
+
+def test_write_report_draws_the_figures_of_runs_without_any_when_asked(tmp_path):
+    from flowforge.runs.figures import draw_missing_figures
+
+    bare = tiny_run(tmp_path, "bare", steps=2, plots=False)
+    write_report([bare], tmp_path / "plain.html")
+    assert not list((bare / "plots").glob("*.png"))  # not asked: not drawn
+    write_report([bare], tmp_path / "drawn.html", draw=True)
+    drawn = sorted((bare / "plots").glob("*.png"))
+    assert bare / "plots" / "density.png" in drawn
+    assert draw_missing_figures([bare]) == []  # a run with figures is left as it is

@@ -2,6 +2,7 @@
 written directories are named not misread, one process trains in a directory at a time."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -156,3 +157,13 @@ def test_a_read_only_output_dir_is_one_line(tmp_path, capsys):
     (tmp_path / "ro").mkdir(mode=0o500)
     assert main(["train", "--set", f"output_dir={tmp_path / 'ro'}", "--quiet"]) == 2
     assert "cannot create" in capsys.readouterr().err
+
+
+def test_output_path_is_the_path_as_given_unless_it_is_a_run_file(tmp_path):
+    from flowforge.runs.directory import output_path
+
+    (tmp_path / "config.yaml").write_text("name: r\n")
+    assert output_path(None) is None
+    assert output_path("rel/samples.npy") == Path("rel/samples.npy")  # not resolved
+    with pytest.raises(ConfigError, match="--image: .* is the file summary.json of the run"):
+        output_path(tmp_path / "summary.json", "--image")

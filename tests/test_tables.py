@@ -323,3 +323,21 @@ def test_a_run_without_names_writes_a_generic_header(tmp_path):
     assert "names" not in open_run(run).spec
     assert main(["sample", str(run), "-n", "3", "--out", str(tmp_path / "m.csv")]) == 0
     assert (tmp_path / "m.csv").read_text().splitlines()[0] == "x0,x1"
+
+
+def test_data_warnings_are_shown_as_lines_once_each():
+    import io
+    import warnings
+
+    from flowforge.data.columns import data_warnings_as_lines
+
+    stream = io.StringIO()
+    with data_warnings_as_lines(stream):
+        warnings.simplefilter("always")
+        for _ in range(2):
+            warnings.warn("t.csv: 2 rows dropped", DataWarning, stacklevel=1)
+        warnings.warn("t.csv: column c is constant", DataWarning, stacklevel=1)
+        with pytest.warns(UserWarning, match="other"):
+            warnings.warn("other", UserWarning, stacklevel=1)
+    lines = ["warning: t.csv: 2 rows dropped", "warning: t.csv: column c is constant"]
+    assert stream.getvalue().splitlines() == lines

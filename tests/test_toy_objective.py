@@ -15,13 +15,14 @@ import yaml
 from torch import Tensor, nn
 
 import flowforge
-from flowforge.cli import main, summary_line
+from flowforge.cli import main
 from flowforge.config import parse_config
 from flowforge.flows import Flow
 from flowforge.objectives import OBJECTIVES, Evaluation, Measure, Objective
 from flowforge.objectives.base import eval_mode
 from flowforge.report import write_report
 from flowforge.runs import train_run
+from flowforge.runs.evaluation import summary_line
 
 
 class _NegativeLogProb(nn.Module):

@@ -10,7 +10,7 @@ from flowforge.config import ConfigError, parse_config
 from flowforge.data.registry import Splits, register_dataset
 from flowforge.runs import train_run
 from flowforge.train.checkpoint import load_checkpoint
-from flowforge.train.trainer import Trainer, TrainingDiverged
+from flowforge.train.trainer import Trainer, TrainingDiverged, clip_gradients
 from helpers import (
     cli_process,
     final_parameters,
@@ -102,6 +102,37 @@ def test_divergence_rolls_back_then_stops_with_the_good_checkpoint(tmp_path, mon
     assert all(torch.isfinite(v).all() for v in payload["model"].values() if v.is_floating_point())
     events = [json.loads(x) for x in (tmp_path / "tiny" / "metrics.jsonl").read_text().splitlines()]
     assert sum(e.get("event") == "rollback" for e in events) == 2
+
+
+def _grads(*values):
+    params = [torch.nn.Parameter(torch.zeros(len(v))) for v in values]
+    for q, v in zip(params, values, strict=True):
+        q.grad = torch.tensor(v)
+    return params
+
+
+def test_a_float32_norm_overflow_of_finite_gradients_is_clipped_in_float64():
+    # 3e20 and 4e20 are finite in float32, but their squares are not: torch's norm says inf
+    params = _grads([3e20, 4e20], [0.0])
+    assert not torch.isfinite(torch.nn.utils.get_total_norm([q.grad for q in params]))
+    total = clip_gradients(params, 5.0)
+    assert total.item() == pytest.approx(5e20, rel=1e-6)
+    assert params[0].grad.tolist() == pytest.approx([3.0, 4.0], rel=1e-5)
+    # without clipping the overflow stays a divergence (Adam's squared average would overflow)
+    params = _grads([3e20, 4e20], [0.0])
+    assert not torch.isfinite(clip_gradients(params, float("inf")))
+    assert params[0].grad.tolist() == pytest.approx([3e20, 4e20])
+
+
+def test_clipping_scales_to_the_bound_and_a_non_finite_entry_stays_a_divergence():
+    params = _grads([3.0, 4.0], [0.0])
+    assert clip_gradients(params, 1.0).item() == pytest.approx(5.0)
+    assert params[0].grad.tolist() == pytest.approx([0.6, 0.8], rel=1e-5)
+    params = _grads([3.0, 4.0], [0.0])
+    assert clip_gradients(params, 10.0).item() == pytest.approx(5.0)
+    assert params[0].grad.tolist() == pytest.approx([3.0, 4.0])  # under the bound: unchanged
+    params = _grads([3e20, float("nan")], [0.0])
+    assert torch.isnan(clip_gradients(params, 5.0))
 
 
 OVERRIDES = [

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from flowforge.nn.made import MADE
 
 __all__ = ["BaseDistribution", "DiagonalNormal", "StandardLogistic", "StandardNormal"]
-__all__ += ["GaussianMixture", "MADEMoG", "base_distribution"]
+__all__ += ["GaussianMixture", "MADEMoG", "Reshaped", "base_distribution"]
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -182,6 +182,34 @@ class MADEMoG(BaseDistribution):
 
     def extra_repr(self) -> str:
         return f"event_shape={tuple(self.event_shape)}, components={self.components}"
+
+
+class Reshaped(BaseDistribution):
+    """A base over vectors seen with another event shape: ``log_prob`` flattens ``z`` to the
+    inner base's ``(D,)``, ``sample`` reshapes its draws. Puts a vector flow's base (a MADE MoG,
+    a mixture) under a flow whose latent keeps the data's shape, such as a vector flow on
+    images (:func:`flowforge.models.pixels.on_pixels`).
+
+    Arguments:
+        base: the base over ``(D,)``.
+        event_shape: the shape it is seen with, of ``D`` entries.
+    """
+
+    def __init__(self, base: BaseDistribution, event_shape: Sequence[int]) -> None:
+        super().__init__(tuple(event_shape))
+        if len(base.event_shape) != 1 or base.event_shape[0] != self.event_shape.numel():
+            raise ValueError(
+                f"'base' should be over vectors of {self.event_shape.numel()} entries, "
+                f"got event shape {tuple(base.event_shape)}"
+            )
+        self.base = base
+
+    def log_prob(self, z: Tensor, context: Tensor | None = None) -> Tensor:
+        self._check(z)
+        return self.base.log_prob(z.reshape(z.shape[0], -1), context)
+
+    def sample(self, n: int, context: Tensor | None = None, temperature: float = 1.0) -> Tensor:
+        return self.base.sample(n, context, temperature).reshape(n, *self.event_shape)
 
 
 class GaussianMixture(BaseDistribution):

@@ -30,8 +30,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from flowforge.config import ConfigError
-
 __all__ = [
     "BEST",
     "CHECKPOINTS",
@@ -118,6 +116,8 @@ def read_records(file: Path) -> list[dict[str, Any]]:
     """The JSON records of the JSON-lines file ``file`` (none when it does not exist); a torn
     last line (a kill during an append) is left out, a corrupt line elsewhere is a
     :class:`~flowforge.config.ConfigError` naming it."""
+    from flowforge.config import ConfigError  # not on import: the command's --help names LAST
+
     if not file.is_file():
         return []
     lines = file.read_text().splitlines()

@@ -34,6 +34,7 @@ from flowforge.config.schema import (
     check_name,
     load_config,
     parse_config,
+    registered_names,
 )
 
 __all__ = [
@@ -52,4 +53,5 @@ __all__ = [
     "load_yaml",
     "parse_config",
     "read_yaml",
+    "registered_names",
 ]

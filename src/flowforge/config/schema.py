@@ -30,6 +30,7 @@ __all__ = [
     "check_name",
     "load_config",
     "parse_config",
+    "registered_names",
 ]
 
 
@@ -361,6 +362,23 @@ def _check_optimizer(train: TrainConfig) -> None:
         raise ConfigError(f"train.momentum: should be in [0, 1), got {train.momentum}")
     if train.alpha is not None and not 0.0 < train.alpha < 1.0:
         raise ConfigError(f"train.alpha: should be in (0, 1), got {train.alpha}")
+
+
+def registered_names() -> dict[str, list[str]]:
+    """The names a config may give, by kind (``flowforge list``): ``objectives`` (in
+    registration order), ``models`` and ``data sets`` (sorted), and the ``targets`` of
+    ``reverse_kl`` (in registration order)."""
+    from flowforge.data.registry import DATASETS
+    from flowforge.models import MODELS
+    from flowforge.objectives import OBJECTIVES
+    from flowforge.targets import TARGETS
+
+    return {
+        "objectives": list(OBJECTIVES),
+        "models": sorted(MODELS),
+        "data sets": sorted(DATASETS),
+        "targets": list(TARGETS),
+    }
 
 
 def _check_options(section: str, name: str, options: dict[str, Any]) -> None:

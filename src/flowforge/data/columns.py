@@ -24,10 +24,17 @@ Categorical context columns (text, or integers with few levels) are one-hot enco
 their levels: :func:`is_categorical`, :func:`level_names`, :func:`one_hot`.
 
 :mod:`flowforge.data.files` turns each finding into a :class:`DataWarning` saying what to do
-about it; the ``flowforge`` command prints them as ``warning: ...`` lines.
+about it; the ``flowforge`` command prints them as ``warning: ...`` lines
+(:func:`data_warnings_as_lines`).
 """
 
 from __future__ import annotations
+
+import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TextIO
 
 import numpy as np
 import torch
@@ -37,6 +44,7 @@ __all__ = [
     "EXTREME_SD",
     "FEW_VALUES",
     "DataWarning",
+    "data_warnings_as_lines",
     "as_levels",
     "dequantize",
     "extreme_rows",
@@ -57,6 +65,26 @@ MAX_DECIMALS = 6  #: grids finer than 10**-6 are not looked for
 
 class DataWarning(UserWarning):
     """A fact about the user's table that changes or threatens the fit, with what to do."""
+
+
+@contextmanager
+def data_warnings_as_lines(stream: TextIO | None = None) -> Iterator[None]:
+    """Within it, each :class:`DataWarning` is written once to ``stream`` (default
+    ``sys.stderr``), as one ``warning: ...`` line without Python's file and line; other
+    warnings are shown as Python does."""
+    shown: set[str] = set()
+    with warnings.catch_warnings():
+        python = warnings.showwarning
+
+        def show(message, category, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+            if not issubclass(category, DataWarning):
+                python(message, category, *args, **kwargs)
+            elif str(message) not in shown:
+                shown.add(str(message))
+                print(f"warning: {message}", file=stream or sys.stderr)
+
+        warnings.showwarning = show
+        yield
 
 
 def index_like(x: np.ndarray) -> str | None:

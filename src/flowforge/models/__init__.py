@@ -21,7 +21,7 @@ from flowforge.models.gan import GAN
 from flowforge.models.glow import glow
 from flowforge.models.iaf import iaf
 from flowforge.models.iresnet import iresnet
-from flowforge.models.maf import maf
+from flowforge.models.maf import maf, maf_image
 from flowforge.models.nade import NADE
 from flowforge.models.nice import nice
 from flowforge.models.nice_image import nice_image
@@ -34,6 +34,7 @@ from flowforge.models.realnvp_image import realnvp_image, realnvp_multiscale
 from flowforge.models.resflow import resflow
 from flowforge.models.sos import sos
 from flowforge.models.vae import VAE
+from flowforge.models.videoflow import VideoFlow, videoflow
 from flowforge.transforms import Compose, LinearStandardize, Standardize, Transform
 
 RECIPES: dict[str, Callable[..., Flow]] = {
@@ -50,9 +51,11 @@ RECIPES: dict[str, Callable[..., Flow]] = {
     "radial": radial,
     "nice_image": nice_image,
     "realnvp_image": realnvp_image,
+    "maf_image": maf_image,
     "realnvp_multiscale": realnvp_multiscale,
     "glow": glow,
     "cglow": cglow,
+    "videoflow": videoflow,
 }
 
 #: every model a run can train: the flow recipes, the VAE (``vae(data_dim, latent, ...)``) and
@@ -115,6 +118,7 @@ __all__ = [
     "RBM",
     "RECIPES",
     "VAE",
+    "VideoFlow",
     "build_model",
     "cglow",
     "ffjord",
@@ -122,6 +126,7 @@ __all__ = [
     "iaf",
     "iresnet",
     "maf",
+    "maf_image",
     "nice",
     "nice_image",
     "nsf",
@@ -132,4 +137,5 @@ __all__ = [
     "realnvp_multiscale",
     "resflow",
     "sos",
+    "videoflow",
 ]

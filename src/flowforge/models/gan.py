@@ -1,6 +1,6 @@
 r"""Generative adversarial networks: an MLP generator and an MLP critic in one module.
 
-The model of the adversarial objectives of :mod:`flowforge.objectives.adversarial`: the GAN of
+The model of the adversarial objectives of :mod:`flowforge.objectives.gan`: the GAN of
 Goodfellow et al. (2014, https://arxiv.org/abs/1406.2661), the WGAN of Arjovsky et al. (2017,
 https://arxiv.org/abs/1701.07875) and the WGAN-GP of Gulrajani et al. (2017,
 https://arxiv.org/abs/1704.00028). The generator maps :math:`z \sim \mathcal N(0, I)` of size

@@ -21,8 +21,8 @@ from flowforge.transforms import (
     Transform,
     half_mask,
 )
+from flowforge.transforms.conv1x1 import InvertibleConv1x1
 from flowforge.transforms.dequantization import make_dequantization
-from flowforge.transforms.linear import InvertibleConv1x1
 from flowforge.transforms.normalization import ActNorm
 from flowforge.transforms.prior import ContextAffine
 from flowforge.transforms.reshape import MultiScale, check_multiscale_shape

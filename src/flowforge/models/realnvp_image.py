@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from flowforge.distributions import StandardNormal
 from flowforge.flows import Flow
+from flowforge.models.pixels import on_pixels
 from flowforge.models.realnvp import realnvp
 from flowforge.nn.conv import ConvNet
 from flowforge.nn.resnet import ResNet
@@ -19,14 +20,13 @@ from flowforge.transforms import (
     BatchNorm,
     Compose,
     Coupling,
-    Inverse,
     Logit,
     Transform,
     half_mask,
 )
 from flowforge.transforms.coupling import MaskedCoupling, checkerboard_mask
 from flowforge.transforms.dequantization import make_dequantization
-from flowforge.transforms.reshape import Flatten, MultiScale, check_multiscale_shape
+from flowforge.transforms.reshape import MultiScale, check_multiscale_shape
 
 __all__ = ["realnvp_image", "realnvp_multiscale"]
 
@@ -57,8 +57,7 @@ def realnvp_image(
         levels: number of discrete pixel values.
         context_features: size of a conditioning vector (0: unconditional).
     """
-    shape = tuple(event_shape)
-    d = math.prod(shape)
+    d = math.prod(event_shape)
     flow = realnvp(
         d,
         couplings,
@@ -68,12 +67,7 @@ def realnvp_image(
         batch_norm,
         context_features=context_features,
     )
-    flat = Flatten(shape)
-    dequant = make_dequantization(
-        dequantization, shape, levels, lambda i, o, k: ConvNet(i, o, 32, context_features=k)
-    )
-    pre = [dequant, Logit(alpha), flat]
-    return Flow(Compose([*pre, flow.transform, Inverse(flat)]), StandardNormal(shape))
+    return on_pixels(flow, event_shape, alpha, dequantization, levels)
 
 
 def realnvp_multiscale(

@@ -8,21 +8,24 @@
 - ``reverse_kl``: a flow fitted to an unnormalised target (:mod:`.reverse_kl`);
 - ``distill``: a student flow fitted to a teacher run (:mod:`.distill`);
 - ``gan``, ``wgan``, ``wgan_gp``: adversarial baselines, the trainer updating the generator and
-  the objective the critic in its own steps (:mod:`.adversarial`);
+  the objective the critic in its own steps (:mod:`.gan`);
 - ``cd``: an RBM by contrastive divergence (CD-k, PCD), tested by AIS (:mod:`.rbm`);
 - ``dbm``: a deep Boltzmann machine, tested by AIS and its mean-field bound (:mod:`.dbm`);
-- ``likelihood``: exact maximum likelihood of a non-flow model such as NADE (:mod:`.likelihood`).
+- ``likelihood``: exact maximum likelihood of a non-flow model such as NADE (:mod:`.likelihood`);
+- ``jko``: a flow's blocks trained one after another as steps of the JKO scheme, the
+  Wasserstein gradient flow of the KL divergence to the base (:mod:`.jko`).
 """
 
 from __future__ import annotations
 
 import inspect
 
-from flowforge.objectives.adversarial import WGAN, WGANGP, GANObjective
 from flowforge.objectives.base import Objective, ObjectiveError, Setting, StepFailed
 from flowforge.objectives.dbm import DeepBoltzmann
 from flowforge.objectives.distill import Distillation
 from flowforge.objectives.elbo import ELBO, IWAE
+from flowforge.objectives.gan import WGAN, WGANGP, GANObjective
+from flowforge.objectives.jko import JKO
 from flowforge.objectives.likelihood import ExactLikelihood
 from flowforge.objectives.mle import MaximumLikelihood
 from flowforge.objectives.rbm import ContrastiveDivergence
@@ -42,7 +45,7 @@ __all__ = [
 ]
 
 OBJECTIVES: dict[str, type[Objective]] = {
-    cls.name: cls for cls in (MaximumLikelihood, ELBO, IWAE, ReverseKL, Distillation)
+    cls.name: cls for cls in (MaximumLikelihood, ELBO, IWAE, ReverseKL, Distillation, JKO)
 }
 # the baselines of docs/comparison.md
 OBJECTIVES.update(

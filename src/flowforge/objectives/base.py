@@ -83,6 +83,8 @@ class Setting:
         data: the data set's splits, for objectives that read data (else ``None``).
         load_model: opens another run's model by directory (distillation's teacher); given by
             the runs layer, which objectives may not import.
+        steps: the run's ``train.steps``, for objectives whose schedule is laid over them (the
+            JKO scheme's blocks); ``None`` where no run is configured.
     """
 
     seed: int
@@ -91,6 +93,7 @@ class Setting:
     device: torch.device
     data: Splits | None = None
     load_model: Callable[[str], nn.Module] | None = None
+    steps: int | None = None
 
 
 def batch_indices(n: int, batch_size: int, seed: int, step: int) -> Tensor:

@@ -8,11 +8,21 @@ r"""Maximum likelihood: minimise the exact negative log-likelihood of the data.
 flows when configured (Finlay et al. 2020). Reported in nats per example, and in bits per
 dimension :math:`\mathrm{NLL} / (D \ln 2)` for 8-bit images (dequantization and any logit
 preprocessing sit inside the flow, so this is the likelihood of the discrete data).
+
+A flow that starts with a dequantization and a logit (:func:`logit_split`: the image recipes
+with an ``alpha``) also reports the NLL of the logit-space variable
+:math:`v = \operatorname{logit}(\alpha + (1 - 2\alpha) y)`, :math:`y = (x + u) / K`, the number
+the MAF and RealNVP papers tabulate for MNIST (as a log-likelihood, its negative). From the same
+noise :math:`u`, with :math:`s = \alpha + (1 - 2\alpha) y`,
+
+.. math:: \log p(y) = \log p(v) + D \log(1 - 2\alpha) - \sum_i \log\big(s_i (1 - s_i)\big),
+    \qquad \text{bits/dim} = \log_2 K - \frac{\log p(y)}{D \ln 2}.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
@@ -20,6 +30,7 @@ from torch import Tensor, nn
 
 from flowforge.distributions import GaussianMixture
 from flowforge.flows import Flow
+from flowforge.forecast import forecast_comparison
 from flowforge.objectives.base import (
     Objective,
     ObjectiveError,
@@ -31,7 +42,9 @@ from flowforge.objectives.base import (
     tensor_fingerprint,
 )
 from flowforge.objectives.results import Evaluation, Measure
+from flowforge.transforms import Compose, Logit
 from flowforge.transforms.continuous import regularization
+from flowforge.transforms.dequantization import UniformDequantization
 from flowforge.yardstick import (
     YardstickUnavailable,
     fit_yardstick,
@@ -44,7 +57,15 @@ from flowforge.yardstick import (
 # tens of thousands of rows takes minutes, and flows beat it there by training)
 YARDSTICK_START_ROWS = 20_000
 
-__all__ = ["LogProb", "MaximumLikelihood", "bits_per_dim", "evaluate_nll", "per_example_nll"]
+__all__ = [
+    "LogProb",
+    "MaximumLikelihood",
+    "bits_per_dim",
+    "evaluate_nll",
+    "logit_split",
+    "per_example_logit_nll",
+    "per_example_nll",
+]
 
 
 def evaluate_nll(
@@ -62,6 +83,60 @@ def per_example_nll(
     Runs in eval mode without gradients (transforms that need autograd internally, such as
     exact traces, enable it themselves) and restores the previous mode.
     """
+    return _by_rows(flow, x, context, batch_size, lambda xb, c: -flow.log_prob(xb, c))
+
+
+def logit_split(flow: nn.Module) -> tuple[Compose, Flow, float] | None:
+    """A flow on discrete data in logit space, split there: ``(head, tail, alpha)`` when the
+    flow's transform is a :class:`~flowforge.transforms.Compose` that starts with a
+    dequantization and a :class:`~flowforge.transforms.Logit` (``head``, mapping raw pixels
+    ``x`` to ``v = logit(alpha + (1 - 2 alpha)(x + u) / K)``), ``tail`` the flow of the rest
+    on the same base, so ``log p(x) = tail.log_prob(v) + ladj_head``; ``None`` for any other
+    model. ``head`` and ``tail`` share the flow's modules."""
+    t = getattr(flow, "transform", None)
+    if not isinstance(flow, Flow) or not isinstance(t, Compose) or len(t) < 2:
+        return None
+    dequant, logit = t[0], t[1]
+    if not (isinstance(dequant, UniformDequantization) and isinstance(logit, Logit)):
+        return None
+    tail = Flow(Compose(list(t.transforms)[2:]), flow.base, flow.context_features)
+    return Compose([dequant, logit]), tail, logit.alpha
+
+
+def per_example_logit_nll(
+    flow: Flow, x: Tensor, context: Tensor | None = None, batch_size: int = 4096
+) -> tuple[Tensor, Tensor]:
+    """Per row of ``x``, the NLL of the discrete data (as :func:`per_example_nll`) and the NLL
+    of its logit-space image ``v`` (:func:`logit_split`), both from one draw of the
+    dequantization noise: two float64 ``(n,)`` CPU tensors.
+
+    Raises:
+        ValueError: the flow does not start with a dequantization and a logit.
+    """
+    split = logit_split(flow)
+    if split is None:
+        raise ValueError("the flow does not start with a dequantization and a logit")
+    head, tail, _ = split
+
+    def both(xb: Tensor, c: Tensor | None) -> Tensor:
+        v, ladj = head(xb, c)
+        log_pv = tail.log_prob(v, c)
+        return -torch.stack([log_pv + ladj, log_pv], 1)
+
+    rows = _by_rows(flow, x, context, batch_size, both)
+    return rows[:, 0], rows[:, 1]
+
+
+def _by_rows(
+    flow: Flow,
+    x: Tensor,
+    context: Tensor | None,
+    batch_size: int,
+    fn: Callable[[Tensor, Tensor | None], Tensor],
+) -> Tensor:
+    """``fn(x_batch, context_batch)`` over the batches of ``x`` on the flow's device, in eval
+    mode without gradients (transforms that need autograd internally, such as exact traces,
+    enable it themselves), concatenated as float64 on the CPU; restores the previous mode."""
     was_training = flow.training
     flow.eval()
     device = next((b.device for b in flow.buffers()), torch.device("cpu"))
@@ -70,7 +145,7 @@ def per_example_nll(
         with torch.no_grad():
             for i in range(0, x.shape[0], batch_size):
                 c = None if context is None else context[i : i + batch_size].to(device)
-                values.append(-flow.log_prob(x[i : i + batch_size].to(device), c).double().cpu())
+                values.append(fn(x[i : i + batch_size].to(device), c).double().cpu())
     finally:
         flow.train(was_training)
     return torch.cat(values)
@@ -101,7 +176,10 @@ class MaximumLikelihood(Objective):
         yardstick: ``"auto"`` (default): on vector data whose entropy is unknown (your own
             files, the tabular sets), :meth:`evaluate` also fits the baselines of
             :mod:`flowforge.yardstick` on the same splits and reports the flow's paired
-            difference to each; ``"on"`` or ``"off"`` force it.
+            difference to each; on a series (:mod:`flowforge.data.series`) the baseline is
+            the Gaussian VAR and the scores the forecasts' NLL and CRPS-sum
+            (:func:`flowforge.forecast.compare.forecast_comparison`); ``"on"`` or ``"off"``
+            force it.
         yardstick_seconds: a safety budget in seconds for the baselines' searches (they stop
             by their own rules, so ``eval`` repeats the summary's numbers; past the budget a
             search stops early and its note says so).
@@ -251,27 +329,36 @@ class MaximumLikelihood(Objective):
     def fingerprint(self) -> dict[str, str]:
         return {"train_data": tensor_fingerprint(self.data.train, self.data.train_context)}
 
-    def _nll(self, model: nn.Module, split: str) -> Tensor:
-        """Per-row NLL of ``split``, a float64 ``(n,)`` tensor."""
-        s = self.data
+    def _nll(self, model: nn.Module, split: str) -> tuple[Tensor, Tensor | None]:
+        """Per-row NLL of ``split``, a float64 ``(n,)`` tensor, and for a flow in logit space
+        (:func:`logit_split`) the per-row NLL of the logit-space variable from the same
+        dequantization noise (else ``None``)."""
+        s, st = self.data, self.setting
         x, c = getattr(s, split), getattr(s, f"{split}_context")
         # dequantization noise (image flows) from fixed numbers: evaluations are comparable
-        with evaluation_rng(self.setting.seed, self.setting.device):
-            return per_example_nll(model, x, c, self.setting.eval_batch_size)  # type: ignore[arg-type]
+        with evaluation_rng(st.seed, st.device):
+            if logit_split(model) is not None:
+                return per_example_logit_nll(model, x, c, st.eval_batch_size)  # type: ignore[arg-type]
+            return per_example_nll(model, x, c, st.eval_batch_size), None  # type: ignore[arg-type]
 
     def validate(self, model: nn.Module) -> dict[str, float]:
-        nll, se = _mean_stderr(self._nll(model, "val"))
+        per_row, logit_rows = self._nll(model, "val")
+        nll, se = _mean_stderr(per_row)
         out = {"val_nll": nll, "val_stderr": se}
         if self.data.unit == "bits/dim":
             out["val_bpd"] = bits_per_dim(nll, math.prod(self.data.event_shape))
+        if logit_rows is not None:
+            out["val_logit_nll"], out["val_logit_nll_stderr"] = _mean_stderr(logit_rows)
         return out
 
     def scores(self, model: nn.Module, split: str = "test") -> dict[str, Any]:
         """``<split>_nll`` and its standard error, ``n_<split>``, the unit, bits/dim for
-        images, and the gap to the true entropy where the data set knows it."""
+        images, the logit-space NLL ``<split>_logit_nll`` (with ``<split>_logit_nll_stderr``
+        and ``logit_alpha``) for a flow in logit space, and the gap to the true entropy where
+        the data set knows it."""
         self.check_split(split)
         s = self.data
-        per_row = self._nll(model, split)
+        per_row, logit_rows = self._nll(model, split)
         nll, se = _mean_stderr(per_row)
         out: dict[str, Any] = {
             f"{split}_nll": nll,
@@ -283,16 +370,25 @@ class MaximumLikelihood(Objective):
             dims = math.prod(s.event_shape)
             out[f"{split}_bpd"] = bits_per_dim(nll, dims)
             out[f"{split}_bpd_stderr"] = bits_per_dim(se, dims)
+        split_flow = logit_split(model)
+        if logit_rows is not None and split_flow is not None:
+            logit_nll, logit_se = _mean_stderr(logit_rows)
+            out[f"{split}_logit_nll"], out[f"{split}_logit_nll_stderr"] = logit_nll, logit_se
+            out["logit_alpha"] = split_flow[2]
         if s.entropy is not None:
             out.update(entropy=s.entropy, entropy_stderr=s.entropy_stderr, gap=nll - s.entropy)
-        if self._wants_yardstick():
+        if self._wants_yardstick() and s.info.get("kind") == "series":
+            with evaluation_rng(self.setting.seed, self.setting.device):
+                out["forecast"] = forecast_comparison(model, s, per_row.numpy(), split)  # type: ignore[arg-type]
+        elif self._wants_yardstick():
             out["yardstick"] = self._yardstick(per_row.numpy(), split)
         return out
 
     @classmethod
     def results(cls, numbers: dict[str, Any], split: str = "test") -> Evaluation:
-        """The exact NLL, headline in bits/dim for images; the true entropy and the gap to it
-        where the data set knows them."""
+        """The exact NLL, headline in bits/dim for images; the logit-space NLL for a flow in
+        logit space; the true entropy and the gap to it where the data set knows them; a
+        series' CRPS-sum of the flow's forecasts."""
         nll = Measure(
             f"{split} NLL", numbers[f"{split}_nll"], numbers[f"{split}_stderr"], "nats", "exact"
         )
@@ -301,13 +397,32 @@ class MaximumLikelihood(Objective):
             bpd, se = numbers[f"{split}_bpd"], numbers[f"{split}_bpd_stderr"]
             headline = Measure(f"{split} NLL", bpd, se, "bits/dim", "exact")
         measures: tuple[Measure, ...] = ()
+        if f"{split}_logit_nll" in numbers:
+            how = f"-log p(logit(a + (1 - 2a) x)) of x in [0, 1], a = {numbers['logit_alpha']:g}"
+            measures += (
+                Measure(
+                    f"{split} NLL in logit space",
+                    numbers[f"{split}_logit_nll"],
+                    numbers[f"{split}_logit_nll_stderr"],
+                    "nats",
+                    "exact",
+                    how,
+                ),
+            )
         if numbers.get("entropy") is not None:
             se = numbers.get("entropy_stderr")
             kind = "exact" if not se else "estimate"
-            measures = (
+            measures += (
                 Measure("true entropy", numbers["entropy"], se, "nats", kind),
                 Measure("gap", numbers["gap"], None, "nats", "none"),
             )
+        for key, scores in (numbers.get("forecast") or {}).get("metrics", {}).items():
+            if key.startswith("crps_sum"):
+                steps = key.removeprefix("crps_sum").strip("_") or "1"
+                flow = scores["flow"]
+                how = f"{numbers['forecast']['samples']} samples per forecast"
+                name = f"{split} CRPS-sum, {steps} step{'s' * (steps != '1')} ahead"
+                measures += (Measure(name, flow["value"], flow["stderr"], "", "estimate", how),)
         return Evaluation(headline, nll, measures, numbers)
 
     def _wants_yardstick(self) -> bool:

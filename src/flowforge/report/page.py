@@ -19,6 +19,7 @@ from flowforge.objectives.results import Evaluation, Measure, read_evaluation
 from flowforge.report.yardstick import Yardstick, yardstick_view
 from flowforge.run_files import METRICS, PLOTS, SUMMARY, atomic_write_text
 from flowforge.runs.directory import RunDirectory
+from flowforge.runs.figures import draw_missing_figures
 from flowforge.version import __version__
 
 __all__ = ["RunReport", "collect_run", "render_report", "write_report"]
@@ -246,11 +247,17 @@ def render_report(runs: list[RunReport], title: str | None = None) -> str:
     )
 
 
-def write_report(paths: list[str | Path], out: str | Path | None = None) -> Path:
+def write_report(
+    paths: list[str | Path], out: str | Path | None = None, draw: bool = False
+) -> Path:
     """Writes the page of the runs at ``paths`` to ``out`` (default: ``RUN/report.html`` for
-    one run, ``report.html`` here for several); returns its path."""
+    one run, ``report.html`` here for several); returns its path. ``draw``: first draw the
+    figures of the runs that have none (:func:`~flowforge.runs.figures.draw_missing_figures`),
+    as ``flowforge report`` does unless ``--no-draw``."""
     if not paths:
         raise ConfigError("report: give at least one run directory")
+    if draw:
+        draw_missing_figures(paths)
     if out is None:
         out = Path(paths[0]) / "report.html" if len(paths) == 1 else Path("report.html")
     out = Path(out)

@@ -4,7 +4,10 @@
 - :func:`load` opens a run's model without its data, :func:`open_run` the whole run
   (:mod:`.load`);
 - :class:`RunDirectory` owns the directory's files (:mod:`.directory`);
-- :mod:`.build` turns a config into data, objective and model; :mod:`.figures` draws.
+- :mod:`.build` turns a config into data, objective and model; :mod:`.figures` draws;
+- the commands' verbs: :mod:`.shorthand` (the configs of the short forms), :mod:`.evaluation`
+  (``eval`` and the summary line), :mod:`.sampling`, :mod:`.image_grids` (``interpolate``,
+  ``manipulate``), :mod:`.inpaint`.
 """
 
 from flowforge.runs.directory import RunDirectory, RunLocked

@@ -87,6 +87,7 @@ def make_objective(
         device=device,
         data=data,
         load_model=load_model,
+        steps=cfg.train.steps,
     )
     try:
         return OBJECTIVES[cfg.objective.name](setting, **cfg.objective.options)

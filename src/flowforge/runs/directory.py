@@ -35,7 +35,7 @@ from flowforge.run_files import (
 )
 from flowforge.train.checkpoint import save_checkpoint
 
-__all__ = ["RunDirectory", "RunLocked", "check_output"]
+__all__ = ["RunDirectory", "RunLocked", "check_output", "output_path"]
 
 
 def check_output(path: str | Path, option: str = "--out") -> Path:
@@ -55,6 +55,15 @@ def check_output(path: str | Path, option: str = "--out") -> Path:
         f"{option}: {path} is the file {target.relative_to(run)} of the run {run}; "
         f"write the output elsewhere"
     )
+
+
+def output_path(path: str | Path | None, option: str = "--out") -> Path | None:
+    """An output path as given (``None`` stays ``None``), refused as :func:`check_output`
+    refuses it."""
+    if path is None:
+        return None
+    check_output(path, option)
+    return Path(path)
 
 
 class RunLocked(ConfigError):

@@ -9,10 +9,15 @@
   (:mod:`flowforge.models.sizing`); and a training length from the rows: at most 200 epochs
   (between 3,000 and 50,000 steps) or :func:`default_seconds` of wall-clock, whichever comes
   first, stopping early after 30 validations without improvement;
-- ``flowforge fit-target TARGET [--model planar]``: a ``reverse_kl`` run.
+- ``flowforge fit-target TARGET [--model planar]``: a ``reverse_kl`` run;
+- ``--device``, ``--compile``, ``--time``, ``--threads``: ``--set`` overrides of the config's
+  keys (:func:`option_overrides`).
 
-Each returns a raw config mapping; the run writes the resolved config, so what a short form
-chose is on disk and can be changed with ``--set`` like any key.
+:func:`data_file_config` and :func:`fit_target_config` return a raw config mapping;
+:func:`data_file_run_config` and :func:`fit_target_run_config` the validated config of the
+command, its ``--set`` overrides applied, and :func:`train_config` that of ``flowforge train``,
+from a config file or the short form. The run writes the resolved config, so what a short
+form chose is on disk and can be changed with ``--set`` like any key.
 """
 
 from __future__ import annotations
@@ -21,11 +26,65 @@ import math
 from pathlib import Path
 from typing import Any
 
-from flowforge.config import ConfigError
+from flowforge.config import ConfigError, RunConfig, apply_overrides, load_config, parse_config
 from flowforge.data.files import usable_shape
 from flowforge.models.sizing import SIZED, sized_options
 
-__all__ = ["data_file_config", "fit_target_config"]
+__all__ = [
+    "data_file_config",
+    "data_file_run_config",
+    "fit_target_config",
+    "fit_target_run_config",
+    "option_overrides",
+    "train_config",
+]
+
+
+def option_overrides(
+    overrides: list[str] | None = None,
+    device: str | None = None,
+    compile: str | bool | None = None,
+    max_seconds: float | None = None,
+    threads: int | None = None,
+) -> list[str]:
+    """``overrides`` (``--set KEY=VALUE``) followed by those the options of ``flowforge train``
+    stand for: ``--device`` (``device``), ``--compile``/``--no-compile`` (``train.compile``:
+    ``"true"`` or ``True``, ``"false"``), ``--time``
+    (``train.max_seconds``) and ``--threads`` (``train.threads``), each when given."""
+    out = list(overrides or [])
+    out += [f"device={device}"] if device else []
+    compile = "true" if compile is True else compile
+    out += [f"train.compile={compile}"] if isinstance(compile, str) else []
+    out += [] if max_seconds is None else [f"train.max_seconds={max_seconds}"]
+    out += [] if threads is None else [f"train.threads={threads}"]
+    return out
+
+
+def train_config(
+    config: str | None = None,
+    data: str | None = None,
+    overrides: list[str] | None = None,
+    model: str | None = None,
+    context: list[str] | None = None,
+    features: list[str] | None = None,
+    drop_na: bool = False,
+) -> RunConfig:
+    """The config ``flowforge train [CONFIG] [--data FILE [--model M] [--context C1,C2]
+    [--features A,B] [--drop-na]] [--set KEY=VALUE ...]`` trains: the YAML file ``config``
+    (:func:`~flowforge.config.load_config`; ``None``: the default, RealNVP on the parabola) or
+    the short form of ``data`` (:func:`data_file_run_config`), with ``overrides`` applied. The
+    short form's options without ``data``, or a config file with it, are a
+    :class:`~flowforge.config.ConfigError`."""
+    if data is None:
+        if model or context or features or drop_na:
+            raise ConfigError(
+                "--model, --context, --features and --drop-na go with --data FILE (in a "
+                "config: model.name, data.context, data.features, data.drop_nonfinite)"
+            )
+        return load_config(config, overrides)
+    if config is not None:
+        raise ConfigError("give CONFIG or --data FILE, not both")
+    return data_file_run_config(data, overrides, model, context, features, drop_na)
 
 
 def data_file_config(
@@ -102,6 +161,39 @@ def data_file_config(
     }
 
 
+def data_file_run_config(
+    path: str,
+    overrides: list[str] | None = None,
+    model: str | None = None,
+    context: list[str] | None = None,
+    features: list[str] | None = None,
+    drop_na: bool = False,
+) -> RunConfig:
+    """The config of ``flowforge train --data PATH [--model M] [--context C1,C2] [--features
+    A,B] [--drop-na] [--set KEY=VALUE ...]``: :func:`data_file_config` sized with what the
+    overrides say of the data too (``--set data.context=[...]``, ``data.features``,
+    ``data.drop_nonfinite``, ``data.val_path``, ``data.test_path``), the overrides applied,
+    and the data files' paths absolute (those of ``--set`` included), so the run can be
+    resumed or evaluated from anywhere."""
+    overrides = list(overrides or [])
+    data = apply_overrides({}, overrides).get("data") or {}
+    raw = data_file_config(
+        path,
+        model,
+        context or data.get("context"),
+        features or data.get("features"),
+        drop_na or data.get("drop_nonfinite") is True,
+        data.get("val_path"),
+        data.get("test_path"),
+    )
+    raw = apply_overrides(raw, overrides)
+    files = raw.get("data") or {}
+    for key in ("path", "val_path", "test_path"):
+        if isinstance(files.get(key), str):
+            files[key] = str(Path(files[key]).resolve())
+    return parse_config(raw)
+
+
 def default_model(n_train: int) -> str:
     """The short form's recipe: ``nsf`` below 20,000 training rows, ``maf`` from there. On the
     panel of ``benchmarks/tabular_panel.py`` the spline flow tied or beat the baselines more
@@ -143,3 +235,24 @@ def fit_target_config(
             "eval_every": max(1, steps // 10),
         },
     }
+
+
+def fit_target_run_config(
+    target: str,
+    model: str = "planar",
+    settings: list[str] | None = None,
+    steps: int = 5000,
+    batch_size: int = 256,
+    lr: float = 1e-3,
+    anneal: int = 0,
+    seed: int = 0,
+) -> RunConfig:
+    """The config of ``flowforge fit-target TARGET [--set KEY=VALUE ...]``
+    (:func:`fit_target_config`): a setting ``KEY=VALUE`` without a section is a recipe option,
+    ``section.key=VALUE`` any config key."""
+    settings = list(settings or [])
+    model_options = [s for s in settings if "." not in s.split("=", 1)[0]]
+    config_keys = [s for s in settings if s not in model_options]
+    options = apply_overrides({}, model_options)
+    raw = fit_target_config(target, model, options, steps, batch_size, lr, anneal, seed)
+    return parse_config(apply_overrides(raw, config_keys))

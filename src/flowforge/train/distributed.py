@@ -29,7 +29,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-__all__ = ["Group", "exit_process", "needs_data_init"]
+__all__ = ["Group", "exit_if_distributed", "exit_process", "needs_data_init"]
 
 
 @dataclass
@@ -169,6 +169,13 @@ def exit_process(status: int = 0) -> NoReturn:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(status)
+
+
+def exit_if_distributed(status: int = 0) -> None:
+    """Ends the process with :func:`exit_process` when it is in a process group (a torchrun
+    process that trained); returns otherwise."""
+    if dist.is_available() and dist.is_initialized():
+        exit_process(status)
 
 
 def needs_data_init(module: nn.Module) -> bool:

@@ -11,6 +11,7 @@ from flowforge.transforms.base import (
     Transform,
 )
 from flowforge.transforms.continuous import CNF, ConcatSquashMLP, ExactTrace, HutchinsonTrace
+from flowforge.transforms.conv1x1 import InvertibleConv1x1
 from flowforge.transforms.coupling import (
     Coupling,
     MaskedCoupling,
@@ -30,7 +31,7 @@ from flowforge.transforms.elementwise import (
     Sigmoid,
     Standardize,
 )
-from flowforge.transforms.linear import InvertibleConv1x1, LinearStandardize, LULinear
+from flowforge.transforms.linear import LinearStandardize, LULinear
 from flowforge.transforms.logdet import (
     BackwardInForward,
     ExactLogDet,
@@ -47,6 +48,7 @@ from flowforge.transforms.radial import Radial
 from flowforge.transforms.reshape import FactorOut, Flatten, MultiScale, Squeeze, Unsqueeze
 from flowforge.transforms.residual import LipschitzConvNet, LipschitzMLP, ResidualBlock
 from flowforge.transforms.spline import RationalQuadraticSpline
+from flowforge.transforms.temporal import FrameWise, TemporalAffine
 from flowforge.transforms.univariate import (
     LOG_SCALE_BUDGET,
     Additive,
@@ -74,6 +76,7 @@ __all__ = [
     "ExactTrace",
     "FactorOut",
     "Flatten",
+    "FrameWise",
     "FloatRangeError",
     "HutchinsonTrace",
     "Inverse",
@@ -103,6 +106,7 @@ __all__ = [
     "SlowDirectionWarning",
     "Squeeze",
     "SumOfSquaresPolynomial",
+    "TemporalAffine",
     "Transform",
     "Transformer",
     "UniformDequantization",

@@ -2,7 +2,9 @@ r"""Learned invertible linear maps of dimension 1 (vector features, or image cha
 
 Applied to an image ``(B, C, H, W)`` the map acts on the channels of every pixel: this is Glow's
 invertible 1x1 convolution (Kingma and Dhariwal 2018, https://arxiv.org/abs/1807.03039), and
-its log-determinant is ``H * W`` times that of the ``C x C`` matrix.
+its log-determinant is ``H * W`` times that of the ``C x C`` matrix. :class:`LULinear` is the
+map in LU form (O(C) log-determinant); the plain one is
+:class:`~flowforge.transforms.conv1x1.InvertibleConv1x1`.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from flowforge.transforms.base import Transform
 __all__ = ["LULinear", "LinearStandardize"]
 
 
-def _apply_channels(weight: Tensor, x: Tensor) -> Tensor:
+def apply_channels(weight: Tensor, x: Tensor) -> Tensor:
     """``x @ weight.T`` along dimension 1 of ``x``: ``(B, C, *) -> (B, C, *)``."""
     if x.dim() == 2:
         return x @ weight.T
@@ -78,7 +80,7 @@ class LULinear(Transform):
         return self.bias.reshape(1, -1, *([1] * (x.dim() - 2)))
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        z = _apply_channels(self.weight(), x)
+        z = apply_channels(self.weight(), x)
         if self.bias is not None:
             z = z + self._bias_view(x)
         ladj = self.log_diag.sum() * math.prod(x.shape[2:])
@@ -99,38 +101,6 @@ class LULinear(Transform):
 
     def extra_repr(self) -> str:
         return f"features={self.log_diag.numel()}, bias={self.bias is not None}"
-
-
-class InvertibleConv1x1(Transform):
-    r"""A plain invertible linear map of dimension 1: Glow's 1x1 convolution without LU.
-
-    .. math:: z = W x, \qquad \log|\det J| = n_{pos} \log|\det W|
-
-    ``W`` is a full learned ``C x C`` matrix, initialised to a random rotation (Kingma and
-    Dhariwal 2018, https://arxiv.org/abs/1807.03039, section 3.2). The log-determinant costs
-    O(C^3) per call and the inverse a linear solve; :class:`LULinear` is the O(C) variant.
-
-    Arguments:
-        features: size of dimension 1 (image channels).
-    """
-
-    def __init__(self, features: int) -> None:
-        super().__init__()
-        if features < 1:
-            raise ValueError(f"'features' should be positive, got {features}")
-        w = torch.linalg.qr(torch.randn(features, features, dtype=torch.float64))[0]
-        self.weight = nn.Parameter(w.float())
-
-    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        ladj = torch.linalg.slogdet(self.weight)[1] * math.prod(x.shape[2:])
-        return _apply_channels(self.weight, x), ladj.expand(x.shape[0])
-
-    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        ladj = -torch.linalg.slogdet(self.weight)[1] * math.prod(z.shape[2:])
-        return _apply_channels(torch.linalg.inv(self.weight), z), ladj.expand(z.shape[0])
-
-    def extra_repr(self) -> str:
-        return f"features={self.weight.shape[0]}"
 
 
 class LinearStandardize(Transform):

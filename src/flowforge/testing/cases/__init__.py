@@ -6,4 +6,5 @@ import flowforge.testing.cases.continuous  # noqa: F401
 import flowforge.testing.cases.images  # noqa: F401
 import flowforge.testing.cases.planar_radial  # noqa: F401
 import flowforge.testing.cases.residual  # noqa: F401
+import flowforge.testing.cases.temporal  # noqa: F401
 from flowforge.testing.cases import core  # noqa: F401

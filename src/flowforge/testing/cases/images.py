@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from flowforge.models.glow import glow
+from flowforge.models.maf import maf_image
 from flowforge.models.nice_image import nice_image
 from flowforge.models.realnvp_image import realnvp_image, realnvp_multiscale
 from flowforge.nn.conv import ConvNet, ZeroConv
@@ -23,9 +24,9 @@ from flowforge.transforms import (
     LULinear,
     half_mask,
 )
+from flowforge.transforms.conv1x1 import InvertibleConv1x1
 from flowforge.transforms.coupling import MaskedCoupling, checkerboard_mask
 from flowforge.transforms.dequantization import UniformDequantization
-from flowforge.transforms.linear import InvertibleConv1x1
 from flowforge.transforms.normalization import ActNorm
 from flowforge.transforms.prior import ContextAffine
 from flowforge.transforms.reshape import FactorOut, Flatten, MultiScale, Squeeze, Unsqueeze
@@ -213,6 +214,13 @@ register(
     Case(
         "recipe/realnvp_image_tiny",
         lambda: realnvp_image((1, 4, 4), couplings=3, hidden=(16,), dequantization="centre"),
+        pixels((1, 4, 4)),
+    )
+)
+register(
+    Case(
+        "recipe/maf_image_tiny",
+        lambda: maf_image((1, 4, 4), layers=2, hidden=(16,), dequantization="centre"),
         pixels((1, 4, 4)),
     )
 )
