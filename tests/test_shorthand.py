@@ -25,6 +25,7 @@ def test_options_stand_for_config_keys_after_the_sets():
         "train.threads=2",
     ]
     assert option_overrides(["x=1"], threads=0) == ["x=1", "train.threads=0"]  # 0 is given
+    assert option_overrides(None, compile="false") == ["train.compile=false"]  # --no-compile
 
 
 @pytest.fixture

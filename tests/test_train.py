@@ -367,3 +367,19 @@ def test_resume_takes_the_configs_optimizer_hyperparameters(tmp_path):
     )
     saved = load_checkpoint(run_dir / "checkpoints" / "last.pt")["optimizer"]
     assert saved["param_groups"][0]["betas"] == (0.0, 0.9)
+
+
+def test_summary_records_the_seconds_of_validation(tmp_path):
+    """``eval_seconds``: the validation passes' part of ``train_seconds``, carried through a
+    resume by the checkpoint's ``eval_elapsed`` (older checkpoints: 0)."""
+    result = train_run(tiny(tmp_path, steps=20), progress=False, plots=False)
+    first = result.summary["eval_seconds"]  # rounded to 0.01 s
+    assert 0 <= first <= result.summary["train_seconds"]
+    last = result.run_dir / "checkpoints" / "last.pt"
+    before = load_checkpoint(last)["eval_elapsed"]
+    assert before > 0 and round(before, 2) == first
+    resumed = train_run(
+        resume=result.run_dir, overrides=["train.steps=40"], progress=False, plots=False
+    )
+    assert load_checkpoint(last)["eval_elapsed"] > before
+    assert resumed.summary["eval_seconds"] >= first

@@ -183,7 +183,14 @@ def build_parser() -> argparse.ArgumentParser:
     h += "and data fingerprint (its tensors are still checked)"
     a("--accept-unidentified", action="store_true", help=h)
     a("--quiet", action="store_true", help="no progress bar")
-    a("--compile", action="store_true", help="torch.compile the training step's loss terms")
+    compiling = sub.choices["train"].add_mutually_exclusive_group()
+    h = "torch.compile the training step's loss terms (train.compile=true; default auto: when "
+    h += "the run is long enough to repay the compilation)"
+    compiling.add_argument("--compile", action="store_const", const="true", help=h)
+    h = "never compile the training step (train.compile=false)"
+    compiling.add_argument(
+        "--no-compile", dest="compile", action="store_const", const="false", help=h
+    )
     a("--threads", type=int, metavar="N", help="CPU threads (train.threads; 0: automatic)")
 
     device = "cpu, cuda, cuda:N or auto (default cpu)"

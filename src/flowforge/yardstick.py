@@ -41,9 +41,11 @@ only guards against a search running away, and a note says when it cut one short
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -360,14 +362,32 @@ def _gaussian(problem: Any, seconds: float, rng: np.random.Generator) -> Baselin
     return Baseline("gaussian", label, log_prob)
 
 
+#: fitted mixtures by (components, covariance type, seed, rows), the most recent last
+_MIXTURES: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+MIXTURES_KEPT = 128
+
+
 def _gmm_model(k: int, kind: str, seed: int, rows: np.ndarray) -> Any:
-    """scikit-learn's ``GaussianMixture`` of ``k`` components (at most half the rows)."""
+    """scikit-learn's ``GaussianMixture`` of ``k`` components (at most half the rows).
+
+    EM is deterministic given its seed, so a fit is kept (the :data:`MIXTURES_KEPT` most
+    recent, by the rows' content) and returned again for the same arguments: a search
+    refits its choice to score the test rows, as :func:`validated_mixture` does."""
     from sklearn.mixture import GaussianMixture
 
     kk = max(1, min(k, len(rows) // 2))
-    return GaussianMixture(
+    rows = np.ascontiguousarray(rows)
+    key = (kk, kind, seed, _digest(rows))
+    if key in _MIXTURES:
+        _MIXTURES.move_to_end(key)
+        return _MIXTURES[key]
+    gm = GaussianMixture(
         kk, covariance_type=kind, reg_covar=1e-4, max_iter=200, random_state=seed
     ).fit(rows)
+    _MIXTURES[key] = gm
+    if len(_MIXTURES) > MIXTURES_KEPT:
+        _MIXTURES.popitem(last=False)
+    return gm
 
 
 def _gmm_fit(k: int, kind: str, seed: int) -> Any:
@@ -395,13 +415,55 @@ def _gmm_marginal(gm: Any, x: np.ndarray, k: int) -> np.ndarray:
     return (top + np.log(np.exp(stacked - top).sum(1, keepdims=True)))[:, 0]
 
 
+def _digest(*arrays: np.ndarray) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.shape}{a.dtype.str}".encode())
+        h.update(a.data)
+    return h.hexdigest()
+
+
+#: finished searches by (problem, budget, random state): a run's start and its test
+#: evaluation search the same candidates on the same rows, and get the same answer (the
+#: second even where the first was cut short by its budget)
+_SEARCHES: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+SEARCHES_KEPT = 16
+
+
 def _gmm_search(
     problem: Any, seconds: float, rng: np.random.Generator
 ) -> tuple[float, int, str, int, np.ndarray, str]:
     """Components and covariance type by validation likelihood: for each type the count grows
     until the validation score fell three times in a row, the data run out, or time does.
     Returns the validation score, the count, the type, the seed, the training rows and a
-    note."""
+    note. A search already made on the same problem, budget and random state is answered
+    from :data:`_SEARCHES` (and leaves ``rng`` as it did)."""
+    groups = getattr(problem, "g", {})
+    key = (
+        type(problem).__name__,
+        _digest(
+            problem.x["train"], problem.x["val"], *(groups.get(s, ()) for s in ("train", "val"))
+        ),
+        seconds,
+        repr(rng.bit_generator.state),
+    )
+    if key in _SEARCHES:
+        _SEARCHES.move_to_end(key)
+        found, state = _SEARCHES[key]
+        rng.bit_generator.state = state
+        return found
+    found = _gmm_searched(problem, seconds, rng)
+    _SEARCHES[key] = found, rng.bit_generator.state
+    if len(_SEARCHES) > SEARCHES_KEPT:
+        _SEARCHES.popitem(last=False)
+    return found
+
+
+def _gmm_searched(
+    problem: Any, seconds: float, rng: np.random.Generator
+) -> tuple[float, int, str, int, np.ndarray, str]:
+    """The search of :func:`_gmm_search`, made."""
     rows, note = _problem_rows(problem, GMM_MAX_ROWS, rng)
     seed = int(rng.integers(2**31))
     start = time.perf_counter()

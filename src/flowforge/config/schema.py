@@ -101,10 +101,17 @@ class TrainConfig:
         max_rollbacks: rollbacks (each halving the learning rate) before giving up.
         log: experiment logs beside ``metrics.jsonl``, by logger name (``{tensorboard: true}``;
             see :mod:`flowforge.train.loggers`).
-        compile: run the training step's ``log_prob`` through ``torch.compile`` (static
-            shapes). Fuses the many small element-wise ops of each layer (see
-            docs/benchmarks.md); pays for runs of a few thousand steps or more, since the first
-            steps compile. Evaluation and sampling stay eager.
+        compile: ``"auto"`` (default), ``true`` or ``false``: run the training step's loss
+            terms (a flow's ``log_prob``) through ``torch.compile`` (static shapes), which fuses
+            the many small element-wise ops of each layer; the first step compiles, for tens
+            of seconds on a CPU. ``auto`` compiles when the run is long enough to repay that
+            (per model family, measured: :mod:`flowforge.train.compiling`; the default
+            config's 3,000 steps are not) and never where compiling cannot apply (an objective
+            with steps of its own, a model with data-dependent control flow, a machine without
+            a compiler). The summary, the metrics start record and the checkpoints record the
+            decision (``compile: {mode, used, why}``), and a resumed ``auto`` run keeps it. A
+            compilation that fails prints one line and the run trains eagerly. Evaluation and
+            sampling stay eager.
         threads: CPU threads of the run's training, evaluation and figures (0: automatic:
             half the CPUs available, at least 1; the process's own count when
             ``OMP_NUM_THREADS`` is set; see :mod:`flowforge.train.threads`). The summary
@@ -134,7 +141,7 @@ class TrainConfig:
     eval_batch_size: int = 4096
     max_bad_steps: int = 10
     max_rollbacks: int = 3
-    compile: bool = False
+    compile: bool | str = "auto"
     threads: int = 0
     eval_at_start: bool = False
     log: dict[str, Any] = field(default_factory=dict)
@@ -297,6 +304,10 @@ def _check_values(cfg: RunConfig, check_data: bool = True) -> None:
     for path, seed in (("seed", cfg.seed), ("data.seed", cfg.data.seed)):
         if seed is not None and not 0 <= seed < 2**32:
             raise ConfigError(f"{path}: should be in [0, 2**32), got {seed}")
+    if isinstance(cfg.train.compile, str) and cfg.train.compile != "auto":
+        raise ConfigError(
+            f"train.compile: should be auto, true or false, got {_brief(cfg.train.compile)}"
+        )
     if not 0.0 <= cfg.train.ema < 1.0:
         raise ConfigError(f"train.ema: should be in [0, 1), got {cfg.train.ema}")
     _check_optimizer(cfg.train)

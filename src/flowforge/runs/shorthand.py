@@ -43,16 +43,18 @@ __all__ = [
 def option_overrides(
     overrides: list[str] | None = None,
     device: str | None = None,
-    compile: bool = False,
+    compile: str | bool | None = None,
     max_seconds: float | None = None,
     threads: int | None = None,
 ) -> list[str]:
     """``overrides`` (``--set KEY=VALUE``) followed by those the options of ``flowforge train``
-    stand for: ``--device`` (``device``), ``--compile`` (``train.compile``), ``--time``
+    stand for: ``--device`` (``device``), ``--compile``/``--no-compile`` (``train.compile``:
+    ``"true"`` or ``True``, ``"false"``), ``--time``
     (``train.max_seconds``) and ``--threads`` (``train.threads``), each when given."""
     out = list(overrides or [])
     out += [f"device={device}"] if device else []
-    out += ["train.compile=true"] if compile else []
+    compile = "true" if compile is True else compile
+    out += [f"train.compile={compile}"] if isinstance(compile, str) else []
     out += [] if max_seconds is None else [f"train.max_seconds={max_seconds}"]
     out += [] if threads is None else [f"train.threads={threads}"]
     return out

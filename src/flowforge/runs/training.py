@@ -125,6 +125,8 @@ def train_run(
                     directory.append_metrics(
                         {"step": step, "event": "resume", "overrides": list(overrides or [])}
                     )
+                if trainer.compile.used and not trainer.compile_resumed:
+                    trainer.note_compile()  # decided now: a checkpoint recording none, or true
                 print(f"resuming {directory.path} at step {step}", file=sys.stderr)
         else:
             if group.is_main:
@@ -259,8 +261,10 @@ def _summarise(trainer: Trainer, directory: RunDirectory) -> dict[str, Any]:
         "steps": trainer.progress.step,
         "parameters": sum(p.numel() for p in model.parameters()),
         "train_seconds": round(trainer.elapsed(), 2),
+        "eval_seconds": round(trainer.progress.eval_elapsed, 2),
         "stopped": trainer.stopped,
         "threads": trainer.threads,
+        "compile": trainer.compile.to_dict(),
         f"best_val_{objective.metric}": trainer.progress.best_val,
     }
     names = trainer.identity["spec"].get("names")

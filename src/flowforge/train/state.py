@@ -3,7 +3,7 @@
 A training checkpoint (``last.pt``) holds the model's and optimiser's state dicts, the
 parameter average (``train.ema``), torch's random states, and these counters; with them a run
 killed at any point continues bit-identically. Checkpoints from before a counter existed load
-with its starting value where that is safe (``loss_sum``, ``loss_n``).
+with its starting value where that is safe (``loss_sum``, ``loss_n``, ``eval_elapsed``).
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ class Progress:
         rollbacks: rollbacks so far.
         loss_sum, loss_n: the training loss summed since the last evaluation, and its count.
         elapsed: training wall-clock seconds before this process (``train.max_seconds``).
+        eval_elapsed: the part of ``elapsed`` (and of this process's time since) spent in
+            validation passes: the summary's ``eval_seconds``.
     """
 
     step: int = 0
@@ -41,6 +43,7 @@ class Progress:
     loss_sum: float = 0.0
     loss_n: int = 0
     elapsed: float = 0.0
+    eval_elapsed: float = 0.0
 
     def to_payload(self) -> dict[str, Any]:
         return asdict(self)
@@ -54,8 +57,9 @@ class Progress:
         which it never passes), ``evals_since_best`` at most ``step + 1`` (one evaluation a
         step and one at the start), ``loss_n`` at most ``step``, ``lr_scale`` exactly
         ``2 ** -rollbacks`` (each rollback halves it), ``best_val`` finite or ``+inf`` (no
-        evaluation yet), ``loss_sum`` finite, ``elapsed`` finite and ``>= 0``."""
-        optional = {"loss_sum": 0.0, "loss_n": 0}
+        evaluation yet), ``loss_sum`` finite, ``elapsed`` and ``eval_elapsed`` finite and
+        ``>= 0``."""
+        optional = {"loss_sum": 0.0, "loss_n": 0, "eval_elapsed": 0.0}
         values: dict[str, Any] = {}
         for name, default in asdict(cls()).items():
             if name not in payload and name not in optional:
@@ -89,8 +93,9 @@ class Progress:
             )
         if math.isnan(self.best_val) or self.best_val == -math.inf:
             raise StateError(f"training counter 'best_val' is {self.best_val}")
-        for name in ("loss_sum", "elapsed"):
+        for name in ("loss_sum", "elapsed", "eval_elapsed"):
             if not math.isfinite(getattr(self, name)):
                 raise StateError(f"training counter {name!r} is {getattr(self, name)}")
-        if self.elapsed < 0:
-            raise StateError(f"training counter 'elapsed' is {self.elapsed}, below 0")
+        for name in ("elapsed", "eval_elapsed"):
+            if getattr(self, name) < 0:
+                raise StateError(f"training counter {name!r} is {getattr(self, name)}, below 0")

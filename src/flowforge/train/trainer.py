@@ -4,8 +4,9 @@
 bounds, reverse KL, distillation) the same way:
 
 - every step draws the objective's inputs (a function of the seed, the step and torch's random
-  state), computes its loss through the objective's training module (compiled with
-  ``train.compile``, wrapped in ``DistributedDataParallel`` under torchrun) and takes a step of
+  state), computes its loss through the objective's training module (compiled as
+  ``train.compile`` decides, :mod:`flowforge.train.compiling`; wrapped in
+  ``DistributedDataParallel`` under torchrun) and takes a step of
   ``train.optimizer`` (fused AdamW by default; :func:`make_optimizer`) with the scheduled
   learning rate and gradient clipping;
 - the objective's own steps come first (:meth:`~flowforge.objectives.Objective.own_steps`,
@@ -56,6 +57,7 @@ from flowforge.train.checkpoint import (
     check_state,
     load_checkpoint,
 )
+from flowforge.train.compiling import CompiledStep, Decision, decide
 from flowforge.train.distributed import Group, needs_data_init
 from flowforge.train.loggers import RunLogger
 from flowforge.train.schedule import learning_rate, rank_seed, rng_state, set_rng_state
@@ -211,14 +213,31 @@ class Trainer:
         self.identity = identity
         self.group = group or Group()
         self.device = next(model.parameters(), torch.zeros(())).device
-        if cfg.train.compile and objective.own_steps_name:
+        if cfg.train.compile is True and objective.own_steps_name:
             raise ConfigError(
                 f"train.compile: objective {objective.name!r} takes steps of its own "
                 f"({objective.own_steps_name}) outside the training module, which compile "
                 f"cannot include; remove train.compile"
             )
-        self.train_module = self._compiled(objective.training_module(model))
         self.parameters = list(objective.parameters(model))
+        #: whether the training step is compiled, and why (recorded in the run)
+        self.compile = decide(
+            cfg.train.compile,
+            model_name=cfg.model.name,
+            model_options=cfg.model.options,
+            objective=objective.name,
+            own_steps=objective.own_steps_name,
+            params=sum(p.numel() for p in self.parameters),
+            batch_size=cfg.train.batch_size,
+            steps=cfg.train.steps,
+            max_seconds=cfg.train.max_seconds,
+            device=self.device,
+        )
+        self._compile_fell_back = False
+        #: whether :meth:`restore` took the decision its checkpoint records
+        self.compile_resumed = False
+        self.module = objective.training_module(model)
+        self.train_module = self._compiled(self.module)
         self.optimizer = make_optimizer(cfg.train, self.parameters, self.device)
         ema = cfg.train.ema
         self.average = ParameterAverage(model, ema) if ema else None
@@ -230,8 +249,20 @@ class Trainer:
 
     # -- set-up ------------------------------------------------------------------------------
     def _compiled(self, fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
-        """The training module, compiled for the fixed training shapes when asked."""
-        return torch.compile(fn, dynamic=False) if self.cfg.train.compile else fn
+        """The training module, compiled for the fixed training shapes if so decided."""
+        return CompiledStep(fn, self.compile, self._compile_failed) if self.compile.used else fn
+
+    def note_compile(self) -> None:
+        """A metrics record of the compile decision (the summary and checkpoints hold it
+        always; the metrics where the run compiles, or stops compiling)."""
+        record = {"step": self.progress.step, "event": "compile", "compile": self.compile.to_dict()}
+        self.files.append_metrics(record)
+
+    def _compile_failed(self, decision: Decision) -> None:
+        """Compiling failed: the run goes on eagerly, and its metrics say so."""
+        self._compile_fell_back = True
+        if self.group.is_main:
+            self.note_compile()
 
     def wrap_data_parallel(self) -> None:
         """Under torchrun: data-dependent initialisation on the step's whole batch, rank 0's
@@ -240,8 +271,7 @@ class Trainer:
 
         self.init_data_dependent()
         devices = [self.device] if self.device.type == "cuda" else None
-        module = self.objective.training_module(self.model)
-        self.train_module = self._compiled(DistributedDataParallel(module, device_ids=devices))
+        self.train_module = self._compiled(DistributedDataParallel(self.module, device_ids=devices))
 
     def init_data_dependent(self) -> None:
         """Initialises ActNorm-like layers on the current step's whole batch (the batch a
@@ -257,9 +287,11 @@ class Trainer:
         from the start."""
         if self.group.rank > 0:  # its own stream (dequantization noise, estimator probes)
             torch.manual_seed(rank_seed(self.cfg.seed, self.group.rank, 0))
+        if self.compile.used and self.group.is_main:
+            self.note_compile()
         if self.cfg.train.eval_at_start:
             with torch.no_grad():  # data-dependent starts (actnorm, mixture bases) on batch 0
-                self.train_module(*self.inputs())
+                self.module(*self.inputs())  # eagerly: no compilation for one no-grad call
             chosen = self.objective.start(self.model)  # and those that need whole splits
             if chosen and self.group.is_main:
                 self.files.append_metrics({"step": 0, "event": "start", "chosen": chosen})
@@ -293,6 +325,7 @@ class Trainer:
             "rng": rng,
             **({"rng_ranks": ranks} if ranks else {}),
             **({"ema": self.average.shadow} if self.average else {}),
+            "compile": self.compile.to_dict(),
             "config": self.cfg.to_dict(),
             "version": __version__,
         }
@@ -321,6 +354,7 @@ class Trainer:
                 group.update(hyper)
             self.objective.load_state_dict(payload.get("objective_state", {}))
             set_rng_state(self._rank_rng(payload))
+            self._resume_compile(payload.get("compile"))
             if self.average is not None:  # a run that turns averaging on starts it here
                 if "ema" in payload:
                     self.average.load(payload["ema"])
@@ -329,6 +363,21 @@ class Trainer:
         except (KeyError, ValueError, RuntimeError) as e:
             raise CheckpointError(f"{path}: incomplete training state ({e})") from None
         self.started = time.time()
+
+    def _resume_compile(self, saved: Any) -> None:
+        """A resumed ``auto`` run takes the decision its checkpoint records (made under
+        ``auto``), so it computes as the uninterrupted run did; with none recorded (a
+        checkpoint from before) it keeps its own. A run that fell back to eager stays so."""
+        if saved is None or self.compile.mode != "auto" or self._compile_fell_back:
+            return
+        recorded = Decision.from_dict(saved)
+        if recorded.mode != "auto":
+            return
+        changed = recorded.used != self.compile.used
+        self.compile.used, self.compile.why = recorded.used, recorded.why
+        self.compile_resumed = True
+        if changed:
+            self.train_module = self._compiled(self.module)
 
     def check_resume_point(self, path: Path, payload: dict[str, Any]) -> Progress:
         """Checks every part of a resume point against what it will be loaded into, before
@@ -344,6 +393,11 @@ class Trainer:
             check_averaged_parameters(path, self.model, payload["ema"])
         saved = payload.get("objective_state", {})
         check_state(path, "objective state", saved, self.objective.state_template())
+        if "compile" in payload:
+            try:
+                Decision.from_dict(payload["compile"])
+            except ValueError as e:
+                raise CheckpointError(f"{path}: compile decision {e}") from None
         if "rng" not in payload:
             raise CheckpointError(f"{path}: incomplete training state (no random state 'rng')")
         check_state(path, "random state 'rng'", *_rng_and_template(payload["rng"]))
@@ -505,10 +559,12 @@ class Trainer:
 
     def evaluate_and_log(self) -> float:
         """The validation metric (of the averaged parameters, if any): keeps the best model in
-        best.pt and appends a metrics record."""
+        best.pt and appends a metrics record. Its seconds add up in ``eval_elapsed``."""
         p, metric = self.progress, self.objective.metric
+        began = time.perf_counter()
         with self.averaged():
             scores = self.objective.validate(self.model)
+            p.eval_elapsed += time.perf_counter() - began
             val = scores[f"val_{metric}"]
             if val < p.best_val:
                 p.best_val, p.evals_since_best = val, 0
