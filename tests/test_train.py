@@ -279,6 +279,26 @@ def test_time_budget_stops_evaluates_and_resumes(tmp_path, monkeypatch):
     assert resumed.summary["steps"] == 40
 
 
+def test_a_slow_start_does_not_use_up_the_time_budget(tmp_path, monkeypatch):
+    """The start of ``eval_at_start`` (here 1.5 s of a 1 s budget) is not training: the run
+    still trains, and the start's seconds are the ``elapsed`` of its ``start`` record."""
+    import time
+
+    from flowforge.objectives.mle import MaximumLikelihood
+
+    def slow_start(self, model):
+        time.sleep(1.5)
+        return "slow"
+
+    monkeypatch.setattr(MaximumLikelihood, "start", slow_start)
+    cfg = tiny(tmp_path, max_seconds=1.0, eval_at_start=True, steps=5)
+    result = train_run(cfg, progress=False, plots=False)
+    assert result.summary["steps"] == 5
+    records = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").open()]
+    start = next(r for r in records if r.get("event") == "start")
+    assert start["chosen"] == "slow" and start["elapsed"] >= 1.5
+
+
 def test_negative_time_budget_is_rejected():
     with pytest.raises(ConfigError, match=r"train.max_seconds: should be >= 0"):
         parse_config({"train": {"max_seconds": -1}})

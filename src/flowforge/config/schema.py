@@ -89,9 +89,12 @@ class TrainConfig:
         grad_clip: max gradient norm (0 disables clipping).
         eval_every: steps between validation evaluations (and checkpoints).
         patience: evaluations without validation improvement before stopping (0: never).
-        max_seconds: training wall-clock budget in seconds, summed over resumes (0: none).
-            When it runs out the run evaluates, saves and writes its summary as if at the
-            last step; the learning-rate schedule still follows ``steps``.
+        max_seconds: training wall-clock budget in seconds, summed over resumes (0: none),
+            counted from the first step: the start of ``eval_at_start`` (its data-dependent
+            initialisation and validation; the ``elapsed`` of the ``start`` record in
+            ``metrics.jsonl``) is not training. When it runs out the run evaluates, saves and
+            writes its summary as if at the last step; the learning-rate schedule still
+            follows ``steps``.
         ema: decay of an exponential moving average of the parameters (Polyak averaging, as
             Glow and Residual Flows evaluate; 0: off; 0.999 is usual). Evaluation, ``best.pt``
             and the summary use the averaged parameters, training goes on from the raw ones.

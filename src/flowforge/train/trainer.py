@@ -290,13 +290,19 @@ class Trainer:
         if self.compile.used and self.group.is_main:
             self.note_compile()
         if self.cfg.train.eval_at_start:
+            began = time.time()
             with torch.no_grad():  # data-dependent starts (actnorm, mixture bases) on batch 0
                 self.module(*self.inputs())  # eagerly: no compilation for one no-grad call
             chosen = self.objective.start(self.model)  # and those that need whole splits
             if chosen and self.group.is_main:
-                self.files.append_metrics({"step": 0, "event": "start", "chosen": chosen})
+                seconds = round(time.time() - began, 3)
+                record = {"step": 0, "event": "start", "chosen": chosen, "elapsed": seconds}
+                self.files.append_metrics(record)
             if self.group.is_main:
                 self.evaluate_and_log()
+            # the start is not training: train.max_seconds counts from the first step, so a
+            # slow start (a mixture search on a loaded machine) cannot use up the budget
+            self.started += time.time() - began
         self.save(LAST)
 
     def inputs(self, shard: bool = True) -> tuple[Tensor, ...]:
