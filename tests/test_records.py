@@ -53,6 +53,27 @@ def test_a_row_states_paper_ours_gap_budget_and_whether_reached(tmp_path):
     assert "4.380 ± 0.010 (test)" in row and "**reached**" in row
 
 
+def test_a_vae_in_progress_is_read_from_its_validation_elbo_and_finished_from_its_iwae_bound(
+    tmp_path,
+):
+    records = _records_module()
+    folder = tmp_path / "vae"
+    _record(folder, value=85.1)
+    metrics = [
+        {"step": 5000, "val_neg_elbo": 114.96, "val_stderr": 0.27, "elapsed": 3600.0},
+        {"step": 10000, "val_neg_elbo": 101.5, "val_stderr": 0.25, "elapsed": 7200.0},
+    ]
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in metrics))
+    meta = yaml.safe_load((folder / "record.yaml").read_text())
+    (folder / "record.yaml").write_text(yaml.safe_dump({**meta, "unit": "nats (IWAE bound)"}))
+    row = records.row(records.read_record(folder))
+    assert "101.50 ± 0.25 (validation -ELBO" in row and "step 10,000), in progress" in row
+    records.curve(records.read_record(folder), tmp_path / "curve.png")
+    assert (tmp_path / "curve.png").stat().st_size > 0
+    (folder / "summary.json").write_text(json.dumps({"test_nll": 86.0, "test_nll_stderr": 0.1}))
+    assert "86.00 ± 0.10 (test)" in records.row(records.read_record(folder))
+
+
 def test_an_incomplete_record_is_refused_by_name(tmp_path):
     records = _records_module()
     _record(tmp_path / "bad")
