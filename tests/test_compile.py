@@ -344,3 +344,21 @@ def test_a_real_compile_failure_falls_back(tmp_path, monkeypatch, capsys):
     notices = [x for x in capsys.readouterr().err.splitlines() if x.startswith("notice:")]
     assert len(notices) == 1 and "training eagerly" in notices[0]
     assert result.summary["compile"]["used"] is False
+
+
+def test_the_compilers_notes_are_silenced_while_it_compiles(caplog, recwarn):
+    import logging
+    import warnings
+
+    from flowforge.train.compiling import _quiet_compiler
+
+    dynamo = logging.getLogger("torch._dynamo")
+    with caplog.at_level(logging.WARNING, logger="torch._dynamo"):
+        with _quiet_compiler(True):
+            dynamo.warning("Graph break from `Tensor.item()`")
+            warnings.warn("torch._prims_common.check is deprecated", FutureWarning, stacklevel=1)
+        assert not caplog.records and not recwarn.list
+        assert dynamo.level != logging.ERROR  # restored
+        with _quiet_compiler(False):  # after the first calls: nothing is silenced
+            dynamo.warning("a later note")
+        assert [r.getMessage() for r in caplog.records] == ["a later note"]

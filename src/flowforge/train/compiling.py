@@ -31,9 +31,11 @@ compiled module and, if compiling fails, prints one line and computes eagerly fr
 
 from __future__ import annotations
 
+import logging
 import sys
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -252,6 +254,32 @@ def _backward_compiled_too() -> AbstractContextManager[Any]:
     return config.patch(force_non_lazy_backward_lowering=True)
 
 
+#: the first calls, which compile: the compiler's own notes are silenced for them
+_QUIET_CALLS = 3
+
+
+@contextmanager
+def _quiet_compiler(quiet: bool) -> Iterator[None]:
+    """Silences the compiler's notes to its developers while it compiles (Dynamo's graph-break
+    hints, Inductor's deprecation warnings): a user's run prints its own lines only. Errors
+    still raise, and a failed compilation is named by :class:`CompiledStep`."""
+    if not quiet:
+        yield
+        return
+    loggers = [logging.getLogger(name) for name in ("torch._dynamo", "torch._inductor")]
+    levels = [logger.level for logger in loggers]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.")
+        for logger in loggers:
+            logger.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            for logger, level in zip(loggers, levels, strict=True):
+                logger.setLevel(level)
+
+
 class CompiledStep:
     """``module`` through ``torch.compile(dynamic=False)``. If a call fails to compile (or
     fails compiled), it prints one line on stderr, marks ``decision`` as not used with the
@@ -266,11 +294,13 @@ class CompiledStep:
     ) -> None:
         self.module, self.decision, self.on_fallback = module, decision, on_fallback
         self.compiled: Callable[..., Tensor] | None = torch.compile(module, dynamic=False)
+        self.calls = 0
 
     def __call__(self, *args: Any) -> Tensor:
         if self.compiled is not None:
             try:
-                with _backward_compiled_too():
+                with _backward_compiled_too(), _quiet_compiler(self.calls < _QUIET_CALLS):
+                    self.calls += 1
                     return self.compiled(*args)
             except Exception as e:  # any failure: eager decides whether it is the model's
                 self.compiled = None
