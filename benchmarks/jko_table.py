@@ -37,7 +37,7 @@ from flowforge.config import parse_config
 from flowforge.data.registry import load_dataset
 from flowforge.models import build_model
 from flowforge.objectives.jko import transport_cost
-from flowforge.runs import train_run
+from flowforge.runs import RunDirectory, train_run
 from flowforge.runs.load import load
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -137,15 +137,13 @@ def run(
     sizes: tuple[int, int, int] = SIZES,
 ) -> dict:
     """The run's summary (trained now, or read from a finished run) with its transport cost."""
-    run_dir = out / f"{data}-{model}"
-    summary_path, cpu_path = run_dir / "summary.json", out / f"{data}-{model}.cpu"
-    if not summary_path.is_file():
+    run_dir, cpu_path = out / f"{data}-{model}", out / f"{data}-{model}.cpu"
+    summary = RunDirectory(run_dir).read_summary()
+    if summary is None:
         cfg = parse_config(config(data, model, out, steps_per_block, seconds, sizes))
         began = time.process_time()
         summary = train_run(cfg, progress=False, plots=False).summary
         cpu_path.write_text(f"{time.process_time() - began:.1f}\n")
-    else:
-        summary = json.loads(summary_path.read_text())
     summary["cpu_seconds"] = float(cpu_path.read_text()) if cpu_path.is_file() else math.nan
     if "test_transport" not in summary:
         test = load_dataset(data, *sizes, 0).test

@@ -158,7 +158,7 @@ CASES = {
         "objective": {"name": "distill", "teacher": None, **_KL_OPTIONS},
         "model": {"name": "iaf", "layers": 2, "hidden": [16]},
     },
-    "jko": {  # two CNF blocks of 20 steps each: the 40 steps of case_config
+    "jko": {  # two CNF blocks, each half of the run's steps (case_config fills it in)
         "objective": {"name": "jko", "step_size": 0.5, "steps_per_block": 20},
         "data": MOONS,
         "model": {
@@ -229,6 +229,8 @@ def case_config(case: str, teacher: str | None = None, steps: int = 40) -> dict:
     sections = copy.deepcopy(CASES[case])
     if case == "distill":
         sections["objective"]["teacher"] = teacher
+    if case == "jko":  # the schedule fills the run: steps_per_block x blocks == steps
+        sections["objective"]["steps_per_block"] = steps // sections["model"]["blocks"]
     train = {"steps": steps, "batch_size": 64, "eval_every": 5}
     if case in BASELINES:
         train.update(_BASELINE_TRAIN)

@@ -23,7 +23,7 @@ from helpers import case_config, train_teacher
 
 #: one case per objective (``pcd``: ``cd`` with persistent chains, the one with tensor state)
 CASES = ["mle", "elbo", "iwae", "reverse_kl", "distill", "gan", "wgan", "wgan_gp", "cd", "pcd"]
-CASES += ["dbm", "nade"]  # nade: the ``likelihood`` objective
+CASES += ["dbm", "nade", "jko"]  # nade: the ``likelihood`` objective
 MNIST_CASES = ("cd", "pcd", "dbm", "nade")
 
 
