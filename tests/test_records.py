@@ -51,6 +51,10 @@ def test_a_row_states_paper_ours_gap_budget_and_whether_reached(tmp_path):
     _record(tmp_path / "done", {"test_bpd": 4.38, "test_bpd_stderr": 0.01}, value=4.36)
     row = records.row(records.read_record(tmp_path / "done"))
     assert "4.380 ± 0.010 (test)" in row and "**reached**" in row
+    # in progress, a validation number at the paper's is not yet the paper's (a test number)
+    _record(tmp_path / "close", value=4.9)
+    row = records.row(records.read_record(tmp_path / "close"))
+    assert "on validation so far; test pending" in row and "**reached**" not in row
 
 
 def test_a_vae_in_progress_is_read_from_its_validation_elbo_and_finished_from_its_iwae_bound(
