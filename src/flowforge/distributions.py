@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from flowforge.nn.data_start import has_started, mark_started, track_start
 from flowforge.nn.made import MADE
 
 __all__ = ["BaseDistribution", "DiagonalNormal", "StandardLogistic", "StandardNormal"]
@@ -248,7 +249,7 @@ class GaussianMixture(BaseDistribution):
         self.means = nn.Parameter(torch.zeros(components, features))
         self.log_diag = nn.Parameter(torch.zeros(components, features))
         self.lower = nn.Parameter(torch.zeros(components, features, features))
-        self.register_buffer("initialized", torch.tensor(False))
+        track_start(self)
 
     def scale_tril(self) -> Tensor:
         """The factors :math:`L_k`, ``(K, D, D)``."""
@@ -263,7 +264,7 @@ class GaussianMixture(BaseDistribution):
 
     def log_prob(self, z: Tensor, context: Tensor | None = None) -> Tensor:
         self._check(z)
-        if self.training and not bool(self.initialized):
+        if self.training and not has_started(self):
             self.start(z.detach())
         return torch.logsumexp(self._log_joint(z), dim=1)
 
@@ -331,7 +332,7 @@ class GaussianMixture(BaseDistribution):
         values["lower"][:k] = torch.tril(chol, -1)
         for name, v in values.items():
             getattr(self, name).copy_(v)
-        self.initialized.fill_(True)
+        mark_started(self)
 
     def sample(self, n: int, context: Tensor | None = None, temperature: float = 1.0) -> Tensor:
         k = torch.multinomial(torch.softmax(self.logits, 0), n, replacement=True)

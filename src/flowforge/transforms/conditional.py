@@ -34,6 +34,7 @@ from flowforge.nn.context_encoder import (
     GlobalFeatureHead,
     features_at,
 )
+from flowforge.nn.data_start import has_started, mark_started, track_start
 from flowforge.transforms.base import Transform
 from flowforge.transforms.linear import LULinear
 from flowforge.transforms.normalization import actnorm_start
@@ -106,7 +107,7 @@ class ConditionalActNorm(Transform):
         self.bias = nn.Parameter(torch.zeros(features))
         self.log_scale = nn.Parameter(torch.zeros(features))
         self.head = GlobalFeatureHead(feature_channels, 2 * features)
-        self.register_buffer("initialized", torch.tensor(False))
+        track_start(self)
 
     def _params(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
         delta = self.head(features_at(context, x))  # (B, 2C)
@@ -119,10 +120,10 @@ class ConditionalActNorm(Transform):
         bias, log_scale = actnorm_start(x, "ConditionalActNorm", self.eps)
         self.bias.copy_(bias)
         self.log_scale.copy_(log_scale)
-        self.initialized.fill_(True)
+        mark_started(self)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        if self.training and not bool(self.initialized):
+        if self.training and not has_started(self):
             self.initialize(x)
         b, s = self._params(x, context)
         z = (x + _view(b, x)) * _view(torch.exp(s), x)

@@ -12,6 +12,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from flowforge.nn.data_start import has_started, mark_started, track_start
 from flowforge.transforms.base import Inverse, Transform, sum_except_batch
 
 __all__ = ["DiagonalScaling", "ElementwiseAffine", "Logit", "Sigmoid"]
@@ -133,14 +134,14 @@ class DiagonalScaling(ElementwiseAffine):
         super().__init__(features, shift=False)
         self.data_init, self.eps = data_init, float(eps)
         if data_init:
-            self.register_buffer("initialized", torch.tensor(False))
+            track_start(self)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        if self.data_init and self.training and not bool(self.initialized):
+        if self.data_init and self.training and not has_started(self):
             with torch.no_grad():
                 std = feature_std(x, "DiagonalScaling")
                 self.log_scale.copy_(-torch.log(std + self.eps))
-                self.initialized.fill_(True)
+                mark_started(self)
         return super().forward(x, context)
 
     def extra_repr(self) -> str:

@@ -20,6 +20,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from flowforge.nn.data_start import has_started, mark_started, track_start
 from flowforge.transforms.base import Transform
 from flowforge.transforms.elementwise import feature_std
 
@@ -116,7 +117,7 @@ class ActNorm(Transform):
         self.eps = float(eps)
         self.bias = nn.Parameter(torch.zeros(features))
         self.log_scale = nn.Parameter(torch.zeros(features))
-        self.register_buffer("initialized", torch.tensor(False))
+        track_start(self)
 
     def _view(self, p: Tensor, x: Tensor) -> Tensor:
         return p.reshape(1, -1, *([1] * (x.dim() - 2)))
@@ -130,10 +131,10 @@ class ActNorm(Transform):
         bias, log_scale = actnorm_start(x, "ActNorm", self.eps)
         self.bias.copy_(bias)
         self.log_scale.copy_(log_scale)
-        self.initialized.fill_(True)
+        mark_started(self)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        if self.training and not bool(self.initialized):
+        if self.training and not has_started(self):
             self.initialize(x)
         z = (x + self._view(self.bias, x)) * self._view(torch.exp(self.log_scale), x)
         return z, self._ladj(x)
